@@ -1,0 +1,45 @@
+# byoai: convenience wrapper around CMake.
+#   make run    install build deps, build, and generate a story with the test model
+#   make test   install build deps, build with ASan+UBSan, run every test
+#   make bench  build optimized and run the benchmarks (JSON on stdout)
+#   make fuzz   build libFuzzer targets with clang and run each briefly
+SHELL   := /bin/bash
+JOBS    ?= $(shell nproc)
+SHARED  ?= $(abspath ../shared)
+RELEASE := build/release
+TESTDIR := build/test
+FUZZDIR := build/fuzz
+MODEL   ?= $(SHARED)/models/stories260K.gguf
+PROMPT  ?= Once upon a time
+
+.PHONY: all deps build run test test-build bench fuzz clean e2e-deps
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release -DBYOAI_TESTS=OFF -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null
+	@cmake --build $(RELEASE) -j $(JOBS)
+
+run: build
+	$(RELEASE)/byoai run $(MODEL) -p "$(PROMPT)" -n 100 --temp 0
+
+test-build: deps
+	@cmake -S . -B $(TESTDIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null
+	@cmake --build $(TESTDIR) -j $(JOBS)
+
+test: test-build
+	cd $(TESTDIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	bash bench/run.sh $(RELEASE)
+
+fuzz: deps
+	@cmake -S . -B $(FUZZDIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_FUZZ=ON -DBYOAI_TESTS=OFF -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null
+	@cmake --build $(FUZZDIR) -j $(JOBS)
+	bash fuzz/run.sh $(FUZZDIR)
+
+clean:
+	rm -rf build

@@ -1,0 +1,29 @@
+# Unit tests: tests/unit/test_*.c, each an executable run by CTest (cmocka).
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+set(BYOAI_TEST_ENV
+  "BYOAI_SHARED=${BYOAI_SHARED_DIR}"
+  "BYOAI_BIN=$<TARGET_FILE:byoai>"
+  "BYOAI_SOURCE=${CMAKE_SOURCE_DIR}"
+  "BYOAI_BUILD=${CMAKE_BINARY_DIR}"
+  "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+  "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+
+file(GLOB UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
+foreach(f ${UNIT_TESTS})
+  get_filename_component(n ${f} NAME_WE)
+  add_executable(${n} ${f} ${CMAKE_SOURCE_DIR}/tests/unit/testutil.c)
+  target_link_libraries(${n} PRIVATE byoai_lib PkgConfig::CMOCKA)
+  target_include_directories(${n} PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/tests/unit)
+  add_test(NAME unit/${n} COMMAND ${n})
+  set_tests_properties(unit/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 600 LABELS unit)
+endforeach()
+
+# Integration tests: tests/integration/*.sh, real processes against the built binary.
+file(GLOB INTEGRATION_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*.sh)
+foreach(f ${INTEGRATION_TESTS})
+  get_filename_component(n ${f} NAME_WE)
+  add_test(NAME integration/${n} COMMAND bash ${f})
+  set_tests_properties(integration/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 900
+    LABELS integration)
+endforeach()
