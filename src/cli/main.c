@@ -1,0 +1,52 @@
+/* byoai: command-line entry point; dispatches to one file per subcommand. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command COMMANDS[] = {
+    {"version", "print the version", cli_version},
+};
+
+int cli_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("byoai %s\n", BYOAI_VERSION);
+    return CLI_OK;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: byoai COMMAND [ARGS...]\n"
+            "\n"
+            "byoai finds, installs and runs open AI models on your own machines.\n"
+            "\n"
+            "Commands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f,
+            "\n"
+            "Run 'byoai COMMAND --help' for a command's options.\n"
+            "\n"
+            "Exit status: 0 success, 1 runtime error, 2 usage error.\n"
+            "Environment: BYOAI_LOG=error|warn|info|debug sets the log level;\n"
+            "             BYOAI_SIMD=scalar|avx2|avx512 caps the kernels used.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "--version")) return cli_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "byoai: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return CLI_USAGE;
+}
