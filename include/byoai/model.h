@@ -1,0 +1,134 @@
+/*
+ * byoai/model.h: load a GGUF model and run its forward pass.
+ *
+ * Contract
+ * - A byoai_model is read-only after loading: weights are used in place
+ *   from the file's memory map (never copied), hyper-parameters and tensor
+ *   shapes are validated against the architecture's description before use.
+ *   One model may serve many contexts at once.
+ * - A byoai_context owns what a run mutates: the KV cache of each of its
+ *   sequences, scratch buffers and a thread pool. One thread uses a context
+ *   at a time.
+ * - byoai_decode() evaluates a batch of tokens, possibly from several
+ *   sequences (continuous batching); each token attends to the earlier
+ *   positions of its own sequence only.
+ * - Architectures are rows in a table (src/infer/arch.c), not forks of the
+ *   forward pass: llama, mistral, qwen2, qwen3, phi3, gemma.
+ * - A context may run a contiguous range of layers only (pipeline
+ *   parallelism across machines): it then takes and/or gives hidden states
+ *   instead of tokens and logits.
+ */
+#ifndef BYOAI_MODEL_H
+#define BYOAI_MODEL_H
+
+#include "byoai/base.h"
+#include "byoai/gguf.h"
+#include "byoai/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum byoai_rope_type { BYOAI_ROPE_NORM = 0, BYOAI_ROPE_NEOX = 2 } byoai_rope_type;
+typedef enum byoai_ffn_act { BYOAI_ACT_SILU = 0, BYOAI_ACT_GELU = 1 } byoai_ffn_act;
+
+/* Hyper-parameters, from the GGUF metadata "<arch>.*" keys. */
+typedef struct byoai_hparams {
+    char arch[32];
+    uint32_t n_vocab;
+    uint32_t n_ctx_train;
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t n_ff;
+    uint32_t head_dim;     /* key/value length per head */
+    uint32_t n_rot;        /* rotated dimensions per head */
+    float norm_eps;
+    float rope_freq_base;
+    byoai_rope_type rope_type;
+    byoai_ffn_act act;
+    uint64_t n_params;     /* total parameters in the file's tensors */
+    uint64_t weight_bytes; /* total tensor bytes */
+} byoai_hparams;
+
+typedef struct byoai_model byoai_model;
+
+typedef struct byoai_model_params {
+    /* Layers to load: [layer_begin, layer_end). layer_end = 0 means all.
+     * The token embedding is loaded when layer_begin == 0 and the output
+     * norm and matrix when layer_end == n_layer. */
+    uint32_t layer_begin, layer_end;
+    /* Load only the tokenizer and hyper-parameters (no tensor checks). */
+    bool vocab_only;
+} byoai_model_params;
+
+/* Load and validate a model. The model keeps the file mapped. */
+int byoai_model_load(const char *path, const byoai_model_params *params, byoai_model **out, byoai_error *err);
+void byoai_model_free(byoai_model *m);
+const byoai_hparams *byoai_model_hparams(const byoai_model *m);
+const byoai_tokenizer *byoai_model_tokenizer(const byoai_model *m);
+const byoai_gguf *byoai_model_gguf(const byoai_model *m);
+/* The chat template (tokenizer.chat_template) or NULL. Not NUL-terminated: see len. */
+const char *byoai_model_chat_template(const byoai_model *m, size_t *len);
+/* Bytes of KV cache per token of context (all layers this model loaded, F32). */
+uint64_t byoai_model_kv_bytes_per_token(const byoai_model *m);
+
+typedef struct byoai_context byoai_context;
+
+typedef struct byoai_context_params {
+    uint32_t n_ctx;     /* positions per sequence (0: min(train context, 4096)) */
+    uint32_t n_seq;     /* parallel sequences, each with its own KV cache (0: 1) */
+    uint32_t n_batch;   /* max tokens per byoai_decode (0: 512) */
+    int n_threads;      /* 0: all cores */
+    bool embeddings;    /* keep the final-normed hidden state of every token */
+} byoai_context_params;
+
+int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_context **out, byoai_error *err);
+void byoai_context_free(byoai_context *ctx);
+uint32_t byoai_context_n_ctx(const byoai_context *ctx);
+uint32_t byoai_context_n_seq(const byoai_context *ctx);
+const byoai_model *byoai_context_model(const byoai_context *ctx);
+
+/* A batch of tokens to evaluate. Row i is token tokens[i] (or hidden state
+ * embd[i * n_embd ...] for a context whose model starts after layer 0) at
+ * position pos[i] of sequence seq[i]. Positions of one sequence must follow
+ * on from what its cache holds (pos = current length, length+1, ...).
+ * want[i] != 0 asks for row i's output (logits, or the hidden state when
+ * the model ends before its last layer); NULL asks for the last row only. */
+typedef struct byoai_batch {
+    uint32_t n_tokens;
+    const int32_t *tokens;
+    const float *embd;
+    const int32_t *pos;   /* NULL: continue each sequence */
+    const int32_t *seq;   /* NULL: all sequence 0 */
+    const int8_t *want;
+} byoai_batch;
+
+/* Evaluate a batch. On error (bad token id, position gap, cache full) the
+ * context's caches are unchanged. */
+int byoai_decode(byoai_context *ctx, const byoai_batch *batch, byoai_error *err);
+/* Output of the j-th wanted row of the last decode (j in order of the
+ * batch): n_vocab logits, or n_embd hidden values for a partial model. */
+const float *byoai_get_output(const byoai_context *ctx, uint32_t j);
+uint32_t byoai_get_n_outputs(const byoai_context *ctx);
+/* With params.embeddings: the final-normed hidden state of batch row i. */
+const float *byoai_get_embedding(const byoai_context *ctx, uint32_t i);
+
+/* KV cache per sequence */
+uint32_t byoai_kv_len(const byoai_context *ctx, uint32_t seq);
+/* Forget positions >= len of a sequence (len 0 clears it). */
+void byoai_kv_truncate(byoai_context *ctx, uint32_t seq, uint32_t len);
+
+/* Timing of the context so far (seconds and token counts). */
+typedef struct byoai_perf {
+    double prompt_seconds, gen_seconds;
+    uint64_t prompt_tokens, gen_tokens;
+} byoai_perf;
+void byoai_context_perf(const byoai_context *ctx, byoai_perf *out);
+void byoai_context_perf_reset(byoai_context *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
