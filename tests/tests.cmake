@@ -21,6 +21,7 @@ endforeach()
 
 # Integration tests: tests/integration/*.sh, real processes against the built binary.
 file(GLOB INTEGRATION_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*.sh)
+list(FILTER INTEGRATION_TESTS EXCLUDE REGEX "/lib[^/]*\\.sh$")
 foreach(f ${INTEGRATION_TESTS})
   get_filename_component(n ${f} NAME_WE)
   add_test(NAME integration/${n} COMMAND bash ${f})

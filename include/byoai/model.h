@@ -74,6 +74,30 @@ const char *byoai_model_chat_template(const byoai_model *m, size_t *len);
 /* Bytes of KV cache per token of context (all layers this model loaded, F32). */
 uint64_t byoai_model_kv_bytes_per_token(const byoai_model *m);
 
+/* What a GGUF file holds, read from its metadata and tensor table only (no
+ * weights touched); works for architectures this build cannot run. */
+typedef struct byoai_model_info {
+    char arch[32];
+    bool arch_supported;
+    char name[128];            /* general.name, or "" */
+    char tokenizer[32];        /* tokenizer.ggml.model, or "" */
+    uint32_t n_vocab;          /* tokens in tokenizer.ggml.tokens */
+    bool has_chat_template;
+    uint32_t n_ctx_train, n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim;
+    uint64_t n_params;
+    uint64_t file_bytes, weight_bytes;
+    uint64_t type_count[BYOAI_TYPE_COUNT]; /* tensors per type */
+    uint64_t type_bytes[BYOAI_TYPE_COUNT]; /* bytes per type */
+    const char *file_type;     /* the dominant quantization ("Q4_K", ...) */
+    /* memory to run at n_ctx tokens, one sequence: weights + KV + buffers */
+    uint32_t mem_ctx;
+    uint64_t mem_kv_bytes, mem_buffer_bytes, mem_total_bytes;
+} byoai_model_info;
+
+int byoai_model_describe(const byoai_gguf *g, uint32_t n_ctx, byoai_model_info *out, byoai_error *err);
+/* True when this build can run architecture `name`. */
+bool byoai_arch_supported(const char *name);
+
 typedef struct byoai_context byoai_context;
 
 typedef struct byoai_context_params {

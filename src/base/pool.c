@@ -12,6 +12,7 @@
 #include "byoai/base.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,7 +25,14 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000
+
+/* Pause while spinning; now and then yield the core so that a pool larger
+ * than the machine (or a busy machine) still makes progress quickly. */
+static inline void spin_pause(int i) {
+    if ((i & 63) == 63) sched_yield();
+    else cpu_relax();
+}
 
 struct byoai_pool {
     int n;
@@ -57,7 +65,7 @@ static void *worker_main(void *p) {
     for (;;) {
         unsigned g = LOAD(&pool->gen);
         for (int i = 0; g == seen && i < SPIN_ITERS && !LOAD(&pool->stop); i++) {
-            cpu_relax();
+            spin_pause(i);
             g = LOAD(&pool->gen);
         }
         if (g == seen) {
@@ -130,7 +138,7 @@ void byoai_pool_run(byoai_pool *pool, byoai_pool_fn fn, void *arg) {
         pthread_mutex_unlock(&pool->mu);
     }
     fn(arg, 0, pool->n);
-    for (int i = 0; LOAD(&pool->pending) > 0 && i < SPIN_ITERS; i++) cpu_relax();
+    for (int i = 0; LOAD(&pool->pending) > 0 && i < SPIN_ITERS; i++) spin_pause(i);
     if (LOAD(&pool->pending) > 0) {
         pthread_mutex_lock(&pool->mu);
         STORE(&pool->done_sleeper, 1);

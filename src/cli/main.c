@@ -5,6 +5,9 @@
 #include <string.h>
 
 static const cli_command COMMANDS[] = {
+    {"run", "generate text with a model", cli_run},
+    {"info", "describe a GGUF model file", cli_info},
+    {"tokenize", "show how a model splits text into tokens", cli_tokenize},
     {"version", "print the version", cli_version},
 };
 

@@ -25,3 +25,5 @@ const byoai_arch *byoai_arch_find(const char *name) {
 }
 
 const char *byoai_arch_names(void) { return "llama, mistral, qwen2, qwen3, phi3, gemma"; }
+
+bool byoai_arch_supported(const char *name) { return byoai_arch_find(name) != NULL; }

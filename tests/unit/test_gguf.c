@@ -238,12 +238,196 @@ static void test_reads_real_files(void **state) {
     assert_int_equal(byoai_gguf_open("/nonexistent/x.gguf", &g, &err), BYOAI_ENOTFOUND);
 }
 
+
+/* ---- the malformed corpus --------------------------------------------- */
+
+/* A hand-built GGUF image whose every field a case can override. */
+typedef struct {
+    uint32_t magic, version;
+    uint64_t n_tensors, n_kv;
+    uint64_t key_len;           /* length written for the first key */
+    uint32_t vtype;             /* type of the first value (a string) */
+    uint32_t align_type;        /* general.alignment's value type */
+    uint32_t align;
+    uint32_t n_dims;
+    uint64_t ne0, ne1;
+    uint32_t ttype;
+    uint64_t offset, offset2;   /* data offsets of the two tensors */
+    const char *name2;          /* second tensor's name */
+    bool dup_key;               /* repeat the first key */
+    int bool_val;               /* value of an extra bool entry (-1: none) */
+    int nest;                   /* depth of an extra nested array (0: none) */
+    bool unterminated;          /* the last string runs past the end */
+} spec;
+
+typedef struct {
+    uint8_t b[8192];
+    size_t n;
+} image;
+
+static void p32(image *im, uint32_t v) { memcpy(im->b + im->n, &v, 4); im->n += 4; }
+static void p64(image *im, uint64_t v) { memcpy(im->b + im->n, &v, 8); im->n += 8; }
+static void pstr(image *im, const char *s) { p64(im, strlen(s)); memcpy(im->b + im->n, s, strlen(s)); im->n += strlen(s); }
+
+static spec good_spec(void) {
+    return (spec){.magic = BYOAI_GGUF_MAGIC, .version = 3, .n_tensors = 2, .key_len = 20, .vtype = BYOAI_GGUF_STRING,
+                  .align_type = BYOAI_GGUF_UINT32, .align = 32, .n_dims = 2, .ne0 = 8, .ne1 = 2,
+                  .ttype = BYOAI_TYPE_F32, .offset = 0, .offset2 = 64, .name2 = "b", .bool_val = -1};
+}
+
+static void build(const spec *s, image *im) {
+    im->n = 0;
+    p32(im, s->magic);
+    p32(im, s->version);
+    p64(im, s->n_tensors);
+    uint64_t n_kv = 2 + (s->dup_key ? 1 : 0) + (s->bool_val >= 0 ? 1 : 0) + (s->nest ? 1 : 0);
+    p64(im, s->n_kv ? s->n_kv : n_kv);
+    for (int rep = 0; rep < (s->dup_key ? 2 : 1); rep++) {
+        p64(im, s->key_len);
+        memcpy(im->b + im->n, "general.architecture", 20);
+        im->n += 20;
+        p32(im, s->vtype);
+        pstr(im, "llama");
+    }
+    pstr(im, "general.alignment");
+    p32(im, s->align_type);
+    p32(im, s->align);
+    if (s->bool_val >= 0) {
+        pstr(im, "x.flag");
+        p32(im, BYOAI_GGUF_BOOL);
+        im->b[im->n++] = (uint8_t)s->bool_val;
+    }
+    if (s->nest) {
+        pstr(im, "x.nested");
+        p32(im, BYOAI_GGUF_ARRAY);
+        for (int d = 0; d < s->nest; d++) { p32(im, BYOAI_GGUF_ARRAY); p64(im, 1); }
+        p32(im, BYOAI_GGUF_UINT8); /* innermost: an empty array of u8 */
+        p64(im, 0);
+    }
+    pstr(im, "a");
+    p32(im, s->n_dims);
+    for (uint32_t d = 0; d < s->n_dims && d < 8; d++) p64(im, d == 0 ? s->ne0 : d == 1 ? s->ne1 : 1);
+    p32(im, s->ttype);
+    p64(im, s->offset);
+    pstr(im, s->name2);
+    p32(im, 1);
+    p64(im, 16);
+    p32(im, BYOAI_TYPE_F32);
+    p64(im, s->offset2);
+    while (im->n % 32) im->b[im->n++] = 0;
+    for (int i = 0; i < 128; i++) im->b[im->n++] = (uint8_t)i; /* tensor data: 64 + 64 bytes */
+    if (s->unterminated) { /* a final string whose length runs past the end */
+        im->n -= 128;
+        p64(im, 1000);
+        memcpy(im->b + im->n, "abc", 3);
+        im->n += 3;
+    }
+}
+
+static void expect_error(const spec *s, const char *needle) {
+    image im;
+    build(s, &im);
+    byoai_gguf *g = NULL;
+    byoai_error err = {0};
+    int rc = byoai_gguf_parse(im.b, im.n, &g, &err);
+    if (rc == 0) fail_msg("expected an error containing '%s', got success", needle);
+    assert_int_equal(rc, BYOAI_EFORMAT);
+    if (!strstr(err.msg, needle)) fail_msg("expected '%s' in: %s", needle, err.msg);
+    assert_null(g);
+}
+
+static void test_malformed_corpus(void **state) {
+    (void)state;
+    spec s = good_spec();
+    image im;
+    build(&s, &im);
+    byoai_gguf *g;
+    byoai_error err;
+    if (byoai_gguf_parse(im.b, im.n, &g, &err)) fail_msg("the base image must be valid: %s", err.msg);
+    assert_int_equal(g->n_tensors, 2);
+    byoai_gguf_close(g);
+
+    /* truncated at every byte: each prefix is refused cleanly */
+    for (size_t len = 0; len < im.n; len++) {
+        int rc = byoai_gguf_parse(im.b, len, &g, &err);
+        if (rc != BYOAI_EFORMAT) fail_msg("prefix of %zu bytes: rc %d", len, rc);
+        assert_true(err.msg[0] != '\0');
+    }
+
+#define CASE(field, value, needle) do { spec t = good_spec(); t.field = value; expect_error(&t, needle); } while (0)
+    CASE(magic, 0x12345678u, "not a GGUF file");
+    CASE(magic, 0x47475546u, "big-endian");
+    CASE(version, 1, "version 1");
+    CASE(version, 99, "version 99");
+    CASE(n_tensors, 1ull << 60, "tensors, more than");
+    CASE(n_kv, 1ull << 60, "metadata entries");
+    CASE(key_len, 1ull << 62, "bytes long but only");
+    CASE(vtype, 77, "value type 77");
+    CASE(align_type, BYOAI_GGUF_UINT64, "must be uint32");
+    CASE(align, 48, "power of two");
+    CASE(align, 0, "power of two");
+    CASE(n_dims, 5, "5 dimensions");
+    CASE(n_dims, 0, "0 dimensions");
+    CASE(ne1, 1ull << 62, "overflows");
+    CASE(ne0, 1ull << 63, "larger than 2^63-1");
+    CASE(ttype, 4, "unknown tensor type 4");
+    CASE(ttype, 1000, "unknown tensor type 1000");
+    CASE(ttype, BYOAI_TYPE_Q4_0, "block size 32");
+    CASE(offset, 1ull << 40, "past the end of the file");
+    CASE(offset, 16, "not a multiple of the alignment");
+    CASE(offset2, 32, "overlap");
+    CASE(offset2, 96, "past the end of the file");
+    CASE(offset2, UINT64_MAX - 31, "past the end of the file");
+    CASE(name2, "a", "appears more than once");
+    CASE(dup_key, true, "appears more than once");
+    CASE(bool_val, 2, "must be 0 or 1");
+    CASE(nest, 12, "nested deeper");
+    CASE(unterminated, true, "past");
+#undef CASE
+    /* a data section claimed to start past the end */
+    spec t = good_spec();
+    build(&t, &im);
+    assert_int_equal(byoai_gguf_parse(im.b, 60, &g, &err), BYOAI_EFORMAT);
+    /* a nested array within the limit is fine */
+    t.nest = 4;
+    build(&t, &im);
+    if (byoai_gguf_parse(im.b, im.n, &g, &err)) fail_msg("%s", err.msg);
+    byoai_gguf_close(g);
+    /* and a bool of 1 */
+    t = good_spec();
+    t.bool_val = 1;
+    build(&t, &im);
+    if (byoai_gguf_parse(im.b, im.n, &g, &err)) fail_msg("%s", err.msg);
+    bool b;
+    assert_int_equal(byoai_gguf_get_bool(g, "x.flag", &b, &err), 0);
+    assert_true(b);
+    byoai_gguf_close(g);
+}
+
+/* The tensor error names the tensor and both numbers, as users see it. */
+static void test_error_message_shape(void **state) {
+    (void)state;
+    spec s = good_spec();
+    s.offset2 = 1ull << 20;
+    image im;
+    build(&s, &im);
+    byoai_gguf *g;
+    byoai_error err;
+    assert_int_equal(byoai_gguf_parse(im.b, im.n, &g, &err), BYOAI_EFORMAT);
+    char want[160];
+    snprintf(want, sizeof want, "tensor b: data ends at byte %llu, past the end of the file (%zu)",
+             (unsigned long long)(im.n - 128 + (1ull << 20) + 64), im.n);
+    assert_string_equal(err.msg, want);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_file),
         cmocka_unit_test(test_alignment),
         cmocka_unit_test(test_type_traits),
         cmocka_unit_test(test_reads_real_files),
+        cmocka_unit_test(test_malformed_corpus),
+        cmocka_unit_test(test_error_message_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

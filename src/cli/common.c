@@ -1,0 +1,118 @@
+/* Helpers shared by the subcommands: argument parsing and error reporting. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "byoai %s: %s\nTry 'byoai %s --help' for usage.\n", cmd, msg, cmd);
+    return CLI_USAGE;
+}
+
+int cli_fail(const char *cmd, const byoai_error *err) {
+    fprintf(stderr, "byoai %s: error: %s\n", cmd, err->msg[0] ? err->msg : byoai_status_name(err->code));
+    return CLI_ERROR;
+}
+
+bool cli_parse_int(const char *cmd, const char *opt, const char *s, long long min, long long max, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0') {
+        cli_usage_error(cmd, "%s expects a whole number, got '%s'", opt, s);
+        return false;
+    }
+    if (v < min || v > max) {
+        cli_usage_error(cmd, "%s must be between %lld and %lld, got %lld", opt, min, max, v);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *cmd, const char *opt, const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v)) {
+        cli_usage_error(cmd, "%s expects a number, got '%s'", opt, s);
+        return false;
+    }
+    if (v < min || v > max) {
+        cli_usage_error(cmd, "%s must be between %g and %g, got %g", opt, min, max, v);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap) {
+    struct stat st;
+    if (stat(arg, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            fprintf(stderr, "byoai %s: error: %s is not a regular file\n", cmd, arg);
+            return false;
+        }
+        if (strlen(arg) >= cap) {
+            fprintf(stderr, "byoai %s: error: path too long\n", cmd);
+            return false;
+        }
+        strcpy(path, arg);
+        return true;
+    }
+    fprintf(stderr, "byoai %s: error: model '%s' not found: give the path of a .gguf file\n", cmd, arg);
+    return false;
+}
+
+void cli_getopt_reset(void) {
+    optind = 1;
+    opterr = 0;
+}
+
+const char *cli_bytes(uint64_t n, char *buf, size_t cap) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else snprintf(buf, cap, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+void cli_json_string(FILE *f, const char *s, size_t len) {
+    fputc('"', f);
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { fputc('\\', f); fputc(c, f); i++; continue; }
+        if (c < 0x20) {
+            switch (c) {
+            case '\n': fputs("\\n", f); break;
+            case '\r': fputs("\\r", f); break;
+            case '\t': fputs("\\t", f); break;
+            default: fprintf(f, "\\u%04x", c);
+            }
+            i++;
+            continue;
+        }
+        if (c < 0x80) { fputc(c, f); i++; continue; }
+        uint32_t cp;
+        int l = byoai_utf8_decode(s + i, len - i, &cp);
+        if (cp == 0xFFFD && !(l == 3 && (unsigned char)s[i] == 0xEF)) fputs("\\ufffd", f);
+        else fwrite(s + i, 1, (size_t)l, f);
+        i += (size_t)l;
+    }
+    fputc('"', f);
+}

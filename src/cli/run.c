@@ -1,0 +1,285 @@
+/* byoai run: generate text with a model, streamed as it is produced. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "byoai/model.h"
+#include "byoai/sampler.h"
+#include "byoai/tokenizer.h"
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: byoai run MODEL [-p PROMPT] [options]\n"
+"\n"
+"Generate text with MODEL (a .gguf file) and stream it to standard output as\n"
+"it is produced. With -p, the prompt is echoed and continued once. Without\n"
+"-p, byoai reads prompts from standard input, one per line, keeping the\n"
+"conversation in context (Ctrl-C stops the current answer, Ctrl-D quits).\n"
+"\n"
+"Options:\n"
+"  -p, --prompt TEXT        text to continue\n"
+"  -n, --n-predict N        tokens to generate at most (default 256; -1: until\n"
+"                           the model ends or the context is full)\n"
+"      --temp T             sampling temperature; 0 = greedy (default 0.8)\n"
+"      --top-k K            keep the K most likely tokens; 0 = off (default 40)\n"
+"      --top-p P            keep the smallest set with probability >= P (default 0.95)\n"
+"      --min-p P            drop tokens below P x the best one's probability (default 0.05)\n"
+"      --repeat-penalty R   penalise recent tokens; 1 = off (default 1.0)\n"
+"      --repeat-last-n N    tokens the penalty looks back over (default 64)\n"
+"  -s, --seed S             random seed; the same seed gives the same text (default 0xB10A1)\n"
+"  -t, --threads N          compute threads (default: all cores)\n"
+"  -c, --ctx N              context size in tokens (default: the model's, at most 4096)\n"
+"      --logprobs K         print JSON lines instead of text: per token its id,\n"
+"                           text, logprob and the K most likely alternatives\n"
+"      --no-special         treat special-token text in the prompt as plain text\n"
+"  -h, --help               show this help\n"
+"\n"
+"At the end, load time and prompt and generation speed go to standard error.\n"
+"\n"
+"Exit status: 0 success, 1 runtime error (e.g. unreadable model), 2 usage error.\n"
+"\n"
+"Example:\n"
+"  byoai run stories260K.gguf -p \"Once upon a time\" -n 100 --temp 0\n");
+}
+
+typedef struct {
+    const char *model;
+    const char *prompt;
+    long long n_predict;
+    byoai_sampler_params sp;
+    int threads;
+    uint32_t ctx;
+    int logprobs; /* -1 off */
+    bool special;
+} run_opts;
+
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+typedef struct {
+    byoai_context *ctx;
+    const byoai_model *model;
+    const byoai_tokenizer *tok;
+    byoai_sampler *sampler;
+    const run_opts *o;
+    char pending[64]; /* bytes of a UTF-8 character split across tokens */
+    size_t n_pending;
+    bool started;     /* BOS already sent */
+} run_state;
+
+/* print a piece, holding back an incomplete UTF-8 tail */
+static void emit_text(run_state *st, const char *piece, size_t len) {
+    char buf[512];
+    size_t n = 0;
+    memcpy(buf, st->pending, st->n_pending);
+    n = st->n_pending;
+    size_t take = len < sizeof buf - n ? len : sizeof buf - n;
+    memcpy(buf + n, piece, take);
+    n += take;
+    size_t hold = byoai_utf8_incomplete_tail(buf, n);
+    fwrite(buf, 1, n - hold, stdout);
+    memcpy(st->pending, buf + n - hold, hold);
+    st->n_pending = hold;
+    fflush(stdout);
+}
+
+static void emit_logprobs(run_state *st, int32_t id, const float *logits) {
+    const int32_t nv = (int32_t)byoai_model_hparams(st->model)->n_vocab;
+    char piece[256];
+    int len = byoai_token_to_piece(st->tok, id, piece, sizeof piece, true);
+    if (len < 0) len = 0;
+    if ((size_t)len > sizeof piece) len = sizeof piece;
+    printf("{\"id\":%d,\"text\":", id);
+    cli_json_string(stdout, piece, (size_t)len);
+    printf(",\"bytes\":[");
+    for (int i = 0; i < len; i++) printf("%s%u", i ? "," : "", (unsigned char)piece[i]);
+    printf("],\"logprob\":%.6f,\"top_logprobs\":[", (double)byoai_logprob(logits, nv, id));
+    int32_t ids[64];
+    float lps[64];
+    int32_t k = byoai_top_logprobs(logits, nv, st->o->logprobs, ids, lps);
+    for (int32_t i = 0; i < k; i++) printf("%s[%d,%.6f]", i ? "," : "", ids[i], (double)lps[i]);
+    printf("]}\n");
+    fflush(stdout);
+}
+
+/* Feed text, then generate. Returns 0, or CLI_ERROR after printing why. */
+static int generate(run_state *st, const char *text, bool echo) {
+    byoai_error err = {0};
+    int32_t *toks = NULL;
+    size_t n = 0;
+    bool add_special = !st->started;
+    if (byoai_tokenize(st->tok, text, strlen(text), add_special, st->o->special, &toks, &n, &err))
+        return cli_fail("run", &err);
+    st->started = true;
+    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
+    if (byoai_kv_len(st->ctx, 0) + n >= n_ctx) {
+        fprintf(stderr, "byoai run: error: the prompt (%zu tokens) does not fit the %u-token context; use a larger "
+                "--ctx or a shorter prompt\n", n, n_ctx);
+        free(toks);
+        return CLI_ERROR;
+    }
+    if (echo && st->o->logprobs < 0) {
+        fputs(text, stdout);
+        fflush(stdout);
+    }
+    for (size_t i = 0; i < n; i++) byoai_sampler_accept(st->sampler, toks[i]);
+    /* the prompt, in batches */
+    const uint32_t chunk = 512;
+    for (size_t off = 0; off < n; off += chunk) {
+        uint32_t m = (uint32_t)(n - off < chunk ? n - off : chunk);
+        byoai_batch b = {.n_tokens = m, .tokens = toks + off};
+        if (byoai_decode(st->ctx, &b, &err)) {
+            free(toks);
+            return cli_fail("run", &err);
+        }
+    }
+    free(toks);
+    if (n == 0) return 0;
+    long long limit = st->o->n_predict;
+    for (long long i = 0; limit < 0 || i < limit; i++) {
+        if (g_interrupted) break;
+        const float *logits = byoai_get_output(st->ctx, 0);
+        int32_t id = byoai_sampler_sample(st->sampler, logits);
+        if (id < 0 || byoai_token_is_eog(st->tok, id)) break;
+        if (st->o->logprobs >= 0) emit_logprobs(st, id, logits);
+        else {
+            char piece[256];
+            int len = byoai_token_to_piece(st->tok, id, piece, sizeof piece, false);
+            if (len > 0) emit_text(st, piece, (size_t)len < sizeof piece ? (size_t)len : sizeof piece);
+        }
+        byoai_sampler_accept(st->sampler, id);
+        if (limit >= 0 && i + 1 >= limit) break; /* no need to evaluate the last token */
+        if (byoai_kv_len(st->ctx, 0) + 1 >= n_ctx) {
+            fprintf(stderr, "\nbyoai run: the context is full (%u tokens); stopping\n", n_ctx);
+            break;
+        }
+        byoai_batch b = {.n_tokens = 1, .tokens = &id};
+        if (byoai_decode(st->ctx, &b, &err)) return cli_fail("run", &err);
+    }
+    if (st->n_pending) { /* a dangling partial character: show it as is */
+        fwrite(st->pending, 1, st->n_pending, stdout);
+        st->n_pending = 0;
+    }
+    if (st->o->logprobs < 0) fflush(stdout);
+    return 0;
+}
+
+static int interactive(run_state *st) {
+    char *line = NULL;
+    size_t cap = 0;
+    bool tty = isatty(0);
+    int rc = 0;
+    for (;;) {
+        if (tty) fprintf(stderr, "\n> ");
+        g_interrupted = 0;
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        rc = generate(st, line, false);
+        if (rc) break;
+        printf("\n");
+        fflush(stdout);
+    }
+    free(line);
+    return rc;
+}
+
+static int parse(int argc, char **argv, run_opts *o) {
+    static const struct option opts[] = {
+        {"prompt", required_argument, 0, 'p'},    {"n-predict", required_argument, 0, 'n'},
+        {"temp", required_argument, 0, 1},        {"top-k", required_argument, 0, 2},
+        {"top-p", required_argument, 0, 3},       {"min-p", required_argument, 0, 4},
+        {"repeat-penalty", required_argument, 0, 5}, {"repeat-last-n", required_argument, 0, 6},
+        {"seed", required_argument, 0, 's'},      {"threads", required_argument, 0, 't'},
+        {"ctx", required_argument, 0, 'c'},       {"logprobs", required_argument, 0, 7},
+        {"no-special", no_argument, 0, 8},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    long long iv;
+    double fv;
+    cli_getopt_reset();
+    int c;
+    while ((c = getopt_long(argc, argv, ":p:n:s:t:c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': o->prompt = optarg; break;
+        case 'n': if (!cli_parse_int("run", "-n", optarg, -1, 1 << 30, &o->n_predict)) return CLI_USAGE; break;
+        case 1: if (!cli_parse_float("run", "--temp", optarg, 0, 100, &fv)) return CLI_USAGE; o->sp.temp = (float)fv; break;
+        case 2: if (!cli_parse_int("run", "--top-k", optarg, 0, 1 << 24, &iv)) return CLI_USAGE; o->sp.top_k = (int32_t)iv; break;
+        case 3: if (!cli_parse_float("run", "--top-p", optarg, 1e-6, 1, &fv)) return CLI_USAGE; o->sp.top_p = (float)fv; break;
+        case 4: if (!cli_parse_float("run", "--min-p", optarg, 0, 1, &fv)) return CLI_USAGE; o->sp.min_p = (float)fv; break;
+        case 5: if (!cli_parse_float("run", "--repeat-penalty", optarg, 1e-3, 10, &fv)) return CLI_USAGE; o->sp.repeat_penalty = (float)fv; break;
+        case 6: if (!cli_parse_int("run", "--repeat-last-n", optarg, 0, 1 << 20, &iv)) return CLI_USAGE; o->sp.repeat_last_n = (int32_t)iv; break;
+        case 's': {
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 0);
+            if (end == optarg || *end || optarg[0] == '-') return cli_usage_error("run", "--seed expects a non-negative whole number, got '%s'", optarg);
+            o->sp.seed = v;
+            break;
+        }
+        case 't': if (!cli_parse_int("run", "--threads", optarg, 1, 512, &iv)) return CLI_USAGE; o->threads = (int)iv; break;
+        case 'c': if (!cli_parse_int("run", "--ctx", optarg, 8, 1 << 20, &iv)) return CLI_USAGE; o->ctx = (uint32_t)iv; break;
+        case 7: if (!cli_parse_int("run", "--logprobs", optarg, 0, 64, &iv)) return CLI_USAGE; o->logprobs = (int)iv; break;
+        case 8: o->special = false; break;
+        case 'h': usage(stdout); return -1;
+        case ':': return cli_usage_error("run", "option %s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) return cli_usage_error("run", "missing MODEL");
+    if (optind + 1 < argc) return cli_usage_error("run", "unexpected argument '%s' (quote the prompt and pass it with -p)", argv[optind + 1]);
+    o->model = argv[optind];
+    return 0;
+}
+
+int cli_run(int argc, char **argv) {
+    run_opts o = {.n_predict = 256, .sp = byoai_sampler_defaults(), .logprobs = -1, .special = true};
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+    char path[4096];
+    if (!cli_resolve_model("run", o.model, path, sizeof path)) return CLI_ERROR;
+
+    byoai_error err = {0};
+    double t0 = byoai_time_now();
+    byoai_model *model;
+    if (byoai_model_load(path, NULL, &model, &err)) return cli_fail("run", &err);
+    byoai_context_params cp = {.n_ctx = o.ctx, .n_threads = o.threads};
+    byoai_context *ctx;
+    if (byoai_context_new(model, &cp, &ctx, &err)) {
+        byoai_model_free(model);
+        return cli_fail("run", &err);
+    }
+    double load_s = byoai_time_now() - t0;
+    byoai_sampler *sampler;
+    if (byoai_sampler_new(&o.sp, (int32_t)byoai_model_hparams(model)->n_vocab, &sampler, &err)) {
+        byoai_context_free(ctx);
+        byoai_model_free(model);
+        return cli_fail("run", &err);
+    }
+    run_state st = {.ctx = ctx, .model = model, .tok = byoai_model_tokenizer(model), .sampler = sampler, .o = &o};
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+
+    if (o.prompt) {
+        rc = generate(&st, o.prompt, true);
+        if (!rc && o.logprobs < 0) printf("\n");
+    } else {
+        rc = interactive(&st);
+    }
+    fflush(stdout);
+    byoai_perf perf;
+    byoai_context_perf(ctx, &perf);
+    fprintf(stderr, "byoai: load %.2f s | prompt %llu tokens, %.1f tokens/s | generation %llu tokens, %.1f tokens/s\n",
+            load_s, (unsigned long long)perf.prompt_tokens,
+            perf.prompt_seconds > 0 ? (double)perf.prompt_tokens / perf.prompt_seconds : 0.0,
+            (unsigned long long)perf.gen_tokens, perf.gen_seconds > 0 ? (double)perf.gen_tokens / perf.gen_seconds : 0.0);
+    byoai_sampler_free(sampler);
+    byoai_context_free(ctx);
+    byoai_model_free(model);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/*
+ * byoai_model_describe: what a GGUF holds and what it needs to run, from
+ * metadata and the tensor table alone. Used by `byoai info`, the registry's
+ * checks on published models and the server's model listing.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "infer/model_internal.h"
+
+static void copy_str(const byoai_gguf *g, const char *key, char *dst, size_t cap) {
+    byoai_gguf_str s;
+    dst[0] = '\0';
+    if (byoai_gguf_get_str(g, key, &s, NULL) != 0) return;
+    size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
+    memcpy(dst, s.ptr, n);
+    dst[n] = '\0';
+    /* keep it printable: metadata is untrusted */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)dst[i] < 0x20) dst[i] = '?';
+}
+
+static uint32_t arch_u32(const byoai_gguf *g, const char *arch, const char *suffix, uint32_t def) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v;
+    return byoai_gguf_get_u32(g, key, &v, NULL) == 0 ? v : def;
+}
+
+int byoai_model_describe(const byoai_gguf *g, uint32_t n_ctx, byoai_model_info *o, byoai_error *err) {
+    memset(o, 0, sizeof *o);
+    copy_str(g, "general.architecture", o->arch, sizeof o->arch);
+    if (!o->arch[0]) return byoai_error_set(err, BYOAI_EFORMAT, "metadata 'general.architecture' is missing");
+    o->arch_supported = byoai_arch_supported(o->arch);
+    copy_str(g, "general.name", o->name, sizeof o->name);
+    copy_str(g, "tokenizer.ggml.model", o->tokenizer, sizeof o->tokenizer);
+    const byoai_gguf_value *toks;
+    if (byoai_gguf_get_arr(g, "tokenizer.ggml.tokens", BYOAI_GGUF_STRING, &toks, NULL) == 0)
+        o->n_vocab = toks->v.arr.count > UINT32_MAX ? UINT32_MAX : (uint32_t)toks->v.arr.count;
+    o->has_chat_template = byoai_gguf_find(g, "tokenizer.chat_template") != NULL;
+    o->n_ctx_train = arch_u32(g, o->arch, "context_length", 0);
+    o->n_layer = arch_u32(g, o->arch, "block_count", 0);
+    o->n_embd = arch_u32(g, o->arch, "embedding_length", 0);
+    o->n_ff = arch_u32(g, o->arch, "feed_forward_length", 0);
+    o->n_head = arch_u32(g, o->arch, "attention.head_count", 0);
+    o->n_head_kv = arch_u32(g, o->arch, "attention.head_count_kv", o->n_head);
+    o->head_dim = arch_u32(g, o->arch, "attention.key_length", o->n_head ? o->n_embd / o->n_head : 0);
+    o->file_bytes = g->file_size;
+    uint64_t best = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const byoai_gguf_tensor *t = &g->tensors[i];
+        o->n_params += t->n_elements;
+        o->weight_bytes += t->size;
+        o->type_count[t->type]++;
+        o->type_bytes[t->type] += t->size;
+    }
+    /* the file type is the type holding most bytes among the 2-D weights */
+    uint64_t by2d[BYOAI_TYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].n_dims >= 2) by2d[g->tensors[i].type] += g->tensors[i].size;
+    o->file_type = "none";
+    for (int t = 0; t < BYOAI_TYPE_COUNT; t++)
+        if (by2d[t] > best) { best = by2d[t]; o->file_type = byoai_type_name((uint32_t)t); }
+    if (n_ctx == 0) n_ctx = o->n_ctx_train && o->n_ctx_train < 4096 ? o->n_ctx_train : 4096;
+    o->mem_ctx = n_ctx;
+    o->mem_kv_bytes = (uint64_t)o->n_layer * n_ctx * o->n_head_kv * o->head_dim * 2 * sizeof(float);
+    /* scratch for a 512-token batch plus one row of logits (see context.c) */
+    uint64_t nb = 512, qd = (uint64_t)o->n_head * o->head_dim, kvd = (uint64_t)o->n_head_kv * o->head_dim;
+    uint64_t widest = o->n_embd > qd ? o->n_embd : qd;
+    o->mem_buffer_bytes = 4 * (nb * (o->n_embd + widest + qd + 2 * kvd + qd + 3ull * o->n_ff) +
+                               nb * ((o->n_ff > widest ? o->n_ff : widest) + 256) + o->n_vocab + 2ull * n_ctx);
+    o->mem_total_bytes = o->weight_bytes + o->mem_kv_bytes + o->mem_buffer_bytes;
+    return 0;
+}
