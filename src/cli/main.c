@@ -8,6 +8,9 @@ static const cli_command COMMANDS[] = {
     {"run", "generate text with a model", cli_run},
     {"info", "describe a GGUF model file", cli_info},
     {"tokenize", "show how a model splits text into tokens", cli_tokenize},
+    {"quantize", "convert a model to another tensor type or mix", cli_quantize},
+    {"bench", "measure a model's prompt and generation speed", cli_bench},
+    {"hw", "show this machine's CPU, memory and bandwidth", cli_hw},
     {"version", "print the version", cli_version},
 };
 
