@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/cpu.h"
 #include "infer/quant.h"
 
 static const byoai_type_ops OPS[BYOAI_TYPE_COUNT] = {
@@ -82,20 +83,17 @@ static void init_tables(void) {
     g_have[BYOAI_SIMD_SCALAR] = true;
     g_best = &g_tables[BYOAI_SIMD_SCALAR];
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-                __builtin_cpu_supports("bmi2");
-    bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                  __builtin_cpu_supports("avx512vnni");
-    if (__builtin_cpu_supports("avx")) add_feature("avx");
-    if (__builtin_cpu_supports("avx2")) add_feature("avx2");
-    if (__builtin_cpu_supports("fma")) add_feature("fma");
-    if (__builtin_cpu_supports("f16c")) add_feature("f16c");
-    if (__builtin_cpu_supports("avx512f")) add_feature("avx512f");
-    if (__builtin_cpu_supports("avx512bw")) add_feature("avx512bw");
-    if (__builtin_cpu_supports("avx512vl")) add_feature("avx512vl");
-    if (__builtin_cpu_supports("avx512vnni")) add_feature("avx512vnni");
+    byoai_cpu cpu;
+    byoai_cpu_detect(&cpu);
+    bool avx2 = cpu.avx2 && cpu.fma && cpu.f16c && cpu.bmi2;
+    bool avx512 = avx2 && cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq && cpu.avx512vnni;
+    const struct { bool on; const char *name; } feats[] = {
+        {cpu.avx, "avx"},          {cpu.avx2, "avx2"},         {cpu.fma, "fma"},           {cpu.f16c, "f16c"},
+        {cpu.avx512f, "avx512f"},  {cpu.avx512bw, "avx512bw"}, {cpu.avx512vl, "avx512vl"}, {cpu.avx512vnni, "avx512vnni"},
+        {cpu.avx_vnni, "avx_vnni"}, {cpu.amx_int8, "amx_int8"}, {cpu.amx_bf16, "amx_bf16"},
+    };
+    for (size_t i = 0; i < sizeof feats / sizeof feats[0]; i++)
+        if (feats[i].on) add_feature(feats[i].name);
     const char *cap = getenv("BYOAI_SIMD");
     int max = 99;
     if (cap && !strcmp(cap, "scalar")) max = BYOAI_SIMD_SCALAR;
