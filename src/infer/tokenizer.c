@@ -300,8 +300,12 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
         if ((rc = tk_pretok_init(t, rc ? NULL : pre.ptr, rc ? 0 : (size_t)pre.len, err))) goto fail;
     }
 
+    /* add_bos defaults on for SentencePiece and for the pre-tokenizers
+     * llama.cpp turns it on for (Llama 3 ...); a default only applies when
+     * there is a BOS token, but metadata asking for a missing one is broken */
+    bool bos_default = (spm || t->pretok->add_bos) && t->bos >= 0;
     if ((rc = get_flag(g, "tokenizer.ggml.add_space_prefix", spm, &t->add_space_prefix, err)) ||
-        (rc = get_flag(g, "tokenizer.ggml.add_bos_token", spm || t->pretok->add_bos, &t->add_bos, err)) ||
+        (rc = get_flag(g, "tokenizer.ggml.add_bos_token", bos_default, &t->add_bos, err)) ||
         (rc = get_flag(g, "tokenizer.ggml.add_eos_token", false, &t->add_eos, err)))
         goto fail;
     if (t->add_bos && t->bos < 0) {
