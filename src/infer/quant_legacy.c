@@ -1,8 +1,12 @@
 /*
- * The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and the Q8_1
- * activations: scalar reference quantize / dequantize / dot. Dots take
- * activations quantized to Q8_0 (Q4_0, Q5_0, Q8_0) or Q8_1 (Q4_1, Q5_1,
- * whose min term needs the activations' sum, which Q8_1 carries as s).
+ * The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and Q8_1:
+ * scalar reference quantize / dequantize / dot. Every dot takes Q8_0
+ * activations. The min term of Q4_1 / Q5_1 (m * sum(y)) needs the sum of
+ * the activation quants, which the dot computes exactly in integers
+ * rather than reading Q8_1's float16 s = d * sum(q): that s overflows to
+ * inf once |d * sum(q)| > 65504 (activations of a few thousand, which
+ * outlier channels reach) and carries a 2^-11 relative rounding error.
+ * Q8_1 stays available as an activation-only type for interchange.
  *
  * The 4- and 5-bit quantizers search the block scale (and min) that
  * minimise the weighted squared error (byoai_fit_symmetric / _affine in
@@ -112,7 +116,7 @@ void byoai_ref_dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sum;
 }
 
-/* ---- Q8_1: Q8_0 plus s = d * sum(q), the activations of Q4_1 / Q5_1 ---- */
+/* ---- Q8_1: Q8_0 plus s = d * sum(q) (ggml's activations for Q4_1 / Q5_1) */
 void byoai_ref_quantize_q8_1(const float *src, void *dst, int64_t n) {
     block_q8_1 *y = dst;
     for (int64_t b = 0; b < n / QK8_1; b++) {
@@ -162,16 +166,17 @@ void byoai_ref_dequantize_q4_1(const void *src, float *dst, int64_t n) {
 
 void byoai_ref_dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_1 *x = vx;
-    const block_q8_1 *y = vy;
+    const block_q8_0 *y = vy;
     float sum = 0;
     for (int64_t b = 0; b < n / QK4_1; b++) {
-        int32_t isum = 0;
+        int32_t isum = 0, ysum = 0;
         for (int j = 0; j < 16; j++) {
             isum += (x[b].qs[j] & 0x0F) * y[b].qs[j];
             isum += (x[b].qs[j] >> 4) * y[b].qs[j + 16];
+            ysum += y[b].qs[j] + y[b].qs[j + 16];
         }
-        sum += (float)isum * byoai_fp16_to_fp32(x[b].d) * byoai_fp16_to_fp32(y[b].d) +
-               byoai_fp16_to_fp32(x[b].m) * byoai_fp16_to_fp32(y[b].s);
+        const float dy = byoai_fp16_to_fp32(y[b].d);
+        sum += (float)isum * byoai_fp16_to_fp32(x[b].d) * dy + byoai_fp16_to_fp32(x[b].m) * ((float)ysum * dy);
     }
     *s = sum;
 }
@@ -258,18 +263,19 @@ void byoai_ref_dequantize_q5_1(const void *src, float *dst, int64_t n) {
 
 void byoai_ref_dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q5_1 *x = vx;
-    const block_q8_1 *y = vy;
+    const block_q8_0 *y = vy;
     float sum = 0;
     for (int64_t b = 0; b < n / QK5_1; b++) {
         uint32_t qh = load_qh(x[b].qh);
-        int32_t isum = 0;
+        int32_t isum = 0, ysum = 0;
         for (int j = 0; j < 16; j++) {
             int q0 = (x[b].qs[j] & 0x0F) | (int)(((qh >> j) & 1) << 4);
             int q1 = (x[b].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
             isum += q0 * y[b].qs[j] + q1 * y[b].qs[j + 16];
+            ysum += y[b].qs[j] + y[b].qs[j + 16];
         }
-        sum += (float)isum * byoai_fp16_to_fp32(x[b].d) * byoai_fp16_to_fp32(y[b].d) +
-               byoai_fp16_to_fp32(x[b].m) * byoai_fp16_to_fp32(y[b].s);
+        const float dy = byoai_fp16_to_fp32(y[b].d);
+        sum += (float)isum * byoai_fp16_to_fp32(x[b].d) * dy + byoai_fp16_to_fp32(x[b].m) * ((float)ysum * dy);
     }
     *s = sum;
 }
