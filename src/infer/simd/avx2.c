@@ -272,12 +272,13 @@ static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* byte shuffles that spread scale 2i over the low 128-bit lane and scale
  * 2i + 1 over the high lane, as 16-bit words after sign/zero extension */
-static inline __m128i pair_ctrl(int i) {
-    return _mm_setr_epi8((char)(2 * i), (char)(2 * i), (char)(2 * i), (char)(2 * i), (char)(2 * i), (char)(2 * i),
-                         (char)(2 * i), (char)(2 * i), (char)(2 * i + 1), (char)(2 * i + 1), (char)(2 * i + 1),
-                         (char)(2 * i + 1), (char)(2 * i + 1), (char)(2 * i + 1), (char)(2 * i + 1),
-                         (char)(2 * i + 1));
-}
+static const uint8_t PAIR_CTRL[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},         {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},         {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},         {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13}, {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+static inline __m128i pair_ctrl(int i) { return _mm_loadu_si128((const __m128i *)PAIR_CTRL[i]); }
 
 /* sum over 32 elements of u * y (u unsigned < 128) weighted by the int16
  * scale vector (low lane: first 16 elements, high lane: last 16) */
@@ -302,9 +303,11 @@ static void dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm256_castsi256_si128(m4)));
         const __m256i msum = bsum_dot(y[b].bsums, mins16);
         __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
             const int8_t *yq = y[b].qs + 128 * h;
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
                 const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales, pair_ctrl(4 * h + k)));
@@ -318,22 +321,34 @@ static void dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
     *s = hsum256(_mm256_sub_ps(acc, accm));
 }
 
+/* the 16 signed Q3_K scales (byoai_q3k_scales) as bytes: low nibbles of
+ * scales 0..7 / 8..15 are the low / high nibbles of bytes 0..7, the top two
+ * bits of scale 4i+r sit in bits 2i..2i+1 of byte 8 + r */
+static inline __m128i q3k_scales(const uint8_t *q) {
+    const uint32_t a0 = load_u32(q), a1 = load_u32(q + 4), a2 = load_u32(q + 8);
+    const uint32_t m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    const __m128i v = _mm_setr_epi32((int)((a0 & m4) | ((a2 & m2) << 4)), (int)((a1 & m4) | (((a2 >> 2) & m2) << 4)),
+                                     (int)(((a0 >> 4) & m4) | (((a2 >> 4) & m2) << 4)),
+                                     (int)(((a1 >> 4) & m4) | (((a2 >> 6) & m2) << 4)));
+    return _mm_sub_epi8(v, _mm_set1_epi8(32));
+}
+
 static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q3_K *x = vx;
     const block_q8_K *y = vy;
     const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
-    int8_t sc[16];
     for (int64_t b = 0; b < n / QK_K; b++) {
-        byoai_q3k_scales(x[b].scales, sc);
-        const __m128i scales = _mm_loadu_si128((const __m128i *)sc);
+        const __m128i scales = q3k_scales(x[b].scales);
         /* levels are u - 4 with u = q2 | hbit << 2: subtract 4 * sum(y) */
         const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
         const __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
         __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
             const int8_t *yq = y[b].qs + 128 * h;
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
                 const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
@@ -375,6 +390,7 @@ static void dot_q4_k(int64_t n, float *s, const void *vx, const void *vy) {
         k4_unpack(x[b].scales, sc, mn);
         const __m256i msum = k4_min_dot(y[b].bsums, mn);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -399,6 +415,7 @@ static void dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
         const __m256i msum = k4_min_dot(y[b].bsums, mn);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[b].qh);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c))), b1 = _mm256_set1_epi8((char)(2 << (2 * c)));
@@ -426,6 +443,7 @@ static void dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
         /* levels are u - 32 with u unsigned 6-bit: subtract 32 * sum(y) */
         const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[b].ql + 64 * h;
             const __m256i A = _mm256_loadu_si256((const __m256i *)ql);
