@@ -5,6 +5,7 @@
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <string.h>
 
 #include "infer/quant.h"
 
@@ -94,6 +95,228 @@ static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm_cvtss_f32(lo);
 }
 
+/* ---- K-quants: 512-bit integer work, 64 activations per instruction ------ */
+
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* two 32-byte halves into one 512-bit vector */
+static inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+/* sum over 64 elements of u * y (u unsigned < 128) weighted by int16 scales */
+static inline __m512i scaled_dot64(__m512i u, const int8_t *y, __m512i sc16) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, _mm512_loadu_si512((const void *)y)), sc16);
+}
+
+/* sum_j w16[j] * bsums[j] over 16 sub-blocks, as 8 int32 */
+static inline __m256i bsum_dot(const int16_t *bsums, __m256i w16) {
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), w16);
+}
+
+static inline float hsum256(__m256 a) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline void k4_unpack(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
+    const uint32_t a0 = load_u32(q), a1 = load_u32(q + 4), a2 = load_u32(q + 8);
+    const uint32_t s2[2] = {a0 & 0x3F3F3F3Fu, (a2 & 0x0F0F0F0Fu) | (((a0 >> 6) & 0x03030303u) << 4)};
+    const uint32_t m2[2] = {a1 & 0x3F3F3F3Fu, ((a2 >> 4) & 0x0F0F0F0Fu) | (((a1 >> 6) & 0x03030303u) << 4)};
+    memcpy(sc, s2, 8);
+    memcpy(mn, m2, 8);
+}
+
+/* sum_j mins[j] * (bsums[2j] + bsums[2j+1]) as 8 int32 */
+static inline __m256i k4_min_dot(const int16_t *bsums, const uint8_t mn[8]) {
+    const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+    return bsum_dot(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)));
+}
+
+static inline __m512i scale_pair(uint8_t a, uint8_t b) {
+    return join256(_mm256_set1_epi16(a), _mm256_set1_epi16(b));
+}
+
+static void dot_q4_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    uint8_t sc[8], mn[8];
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        k4_unpack(x[b].scales, sc, mn);
+        const __m256i msum = k4_min_dot(y[b].bsums, mn);
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+#pragma GCC unroll 2
+        for (int c = 0; c < 4; c += 2) {
+            const __m256i q0 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c + 32));
+            const __m512i u0 = join256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4));
+            const __m512i u1 = join256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4));
+            s0 = _mm512_add_epi32(s0, scaled_dot64(u0, y[b].qs + 64 * c, scale_pair(sc[2 * c], sc[2 * c + 1])));
+            s1 = _mm512_add_epi32(s1, scaled_dot64(u1, y[b].qs + 64 * c + 64, scale_pair(sc[2 * c + 2], sc[2 * c + 3])));
+        }
+        const float dy = y[b].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)), _mm256_cvtepi32_ps(msum), accm);
+    }
+    *s = _mm512_reduce_add_ps(acc) - hsum256(accm);
+}
+
+static void dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    uint8_t sc[8], mn[8];
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        k4_unpack(x[b].scales, sc, mn);
+        const __m256i msum = k4_min_dot(y[b].bsums, mn);
+        const __m256i qh256 = _mm256_loadu_si256((const __m256i *)x[b].qh);
+        const __m512i qh = join256(qh256, qh256);
+        __m512i s0 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            /* fifth bits: bit 2c (low nibbles) and 2c+1 (high) of qh[l] */
+            const __m512i bits = join256(_mm256_set1_epi8((char)(1 << (2 * c))), _mm256_set1_epi8((char)(2 << (2 * c))));
+            const __mmask64 hb = _mm512_test_epi8_mask(qh, bits);
+            __m512i u = join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+            u = _mm512_or_si512(u, _mm512_maskz_mov_epi8(hb, sixteen));
+            s0 = _mm512_add_epi32(s0, scaled_dot64(u, y[b].qs + 64 * c, scale_pair(sc[2 * c], sc[2 * c + 1])));
+        }
+        const float dy = y[b].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(s0), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)), _mm256_cvtepi32_ps(msum), accm);
+    }
+    *s = _mm512_reduce_add_ps(acc) - hsum256(accm);
+}
+
+/* spread 4 consecutive int8 scales (starting at 4*g) over the four 128-bit
+ * lanes of a 512-bit int16 vector */
+static const uint8_t QUAD_CTRL[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
+     14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+static inline __m512i quad_scales_s(__m256i sc2, int g) {
+    return _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(sc2, _mm256_loadu_si256((const __m256i *)QUAD_CTRL[g])));
+}
+static inline __m512i quad_scales_u(__m256i sc2, int g) {
+    return _mm512_cvtepu8_epi16(_mm256_shuffle_epi8(sc2, _mm256_loadu_si256((const __m256i *)QUAD_CTRL[g])));
+}
+
+static void dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i scales = _mm_loadu_si128((const __m128i *)x[b].scales);
+        const __m256i sc2 = _mm256_broadcastsi128_si256(scales);
+        /* levels are u - 32: subtract 32 * sum(scale * bsum) */
+        const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[b].ql + 64 * h;
+            const __m256i A = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i B = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+            const int8_t *yq = y[b].qs + 128 * h;
+            const __m256i u0 = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+            const __m256i u1 = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+            const __m256i u2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30));
+            const __m256i u3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+            s0 = _mm512_add_epi32(s0, scaled_dot64(join256(u0, u1), yq, quad_scales_s(sc2, 2 * h)));
+            s1 = _mm512_add_epi32(s1, scaled_dot64(join256(u2, u3), yq + 64, quad_scales_s(sc2, 2 * h + 1)));
+        }
+        const float dd = y[b].d * h2f(x[b].d);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
+        accc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(_mm256_slli_epi32(corr, 5)), accc);
+    }
+    *s = _mm512_reduce_add_ps(acc) - hsum256(accc);
+}
+
+static void dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[b].scales);
+        const __m256i sc2 = _mm256_broadcastsi128_si256(_mm_and_si128(sc8, m4));
+        const __m256i msum = bsum_dot(y[b].bsums, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4)));
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            const int8_t *yq = y[b].qs + 128 * h;
+            const __m256i u0 = _mm256_and_si256(q, m3), u1 = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+            const __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3), u3 = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+            s0 = _mm512_add_epi32(s0, scaled_dot64(join256(u0, u1), yq, quad_scales_u(sc2, 2 * h)));
+            s1 = _mm512_add_epi32(s1, scaled_dot64(join256(u2, u3), yq + 64, quad_scales_u(sc2, 2 * h + 1)));
+        }
+        const float dy = y[b].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)), _mm256_cvtepi32_ps(msum), accm);
+    }
+    *s = _mm512_reduce_add_ps(acc) - hsum256(accm);
+}
+
+static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m512i four = _mm512_set1_epi8(4);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint32_t a0 = load_u32(x[b].scales), a1 = load_u32(x[b].scales + 4), a2 = load_u32(x[b].scales + 8);
+        const uint32_t k4 = 0x0F0F0F0Fu, k2 = 0x03030303u;
+        const __m128i scales = _mm_sub_epi8(
+            _mm_setr_epi32((int)((a0 & k4) | ((a2 & k2) << 4)), (int)((a1 & k4) | (((a2 >> 2) & k2) << 4)),
+                           (int)(((a0 >> 4) & k4) | (((a2 >> 4) & k2) << 4)), (int)(((a1 >> 4) & k4) | (((a2 >> 6) & k2) << 4))),
+            _mm_set1_epi8(32));
+        const __m256i sc2 = _mm256_broadcastsi128_si256(scales);
+        const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
+        const __m256i hm256 = _mm256_loadu_si256((const __m256i *)x[b].hmask);
+        const __m512i hm = join256(hm256, hm256);
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            const int8_t *yq = y[b].qs + 128 * h;
+            const __m512i ua = join256(_mm256_and_si256(q, m3), _mm256_and_si256(_mm256_srli_epi16(q, 2), m3));
+            const __m512i ub = join256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m3), _mm256_and_si256(_mm256_srli_epi16(q, 6), m3));
+            /* third bits: hmask bits 4h+k for k = 0..3 */
+            const __m512i ba = join256(_mm256_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(2 << (4 * h))));
+            const __m512i bb = join256(_mm256_set1_epi8((char)(4 << (4 * h))), _mm256_set1_epi8((char)(8 << (4 * h))));
+            const __m512i va = _mm512_or_si512(ua, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(hm, ba), four));
+            const __m512i vb = _mm512_or_si512(ub, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(hm, bb), four));
+            s0 = _mm512_add_epi32(s0, scaled_dot64(va, yq, quad_scales_s(sc2, 2 * h)));
+            s1 = _mm512_add_epi32(s1, scaled_dot64(vb, yq + 64, quad_scales_s(sc2, 2 * h + 1)));
+        }
+        const float dd = y[b].d * h2f(x[b].d);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
+        accc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(_mm256_slli_epi32(corr, 2)), accc);
+    }
+    *s = _mm512_reduce_add_ps(acc) - hsum256(accc);
+}
+
 void byoai_kernels_init_avx512(byoai_kernels *k) {
     k->level = BYOAI_SIMD_AVX512;
     k->name = "avx512";
@@ -101,5 +324,10 @@ void byoai_kernels_init_avx512(byoai_kernels *k) {
     k->vec_dot[BYOAI_TYPE_F16] = dot_f16;
     k->vec_dot[BYOAI_TYPE_Q8_0] = dot_q8_0;
     k->vec_dot[BYOAI_TYPE_Q4_0] = dot_q4_0;
+    k->vec_dot[BYOAI_TYPE_Q2_K] = dot_q2_k;
+    k->vec_dot[BYOAI_TYPE_Q3_K] = dot_q3_k;
+    k->vec_dot[BYOAI_TYPE_Q4_K] = dot_q4_k;
+    k->vec_dot[BYOAI_TYPE_Q5_K] = dot_q5_k;
+    k->vec_dot[BYOAI_TYPE_Q6_K] = dot_q6_k;
 }
 #endif
