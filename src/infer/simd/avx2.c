@@ -8,16 +8,7 @@
 #include <string.h>
 
 #include "infer/quant.h"
-
-static inline float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+#include "infer/simd/x86.h"
 
 static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
@@ -74,66 +65,6 @@ static void dot_bf16(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sum;
 }
 
-/* sum of products of 32 signed bytes, as 8 int32 lanes (as float) */
-static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
-    const __m256i ax = _mm256_sign_epi8(x, x);
-    const __m256i sy = _mm256_sign_epi8(y, x);
-    const __m256i p16 = _mm256_maddubs_epi16(ax, sy);
-    const __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-    return _mm256_cvtepi32_ps(p32);
-}
-
-static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q8_0 *x = vx, *y = vy;
-    const int64_t nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));
-        __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));
-        __m256 p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        __m256 p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[b + 1].qs),
-                               _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(d0, p0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, p1, acc1);
-    }
-    for (; b < nb; b++) {
-        __m256 d = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));
-        acc0 = _mm256_fmadd_ps(d, mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[b].qs),
-                                             _mm256_loadu_si256((const __m256i *)y[b].qs)), acc0);
-    }
-    *s = hsum256(_mm256_add_ps(acc0, acc1));
-}
-
-/* 16 bytes of nibbles -> 32 bytes: low nibbles then high nibbles */
-static inline __m256i unpack_nibbles(const uint8_t *p) {
-    __m128i t = _mm_loadu_si128((const __m128i *)p);
-    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-}
-
-static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q4_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK4_0;
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256 d0 = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));
-        __m256 d1 = _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d));
-        __m256i q0 = _mm256_sub_epi8(unpack_nibbles(x[b].qs), eight);
-        __m256i q1 = _mm256_sub_epi8(unpack_nibbles(x[b + 1].qs), eight);
-        acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(q0, _mm256_loadu_si256((const __m256i *)y[b].qs)), acc0);
-        acc1 = _mm256_fmadd_ps(d1, mul_sum_i8(q1, _mm256_loadu_si256((const __m256i *)y[b + 1].qs)), acc1);
-    }
-    for (; b < nb; b++) {
-        __m256 d = _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d));
-        __m256i q = _mm256_sub_epi8(unpack_nibbles(x[b].qs), eight);
-        acc0 = _mm256_fmadd_ps(d, mul_sum_i8(q, _mm256_loadu_si256((const __m256i *)y[b].qs)), acc0);
-    }
-    *s = hsum256(_mm256_add_ps(acc0, acc1));
-}
 
 /* Q8_0 activation quantization; same rounding as the reference (roundf =
  * round half away from zero) so results are bit-identical. */
@@ -177,96 +108,112 @@ static void quantize_q8_0(const float *src, void *dst, int64_t n) {
 
 /* ---- integer helpers ------------------------------------------------------ */
 
-static inline __m256i madd16_ones(__m256i p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
-
 /* signed x signed bytes -> 8 int32 partial sums (|x| <= 128, |y| <= 127) */
 static inline __m256i dot_i8(__m256i x, __m256i y) {
     return madd16_ones(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)));
 }
 
-/* 32 bits -> 32 bytes, 0xFF where the bit is set (byte j <-> bit j) */
-static inline __m256i bits_to_bytes(uint32_t bits) {
-    const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                                         3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), sel);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+/* ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (Q8_0 activations) ------------------
+ * Four blocks per iteration: each block's int32 partials (8 lanes) are
+ * folded by two hadds into one vector whose lanes are [b0 b1 b2 b3 | b0 b1
+ * b2 b3], the four blocks' scales are converted with one vcvtph2ps, and one
+ * convert + FMA covers all four. Leftover blocks go one at a time. */
+
+static inline __m256i load_y(const block_q8_0 *y) { return _mm256_loadu_si256((const __m256i *)y->qs); }
+
+/* sum(u * y) - off * sum(y) for unsigned levels u (< 32), as 8 int32 */
+static inline __m256i dot_u8_off(__m256i u, __m256i y, __m256i off) {
+    return madd16_ones(_mm256_sub_epi16(_mm256_maddubs_epi16(u, y), _mm256_maddubs_epi16(off, y)));
 }
 
-static inline uint32_t load_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
+static inline __m256i dot_u8(__m256i u, __m256i y) { return madd16_ones(_mm256_maddubs_epi16(u, y)); }
+
+/* levels of one block as 32 bytes (element order) */
+static inline __m256i levels_q4(const block_q4_0 *x) { return unpack_nibbles(x->qs); }
+static inline __m256i levels_q4_1(const block_q4_1 *x) { return unpack_nibbles(x->qs); }
+static inline __m256i levels_q5_0(const block_q5_0 *x) {
+    return _mm256_or_si256(unpack_nibbles(x->qs), _mm256_and_si256(bits_to_bytes(load_u32(x->qh)), _mm256_set1_epi8(16)));
+}
+static inline __m256i levels_q5_1(const block_q5_1 *x) {
+    return _mm256_or_si256(unpack_nibbles(x->qs), _mm256_and_si256(bits_to_bytes(load_u32(x->qh)), _mm256_set1_epi8(16)));
 }
 
-/* ---- Q4_1 / Q5_0 / Q5_1 (Q8_0 activations) -------------------------------- */
-
-/* d*dy * sum(q*y) + m*dy * sum(y) for unsigned q (< 64) */
-static inline void affine_block(__m256i q, const block_q8_0 *y, float dx, float mx, __m256 *acc, __m256 *accm) {
-    const __m256i yy = _mm256_loadu_si256((const __m256i *)y->qs);
-    const float dy = h2f(y->d);
-    __m256i p = madd16_ones(_mm256_maddubs_epi16(q, yy));
-    __m256i sy = madd16_ones(_mm256_maddubs_epi16(_mm256_set1_epi8(1), yy));
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(p), *acc);
-    *accm = _mm256_fmadd_ps(_mm256_set1_ps(mx * dy), _mm256_cvtepi32_ps(sy), *accm);
-}
-
-static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q4_1 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK4_1;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, m0 = a0, m1 = a0;
+static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx, *y = vy;
+    const int64_t nb = n / QK8_0;
+    __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        affine_block(unpack_nibbles(x[b].qs), &y[b], h2f(x[b].d), h2f(x[b].m), &a0, &m0);
-        affine_block(unpack_nibbles(x[b + 1].qs), &y[b + 1], h2f(x[b + 1].d), h2f(x[b + 1].m), &a1, &m1);
-    }
-    for (; b < nb; b++) affine_block(unpack_nibbles(x[b].qs), &y[b], h2f(x[b].d), h2f(x[b].m), &a0, &m0);
-    *s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(m0, m1)));
-}
-
-static inline __m256i q5_unsigned(const uint8_t *qs, const uint8_t *qh) {
-    return _mm256_or_si256(unpack_nibbles(qs), _mm256_and_si256(bits_to_bytes(load_u32(qh)), _mm256_set1_epi8(16)));
-}
-
-static void dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q5_1 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK5_1;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, m0 = a0, m1 = a0;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        affine_block(q5_unsigned(x[b].qs, x[b].qh), &y[b], h2f(x[b].d), h2f(x[b].m), &a0, &m0);
-        affine_block(q5_unsigned(x[b + 1].qs, x[b + 1].qh), &y[b + 1], h2f(x[b + 1].d), h2f(x[b + 1].m), &a1, &m1);
-    }
-    for (; b < nb; b++) affine_block(q5_unsigned(x[b].qs, x[b].qh), &y[b], h2f(x[b].d), h2f(x[b].m), &a0, &m0);
-    *s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(m0, m1)));
-}
-
-/* Q5_0 levels as signed bytes: nibble - 16 where the fifth bit is clear */
-static inline __m256i q5_signed(const uint8_t *qs, const uint8_t *qh) {
-    __m256i off = _mm256_andnot_si256(bits_to_bytes(load_u32(qh)), _mm256_set1_epi8(16));
-    return _mm256_sub_epi8(unpack_nibbles(qs), off);
-}
-
-static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q5_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK5_0;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256i p0 = dot_i8(q5_signed(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        __m256i p1 = dot_i8(q5_signed(x[b + 1].qs, x[b + 1].qh), _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p0), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d)), _mm256_cvtepi32_ps(p1), a1);
+    for (; b + 4 <= nb; b += 4) {
+        __m256i p[4];
+        for (int i = 0; i < 4; i++) p[i] = dot_i8(_mm256_loadu_si256((const __m256i *)x[b + i].qs), load_y(&y[b + i]));
+        const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), halves4(&y[b].d, sizeof *y)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(p[0], p[1], p[2], p[3])), d, acc);
     }
     for (; b < nb; b++) {
-        __m256i p = dot_i8(q5_signed(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p), a0);
+        const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)x[b].qs), load_y(&y[b]));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
     }
-    *s = hsum256(_mm256_add_ps(a0, a1));
+    *s = hsum256(acc);
 }
+
+/* symmetric 4/5-bit types: levels u - off */
+#define SYM_DOT(NAME, BLOCK, LEVELS, OFF)                                                                              \
+    static void NAME(int64_t n, float *s, const void *vx, const void *vy) {                                           \
+        const BLOCK *x = vx;                                                                                           \
+        const block_q8_0 *y = vy;                                                                                      \
+        const int64_t nb = n / 32;                                                                                     \
+        const __m256i off = _mm256_set1_epi8(OFF);                                                                     \
+        __m256 acc = _mm256_setzero_ps();                                                                              \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 4 <= nb; b += 4) {                                                                                  \
+            __m256i p[4];                                                                                              \
+            for (int i = 0; i < 4; i++) p[i] = dot_u8_off(LEVELS(&x[b + i]), load_y(&y[b + i]), off);                  \
+            const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), halves4(&y[b].d, sizeof *y)));             \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(p[0], p[1], p[2], p[3])), d, acc);                         \
+        }                                                                                                              \
+        for (; b < nb; b++) {                                                                                          \
+            const __m256i p = dot_u8_off(LEVELS(&x[b]), load_y(&y[b]), off);                                           \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);              \
+        }                                                                                                              \
+        *s = hsum256(acc);                                                                                             \
+    }
+
+SYM_DOT(dot_q4_0, block_q4_0, levels_q4, 8)
+SYM_DOT(dot_q5_0, block_q5_0, levels_q5_0, 16)
+
+/* affine types: d * dy * sum(u * y) + m * dy * sum(y) */
+#define AFFINE_DOT(NAME, BLOCK, LEVELS)                                                                                \
+    static void NAME(int64_t n, float *s, const void *vx, const void *vy) {                                           \
+        const BLOCK *x = vx;                                                                                           \
+        const block_q8_0 *y = vy;                                                                                      \
+        const int64_t nb = n / 32;                                                                                     \
+        const __m256i one = _mm256_set1_epi8(1);                                                                       \
+        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                                                  \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 4 <= nb; b += 4) {                                                                                  \
+            __m256i p[4], q[4];                                                                                        \
+            for (int i = 0; i < 4; i++) {                                                                              \
+                const __m256i yy = load_y(&y[b + i]);                                                                  \
+                p[i] = dot_u8(LEVELS(&x[b + i]), yy);                                                                  \
+                q[i] = dot_u8(one, yy);                                                                                \
+            }                                                                                                          \
+            const __m128 dy = halves4(&y[b].d, sizeof *y);                                                             \
+            const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), dy));                                      \
+            const __m256 m = dup128(_mm_mul_ps(halves4(&x[b].m, sizeof *x), dy));                                      \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(p[0], p[1], p[2], p[3])), d, acc);                         \
+            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(q[0], q[1], q[2], q[3])), m, accm);                       \
+        }                                                                                                              \
+        for (; b < nb; b++) {                                                                                          \
+            const __m256i yy = load_y(&y[b]);                                                                          \
+            const float dy = h2f(y[b].d);                                                                              \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * dy), _mm256_cvtepi32_ps(dot_u8(LEVELS(&x[b]), yy)), acc); \
+            accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].m) * dy), _mm256_cvtepi32_ps(dot_u8(one, yy)), accm);       \
+        }                                                                                                              \
+        *s = hsum256(_mm256_add_ps(acc, accm));                                                                        \
+    }
+
+AFFINE_DOT(dot_q4_1, block_q4_1, levels_q4_1)
+AFFINE_DOT(dot_q5_1, block_q5_1, levels_q5_1)
 
 /* ---- K-quants (Q8_K activations) ------------------------------------------ */
 
@@ -321,18 +268,6 @@ static void dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
     *s = hsum256(_mm256_sub_ps(acc, accm));
 }
 
-/* the 16 signed Q3_K scales (byoai_q3k_scales) as bytes: low nibbles of
- * scales 0..7 / 8..15 are the low / high nibbles of bytes 0..7, the top two
- * bits of scale 4i+r sit in bits 2i..2i+1 of byte 8 + r */
-static inline __m128i q3k_scales(const uint8_t *q) {
-    const uint32_t a0 = load_u32(q), a1 = load_u32(q + 4), a2 = load_u32(q + 8);
-    const uint32_t m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
-    const __m128i v = _mm_setr_epi32((int)((a0 & m4) | ((a2 & m2) << 4)), (int)((a1 & m4) | (((a2 >> 2) & m2) << 4)),
-                                     (int)(((a0 >> 4) & m4) | (((a2 >> 4) & m2) << 4)),
-                                     (int)(((a1 >> 4) & m4) | (((a2 >> 6) & m2) << 4)));
-    return _mm_sub_epi8(v, _mm_set1_epi8(32));
-}
-
 static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q3_K *x = vx;
     const block_q8_K *y = vy;
@@ -361,15 +296,6 @@ static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[b].d * h2f(x[b].d)), _mm256_cvtepi32_ps(isum), acc);
     }
     *s = hsum256(acc);
-}
-
-/* the 8 scales and 8 mins of a Q4_K / Q5_K block (byoai_k4_scale_min) */
-static inline void k4_unpack(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
-    uint32_t a0 = load_u32(q), a1 = load_u32(q + 4), a2 = load_u32(q + 8);
-    uint32_t s[2] = {a0 & 0x3F3F3F3Fu, (a2 & 0x0F0F0F0Fu) | (((a0 >> 6) & 0x03030303u) << 4)};
-    uint32_t m[2] = {a1 & 0x3F3F3F3Fu, ((a2 >> 4) & 0x0F0F0F0Fu) | (((a1 >> 6) & 0x03030303u) << 4)};
-    memcpy(sc, s, 8);
-    memcpy(mn, m, 8);
 }
 
 /* sum_j mins[j] * (bsums[2j] + bsums[2j+1]) as 8 int32 lanes */

@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "infer/quant.h"
-
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+#include "infer/simd/x86.h"
 
 static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
@@ -47,61 +46,105 @@ static inline __m256i dot_i8_vnni(__m256i acc, __m256i x, __m256i y) {
     return _mm256_dpbusd_epi32(acc, _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 }
 
+/* ---- 32-element block types: VNNI dots, four blocks per fold (see the
+ * AVX2 versions for the scheme) ------------------------------------------- */
+
+static inline __m256i vnni_u8(__m256i u, __m256i y) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, y); }
+static inline __m256i load_y(const block_q8_0 *y) { return _mm256_loadu_si256((const __m256i *)y->qs); }
+
 static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q8_0 *x = vx, *y = vy;
     const int64_t nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256i p0 = dot_i8_vnni(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)x[b].qs),
-                                 _mm256_loadu_si256((const __m256i *)y[b].qs));
-        __m256i p1 = dot_i8_vnni(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)x[b + 1].qs),
-                                 _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    for (; b + 4 <= nb; b += 4) {
+        __m256i p[4];
+        for (int i = 0; i < 4; i++)
+            p[i] = dot_i8_vnni(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)x[b + i].qs), load_y(&y[b + i]));
+        const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), halves4(&y[b].d, sizeof *y)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(p[0], p[1], p[2], p[3])), d, acc);
     }
     for (; b < nb; b++) {
-        __m256i p = dot_i8_vnni(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)x[b].qs),
-                                _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc0);
-    }
-    __m256 a = _mm256_add_ps(acc0, acc1);
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    *s = _mm_cvtss_f32(lo);
-}
-
-static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q4_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK4_0;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i ones = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        /* q in 0..15 (unsigned) dot y, minus 8 * sum(y): both by VNNI */
-        __m128i t = _mm_loadu_si128((const __m128i *)x[b].qs);
-        __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), m4);
-        __m256i yy = _mm256_loadu_si256((const __m256i *)y[b].qs);
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, yy);
-        __m256i sy = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, yy);
-        p = _mm256_sub_epi32(p, _mm256_slli_epi32(sy, 3));
+        const __m256i p = dot_i8_vnni(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)x[b].qs), load_y(&y[b]));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);
     }
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    *s = _mm_cvtss_f32(lo);
+    *s = hsum256(acc);
 }
+
+static inline __m256i levels_q4(const void *x) { return unpack_nibbles(((const block_q4_0 *)x)->qs); }
+static inline __m256i levels_q4_1(const void *x) { return unpack_nibbles(((const block_q4_1 *)x)->qs); }
+static inline __m256i levels_q5_0(const void *x) {
+    const block_q5_0 *b = x;
+    return _mm256_or_si256(unpack_nibbles(b->qs), _mm256_and_si256(bits_to_bytes(load_u32(b->qh)), _mm256_set1_epi8(16)));
+}
+static inline __m256i levels_q5_1(const void *x) {
+    const block_q5_1 *b = x;
+    return _mm256_or_si256(unpack_nibbles(b->qs), _mm256_and_si256(bits_to_bytes(load_u32(b->qh)), _mm256_set1_epi8(16)));
+}
+
+/* levels u - off: sum(u y) - sum(off y), both by VNNI */
+#define SYM_DOT(NAME, BLOCK, LEVELS, OFF)                                                                              \
+    static void NAME(int64_t n, float *s, const void *vx, const void *vy) {                                           \
+        const BLOCK *x = vx;                                                                                           \
+        const block_q8_0 *y = vy;                                                                                      \
+        const int64_t nb = n / 32;                                                                                     \
+        const __m256i off = _mm256_set1_epi8(OFF);                                                                     \
+        __m256 acc = _mm256_setzero_ps();                                                                              \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 4 <= nb; b += 4) {                                                                                  \
+            __m256i p[4];                                                                                              \
+            for (int i = 0; i < 4; i++) {                                                                              \
+                const __m256i yy = load_y(&y[b + i]);                                                                  \
+                p[i] = _mm256_sub_epi32(vnni_u8(LEVELS(&x[b + i]), yy), vnni_u8(off, yy));                             \
+            }                                                                                                          \
+            const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), halves4(&y[b].d, sizeof *y)));             \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(p[0], p[1], p[2], p[3])), d, acc);                         \
+        }                                                                                                              \
+        for (; b < nb; b++) {                                                                                          \
+            const __m256i yy = load_y(&y[b]);                                                                          \
+            const __m256i p = _mm256_sub_epi32(vnni_u8(LEVELS(&x[b]), yy), vnni_u8(off, yy));                          \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), _mm256_cvtepi32_ps(p), acc);              \
+        }                                                                                                              \
+        *s = hsum256(acc);                                                                                             \
+    }
+
+SYM_DOT(dot_q4_0, block_q4_0, levels_q4, 8)
+SYM_DOT(dot_q5_0, block_q5_0, levels_q5_0, 16)
+
+#define AFFINE_DOT(NAME, BLOCK, LEVELS)                                                                                \
+    static void NAME(int64_t n, float *s, const void *vx, const void *vy) {                                           \
+        const BLOCK *x = vx;                                                                                           \
+        const block_q8_0 *y = vy;                                                                                      \
+        const int64_t nb = n / 32;                                                                                     \
+        const __m256i one = _mm256_set1_epi8(1);                                                                       \
+        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                                                  \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 4 <= nb; b += 4) {                                                                                  \
+            __m256i p[4], q[4];                                                                                        \
+            for (int i = 0; i < 4; i++) {                                                                              \
+                const __m256i yy = load_y(&y[b + i]);                                                                  \
+                p[i] = vnni_u8(LEVELS(&x[b + i]), yy);                                                                 \
+                q[i] = vnni_u8(one, yy);                                                                               \
+            }                                                                                                          \
+            const __m128 dy = halves4(&y[b].d, sizeof *y);                                                             \
+            const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), dy));                                      \
+            const __m256 m = dup128(_mm_mul_ps(halves4(&x[b].m, sizeof *x), dy));                                      \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(p[0], p[1], p[2], p[3])), d, acc);                         \
+            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold4(q[0], q[1], q[2], q[3])), m, accm);                       \
+        }                                                                                                              \
+        for (; b < nb; b++) {                                                                                          \
+            const __m256i yy = load_y(&y[b]);                                                                          \
+            const float dy = h2f(y[b].d);                                                                              \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].d) * dy), _mm256_cvtepi32_ps(vnni_u8(LEVELS(&x[b]), yy)), acc); \
+            accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[b].m) * dy), _mm256_cvtepi32_ps(vnni_u8(one, yy)), accm);      \
+        }                                                                                                              \
+        *s = hsum256(_mm256_add_ps(acc, accm));                                                                        \
+    }
+
+AFFINE_DOT(dot_q4_1, block_q4_1, levels_q4_1)
+AFFINE_DOT(dot_q5_1, block_q5_1, levels_q5_1)
 
 /* ---- K-quants: 512-bit integer work, 64 activations per instruction ------ */
-
-static inline uint32_t load_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* two 32-byte halves into one 512-bit vector */
 static inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
@@ -114,21 +157,6 @@ static inline __m512i scaled_dot64(__m512i u, const int8_t *y, __m512i sc16) {
 /* sum_j w16[j] * bsums[j] over 16 sub-blocks, as 8 int32 */
 static inline __m256i bsum_dot(const int16_t *bsums, __m256i w16) {
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), w16);
-}
-
-static inline float hsum256(__m256 a) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-static inline void k4_unpack(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
-    const uint32_t a0 = load_u32(q), a1 = load_u32(q + 4), a2 = load_u32(q + 8);
-    const uint32_t s2[2] = {a0 & 0x3F3F3F3Fu, (a2 & 0x0F0F0F0Fu) | (((a0 >> 6) & 0x03030303u) << 4)};
-    const uint32_t m2[2] = {a1 & 0x3F3F3F3Fu, ((a2 >> 4) & 0x0F0F0F0Fu) | (((a1 >> 6) & 0x03030303u) << 4)};
-    memcpy(sc, s2, 8);
-    memcpy(mn, m2, 8);
 }
 
 /* sum_j mins[j] * (bsums[2j] + bsums[2j+1]) as 8 int32 */
@@ -285,12 +313,7 @@ static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     __m512 acc = _mm512_setzero_ps();
     __m256 accc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint32_t a0 = load_u32(x[b].scales), a1 = load_u32(x[b].scales + 4), a2 = load_u32(x[b].scales + 8);
-        const uint32_t k4 = 0x0F0F0F0Fu, k2 = 0x03030303u;
-        const __m128i scales = _mm_sub_epi8(
-            _mm_setr_epi32((int)((a0 & k4) | ((a2 & k2) << 4)), (int)((a1 & k4) | (((a2 >> 2) & k2) << 4)),
-                           (int)(((a0 >> 4) & k4) | (((a2 >> 4) & k2) << 4)), (int)(((a1 >> 4) & k4) | (((a2 >> 6) & k2) << 4))),
-            _mm_set1_epi8(32));
+        const __m128i scales = q3k_scales(x[b].scales);
         const __m256i sc2 = _mm256_broadcastsi128_si256(scales);
         const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
         const __m256i hm256 = _mm256_loadu_si256((const __m256i *)x[b].hmask);
@@ -324,6 +347,9 @@ void byoai_kernels_init_avx512(byoai_kernels *k) {
     k->vec_dot[BYOAI_TYPE_F16] = dot_f16;
     k->vec_dot[BYOAI_TYPE_Q8_0] = dot_q8_0;
     k->vec_dot[BYOAI_TYPE_Q4_0] = dot_q4_0;
+    k->vec_dot[BYOAI_TYPE_Q4_1] = dot_q4_1;
+    k->vec_dot[BYOAI_TYPE_Q5_0] = dot_q5_0;
+    k->vec_dot[BYOAI_TYPE_Q5_1] = dot_q5_1;
     k->vec_dot[BYOAI_TYPE_Q2_K] = dot_q2_k;
     k->vec_dot[BYOAI_TYPE_Q3_K] = dot_q3_k;
     k->vec_dot[BYOAI_TYPE_Q4_K] = dot_q4_k;
