@@ -169,33 +169,6 @@ static inline __m512i scale_pair(uint8_t a, uint8_t b) {
     return join256(_mm256_set1_epi16(a), _mm256_set1_epi16(b));
 }
 
-static void dot_q4_k(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q4_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    uint8_t sc[8], mn[8];
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        k4_unpack(x[b].scales, sc, mn);
-        const __m256i msum = k4_min_dot(y[b].bsums, mn);
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
-#pragma GCC unroll 2
-        for (int c = 0; c < 4; c += 2) {
-            const __m256i q0 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c + 32));
-            const __m512i u0 = join256(_mm256_and_si256(q0, m4), _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4));
-            const __m512i u1 = join256(_mm256_and_si256(q1, m4), _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4));
-            s0 = _mm512_add_epi32(s0, scaled_dot64(u0, y[b].qs + 64 * c, scale_pair(sc[2 * c], sc[2 * c + 1])));
-            s1 = _mm512_add_epi32(s1, scaled_dot64(u1, y[b].qs + 64 * c + 64, scale_pair(sc[2 * c + 2], sc[2 * c + 3])));
-        }
-        const float dy = y[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)), _mm256_cvtepi32_ps(msum), accm);
-    }
-    *s = _mm512_reduce_add_ps(acc) - hsum256(accm);
-}
-
 static void dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;
@@ -239,72 +212,6 @@ static const uint8_t QUAD_CTRL[4][32] = {
 static inline __m512i quad_scales_s(__m256i sc2, int g) {
     return _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(sc2, _mm256_loadu_si256((const __m256i *)QUAD_CTRL[g])));
 }
-static inline __m512i quad_scales_u(__m256i sc2, int g) {
-    return _mm512_cvtepu8_epi16(_mm256_shuffle_epi8(sc2, _mm256_loadu_si256((const __m256i *)QUAD_CTRL[g])));
-}
-
-static void dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q6_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const __m128i scales = _mm_loadu_si128((const __m128i *)x[b].scales);
-        const __m256i sc2 = _mm256_broadcastsi128_si256(scales);
-        /* levels are u - 32: subtract 32 * sum(scale * bsum) */
-        const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = x[b].ql + 64 * h;
-            const __m256i A = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i B = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i H = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
-            const int8_t *yq = y[b].qs + 128 * h;
-            const __m256i u0 = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
-            const __m256i u1 = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
-            const __m256i u2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30));
-            const __m256i u3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
-            s0 = _mm512_add_epi32(s0, scaled_dot64(join256(u0, u1), yq, quad_scales_s(sc2, 2 * h)));
-            s1 = _mm512_add_epi32(s1, scaled_dot64(join256(u2, u3), yq + 64, quad_scales_s(sc2, 2 * h + 1)));
-        }
-        const float dd = y[b].d * h2f(x[b].d);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
-        accc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(_mm256_slli_epi32(corr, 5)), accc);
-    }
-    *s = _mm512_reduce_add_ps(acc) - hsum256(accc);
-}
-
-static void dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q2_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[b].scales);
-        const __m256i sc2 = _mm256_broadcastsi128_si256(_mm_and_si128(sc8, m4));
-        const __m256i msum = bsum_dot(y[b].bsums, _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), m4)));
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
-            const int8_t *yq = y[b].qs + 128 * h;
-            const __m256i u0 = _mm256_and_si256(q, m3), u1 = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
-            const __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3), u3 = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
-            s0 = _mm512_add_epi32(s0, scaled_dot64(join256(u0, u1), yq, quad_scales_u(sc2, 2 * h)));
-            s1 = _mm512_add_epi32(s1, scaled_dot64(join256(u2, u3), yq + 64, quad_scales_u(sc2, 2 * h + 1)));
-        }
-        const float dy = y[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)), _mm256_cvtepi32_ps(msum), accm);
-    }
-    *s = _mm512_reduce_add_ps(acc) - hsum256(accm);
-}
-
 static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q3_K *x = vx;
     const block_q8_K *y = vy;
@@ -340,6 +247,11 @@ static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc) - hsum256(accc);
 }
 
+/* Q2_K, Q4_K and Q6_K keep their AVX2 kernels: 512-bit versions of the same
+ * scheme measured 10-20% slower on Sapphire Rapids (vpmaddubsw/vpmaddwd
+ * on zmm get no more throughput than two ymm ports, and the joins cost
+ * shuffles), unlike Q3_K and Q5_K whose bit extraction gains from mask
+ * tests. */
 void byoai_kernels_init_avx512(byoai_kernels *k) {
     k->level = BYOAI_SIMD_AVX512;
     k->name = "avx512";
@@ -350,10 +262,7 @@ void byoai_kernels_init_avx512(byoai_kernels *k) {
     k->vec_dot[BYOAI_TYPE_Q4_1] = dot_q4_1;
     k->vec_dot[BYOAI_TYPE_Q5_0] = dot_q5_0;
     k->vec_dot[BYOAI_TYPE_Q5_1] = dot_q5_1;
-    k->vec_dot[BYOAI_TYPE_Q2_K] = dot_q2_k;
     k->vec_dot[BYOAI_TYPE_Q3_K] = dot_q3_k;
-    k->vec_dot[BYOAI_TYPE_Q4_K] = dot_q4_k;
     k->vec_dot[BYOAI_TYPE_Q5_K] = dot_q5_k;
-    k->vec_dot[BYOAI_TYPE_Q6_K] = dot_q6_k;
 }
 #endif
