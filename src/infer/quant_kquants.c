@@ -323,15 +323,23 @@ void byoai_ref_dequantize_q8_k(const void *src, float *dst, int64_t n) {
  * 16 sub-blocks of 16; scales[j] = scale (low nibble) | min (high nibble).
  * qs[32 h + l] holds elements 128 h + 32 k + l in bits 2k..2k+1 (k = 0..3).
  * value = d * scale * q - dmin * min */
+/* the 2-bit fields of a Q2_K / Q3_K qs array, in element order */
+static void unpack_2bit(const uint8_t *qs, int8_t *L) {
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) L[128 * h + 32 * k + l] = (int8_t)((qs[32 * h + l] >> (2 * k)) & 3);
+}
+
 void byoai_ref_dequantize_q2_k(const void *src, float *dst, int64_t n) {
     const block_q2_K *x = src;
+    int8_t L[QK_K];
     for (int64_t b = 0; b < n / QK_K; b++, dst += QK_K) {
         const float d = byoai_fp16_to_fp32(x[b].d), dmin = byoai_fp16_to_fp32(x[b].dmin);
+        unpack_2bit(x[b].qs, L);
         for (int e = 0; e < QK_K; e++) {
             const uint8_t s = x[b].scales[e / 16];
-            const int q = (x[b].qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
             const float dl = d * (s & 0x0F), ml = dmin * (s >> 4);
-            dst[e] = dl * q - ml;
+            dst[e] = dl * L[e] - ml;
         }
     }
 }
@@ -357,16 +365,14 @@ void byoai_ref_quantize_q2_k(const float *src, void *dst, int64_t n) {
 void byoai_ref_dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q2_K *x = vx;
     const block_q8_K *y = vy;
+    int8_t L[QK_K];
     float sum = 0;
     for (int64_t b = 0; b < n / QK_K; b++) {
+        unpack_2bit(x[b].qs, L);
         int32_t isum = 0, msum = 0;
         for (int j = 0; j < 16; j++) {
             int32_t t = 0;
-            for (int l = 0; l < 16; l++) {
-                const int e = 16 * j + l;
-                const int q = (x[b].qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
-                t += q * y[b].qs[e];
-            }
+            for (int l = 0; l < 16; l++) t += L[16 * j + l] * y[b].qs[16 * j + l];
             isum += (x[b].scales[j] & 0x0F) * t;
             msum += (x[b].scales[j] >> 4) * y[b].bsums[j];
         }
@@ -379,17 +385,22 @@ void byoai_ref_dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
  * 16 sub-blocks of 16 with signed 6-bit scales (byoai_q3k_scales). Low two
  * bits as in Q2_K; the third bit of element e is bit e / 32 of hmask[e % 32],
  * and a clear bit means "minus 4": value = d * scale * (q2 - (hbit ? 0 : 4)) */
+/* Q3_K levels q2 - (hbit ? 0 : 4), in element order */
+static void q3k_levels(const block_q3_K *x, int8_t *L) {
+    unpack_2bit(x->qs, L);
+    for (int e = 0; e < QK_K; e++) L[e] = (int8_t)(L[e] - (((x->hmask[e % 32] >> (e / 32)) & 1) ? 0 : 4));
+}
+
 void byoai_ref_dequantize_q3_k(const void *src, float *dst, int64_t n) {
     const block_q3_K *x = src;
-    int8_t sc[16];
+    int8_t sc[16], L[QK_K];
     for (int64_t b = 0; b < n / QK_K; b++, dst += QK_K) {
         const float d = byoai_fp16_to_fp32(x[b].d);
         byoai_q3k_scales(x[b].scales, sc);
+        q3k_levels(&x[b], L);
         for (int e = 0; e < QK_K; e++) {
-            const int q2 = (x[b].qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
-            const int h = (x[b].hmask[e % 32] >> (e / 32)) & 1;
             const float dl = d * (sc[e / 16]);
-            dst[e] = dl * (q2 - (h ? 0 : 4));
+            dst[e] = dl * L[e];
         }
     }
 }
@@ -420,19 +431,15 @@ void byoai_ref_quantize_q3_k(const float *src, void *dst, int64_t n) {
 void byoai_ref_dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q3_K *x = vx;
     const block_q8_K *y = vy;
-    int8_t sc[16];
+    int8_t sc[16], L[QK_K];
     float sum = 0;
     for (int64_t b = 0; b < n / QK_K; b++) {
         byoai_q3k_scales(x[b].scales, sc);
+        q3k_levels(&x[b], L);
         int32_t isum = 0;
         for (int j = 0; j < 16; j++) {
             int32_t t = 0;
-            for (int l = 0; l < 16; l++) {
-                const int e = 16 * j + l;
-                const int q2 = (x[b].qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
-                const int h = (x[b].hmask[e % 32] >> (e / 32)) & 1;
-                t += (q2 - (h ? 0 : 4)) * y[b].qs[e];
-            }
+            for (int l = 0; l < 16; l++) t += L[16 * j + l] * y[b].qs[16 * j + l];
             isum += sc[j] * t;
         }
         sum += y[b].d * byoai_fp16_to_fp32(x[b].d) * (float)isum;
@@ -568,18 +575,23 @@ void byoai_ref_dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
  * ql[64 h + 32 (k % 2) + l] (low nibble for k < 2, high for k >= 2) and
  * its top two bits in bits 2k..2k+1 of qh[32 h + l].
  * value = d * scale * (q - 32) */
-static inline int q6k_level(const block_q6_K *x, int e) {
-    const int h = e / 128, k = (e / 32) % 4, l = e % 32;
-    const uint8_t lo = x->ql[64 * h + 32 * (k % 2) + l];
-    const int nib = k < 2 ? lo & 0x0F : lo >> 4;
-    return (nib | (((x->qh[32 * h + l] >> (2 * k)) & 3) << 4)) - 32;
+static void q6k_levels(const block_q6_K *x, int8_t *L) {
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t lo = x->ql[64 * h + 32 * (k % 2) + l];
+                const int nib = k < 2 ? lo & 0x0F : lo >> 4;
+                L[128 * h + 32 * k + l] = (int8_t)((nib | (((x->qh[32 * h + l] >> (2 * k)) & 3) << 4)) - 32);
+            }
 }
 
 void byoai_ref_dequantize_q6_k(const void *src, float *dst, int64_t n) {
     const block_q6_K *x = src;
+    int8_t L[QK_K];
     for (int64_t b = 0; b < n / QK_K; b++, dst += QK_K) {
         const float d = byoai_fp16_to_fp32(x[b].d);
-        for (int e = 0; e < QK_K; e++) dst[e] = d * x[b].scales[e / 16] * q6k_level(&x[b], e);
+        q6k_levels(&x[b], L);
+        for (int e = 0; e < QK_K; e++) dst[e] = d * x[b].scales[e / 16] * L[e];
     }
 }
 
@@ -602,12 +614,14 @@ void byoai_ref_quantize_q6_k(const float *src, void *dst, int64_t n) {
 void byoai_ref_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
+    int8_t L[QK_K];
     float sum = 0;
     for (int64_t b = 0; b < n / QK_K; b++) {
+        q6k_levels(&x[b], L);
         int32_t isum = 0;
         for (int j = 0; j < 16; j++) {
             int32_t t = 0;
-            for (int l = 0; l < 16; l++) t += q6k_level(&x[b], 16 * j + l) * y[b].qs[16 * j + l];
+            for (int l = 0; l < 16; l++) t += L[16 * j + l] * y[b].qs[16 * j + l];
             isum += x[b].scales[j] * t;
         }
         sum += y[b].d * byoai_fp16_to_fp32(x[b].d) * (float)isum;
