@@ -144,6 +144,7 @@ static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
+        prefetch_ahead(&x[b], 4 * (int)sizeof *x);
         __m256i p[4];
         for (int i = 0; i < 4; i++) p[i] = dot_i8(_mm256_loadu_si256((const __m256i *)x[b + i].qs), load_y(&y[b + i]));
         const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), halves4(&y[b].d, sizeof *y)));
@@ -166,6 +167,7 @@ static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
         __m256 acc = _mm256_setzero_ps();                                                                              \
         int64_t b = 0;                                                                                                 \
         for (; b + 4 <= nb; b += 4) {                                                                                  \
+            prefetch_ahead(&x[b], 4 * (int)sizeof *x);                                                                 \
             __m256i p[4];                                                                                              \
             for (int i = 0; i < 4; i++) p[i] = dot_u8_off(LEVELS(&x[b + i]), load_y(&y[b + i]), off);                  \
             const __m256 d = dup128(_mm_mul_ps(halves4(&x[b].d, sizeof *x), halves4(&y[b].d, sizeof *y)));             \
@@ -191,6 +193,7 @@ SYM_DOT(dot_q5_0, block_q5_0, levels_q5_0, 16)
         __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                                                  \
         int64_t b = 0;                                                                                                 \
         for (; b + 4 <= nb; b += 4) {                                                                                  \
+            prefetch_ahead(&x[b], 4 * (int)sizeof *x);                                                                 \
             __m256i p[4], q[4];                                                                                        \
             for (int i = 0; i < 4; i++) {                                                                              \
                 const __m256i yy = load_y(&y[b + i]);                                                                  \
@@ -245,6 +248,7 @@ static void dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
     const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[b].scales);
         const __m128i scales = _mm_and_si128(sc8, _mm256_castsi256_si128(m4));
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm256_castsi256_si128(m4)));
@@ -274,6 +278,7 @@ static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         const __m128i scales = q3k_scales(x[b].scales);
         /* levels are u - 4 with u = q2 | hbit << 2: subtract 4 * sum(y) */
         const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
@@ -313,6 +318,7 @@ static void dot_q4_k(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     uint8_t sc[8], mn[8];
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         k4_unpack(x[b].scales, sc, mn);
         const __m256i msum = k4_min_dot(y[b].bsums, mn);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
@@ -337,6 +343,7 @@ static void dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     uint8_t sc[8], mn[8];
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         k4_unpack(x[b].scales, sc, mn);
         const __m256i msum = k4_min_dot(y[b].bsums, mn);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[b].qh);
@@ -365,6 +372,7 @@ static void dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         const __m128i scales = _mm_loadu_si128((const __m128i *)x[b].scales);
         /* levels are u - 32 with u unsigned 6-bit: subtract 32 * sum(y) */
         const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));

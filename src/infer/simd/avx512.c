@@ -58,6 +58,7 @@ static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
+        prefetch_ahead(&x[b], 4 * (int)sizeof *x);
         __m256i p[4];
         for (int i = 0; i < 4; i++)
             p[i] = dot_i8_vnni(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)x[b + i].qs), load_y(&y[b + i]));
@@ -92,6 +93,7 @@ static inline __m256i levels_q5_1(const void *x) {
         __m256 acc = _mm256_setzero_ps();                                                                              \
         int64_t b = 0;                                                                                                 \
         for (; b + 4 <= nb; b += 4) {                                                                                  \
+            prefetch_ahead(&x[b], 4 * (int)sizeof *x);                                                                 \
             __m256i p[4];                                                                                              \
             for (int i = 0; i < 4; i++) {                                                                              \
                 const __m256i yy = load_y(&y[b + i]);                                                                  \
@@ -120,6 +122,7 @@ SYM_DOT(dot_q5_0, block_q5_0, levels_q5_0, 16)
         __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                                                  \
         int64_t b = 0;                                                                                                 \
         for (; b + 4 <= nb; b += 4) {                                                                                  \
+            prefetch_ahead(&x[b], 4 * (int)sizeof *x);                                                                 \
             __m256i p[4], q[4];                                                                                        \
             for (int i = 0; i < 4; i++) {                                                                              \
                 const __m256i yy = load_y(&y[b + i]);                                                                  \
@@ -178,6 +181,7 @@ static void dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 accm = _mm256_setzero_ps();
     uint8_t sc[8], mn[8];
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         k4_unpack(x[b].scales, sc, mn);
         const __m256i msum = k4_min_dot(y[b].bsums, mn);
         const __m256i qh256 = _mm256_loadu_si256((const __m256i *)x[b].qh);
@@ -220,6 +224,7 @@ static void dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
     __m512 acc = _mm512_setzero_ps();
     __m256 accc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
+        prefetch_ahead(&x[b], (int)sizeof *x);
         const __m128i scales = q3k_scales(x[b].scales);
         const __m256i sc2 = _mm256_broadcastsi128_si256(scales);
         const __m256i corr = bsum_dot(y[b].bsums, _mm256_cvtepi8_epi16(scales));
