@@ -15,7 +15,18 @@ static const byoai_type_ops OPS[BYOAI_TYPE_COUNT] = {
     [BYOAI_TYPE_F16] = {byoai_ref_dequantize_f16, byoai_ref_quantize_f16, byoai_ref_dot_f16, BYOAI_TYPE_F32},
     [BYOAI_TYPE_BF16] = {byoai_ref_dequantize_bf16, byoai_ref_quantize_bf16, byoai_ref_dot_bf16, BYOAI_TYPE_F32},
     [BYOAI_TYPE_Q4_0] = {byoai_ref_dequantize_q4_0, byoai_ref_quantize_q4_0, byoai_ref_dot_q4_0, BYOAI_TYPE_Q8_0},
+    [BYOAI_TYPE_Q4_1] = {byoai_ref_dequantize_q4_1, byoai_ref_quantize_q4_1, byoai_ref_dot_q4_1, BYOAI_TYPE_Q8_0},
+    [BYOAI_TYPE_Q5_0] = {byoai_ref_dequantize_q5_0, byoai_ref_quantize_q5_0, byoai_ref_dot_q5_0, BYOAI_TYPE_Q8_0},
+    [BYOAI_TYPE_Q5_1] = {byoai_ref_dequantize_q5_1, byoai_ref_quantize_q5_1, byoai_ref_dot_q5_1, BYOAI_TYPE_Q8_0},
     [BYOAI_TYPE_Q8_0] = {byoai_ref_dequantize_q8_0, byoai_ref_quantize_q8_0, byoai_ref_dot_q8_0, BYOAI_TYPE_Q8_0},
+    /* activation-only types: quantize/dequantize, no dot of their own */
+    [BYOAI_TYPE_Q8_1] = {byoai_ref_dequantize_q8_1, byoai_ref_quantize_q8_1, NULL, BYOAI_TYPE_Q8_1},
+    [BYOAI_TYPE_Q8_K] = {byoai_ref_dequantize_q8_k, byoai_ref_quantize_q8_k, NULL, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q2_K] = {byoai_ref_dequantize_q2_k, byoai_ref_quantize_q2_k, byoai_ref_dot_q2_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q3_K] = {byoai_ref_dequantize_q3_k, byoai_ref_quantize_q3_k, byoai_ref_dot_q3_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q4_K] = {byoai_ref_dequantize_q4_k, byoai_ref_quantize_q4_k, byoai_ref_dot_q4_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q5_K] = {byoai_ref_dequantize_q5_k, byoai_ref_quantize_q5_k, byoai_ref_dot_q5_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q6_K] = {byoai_ref_dequantize_q6_k, byoai_ref_quantize_q6_k, byoai_ref_dot_q6_k, BYOAI_TYPE_Q8_K},
 };
 
 const byoai_type_ops *byoai_type_ops_get(byoai_type t) {
