@@ -249,7 +249,7 @@ static int dep_load_plan(byoai_cluster *c, cl_dep *d, pk_set *excluded, byoai_er
                 if (still) continue;
                 cl_buf b = {0};
                 cl_enc_unload(&b, d->id);
-                cl_send(c, old.pk[i], &b, NULL);
+                cl_send_linked(c, old.pk[i], &b);
                 cl_buf_free(&b);
             }
             return 0;
@@ -397,7 +397,7 @@ int byoai_cluster_deploy(byoai_cluster *c, const byoai_cluster_model_opts *o, by
         for (uint32_t s = 0; s < d->load_n; s++) {
             cl_buf b = {0};
             cl_enc_unload(&b, d->id);
-            cl_send(c, d->load_pk[s], &b, NULL);
+            cl_send_linked(c, d->load_pk[s], &b);
             cl_buf_free(&b);
         }
         dep_free(d);
@@ -434,7 +434,7 @@ int byoai_cluster_undeploy(byoai_cluster *c, const char *name, byoai_error *err)
     for (uint32_t s = 0; s < d->plan.n_stages; s++) {
         cl_buf b = {0};
         cl_enc_unload(&b, d->id);
-        cl_send(c, d->stage_pk[s], &b, NULL);
+        cl_send_linked(c, d->stage_pk[s], &b);
         cl_buf_free(&b);
     }
     dep_free(d);
@@ -527,9 +527,13 @@ static int failover(byoai_cluster *c, cl_dep *d, cl_req *r, const uint8_t *culpr
     for (uint32_t s = 0; s < n; s++) {
         if (cl_is_self(c, pks[s])) continue;
         pthread_mutex_lock(&c->mu);
-        bool ok = cl_peer_usable(cl_peer_find(c, pks[s]));
+        cl_peer *p = cl_peer_find(c, pks[s]);
+        bool ok = cl_peer_usable(p);
+        /* a link that merely closed may reopen (a restart, a dedup); a node
+         * declared dead by silence or gone is not worth waiting for */
+        bool retry = !ok && p && p->state != PEER_DEAD && p->state != PEER_LEFT;
         pthread_mutex_unlock(&c->mu);
-        if (!ok) ok = cl_connect_peer(c, pks[s], c->failure_s < 2 ? c->failure_s : 2, NULL) == 0;
+        if (retry) ok = cl_connect_peer(c, pks[s], c->failure_s < 2 ? c->failure_s : 2, NULL) == 0;
         bool is_culprit = culprit && !memcmp(culprit, pks[s], 32);
         if (!ok || is_culprit) {
             set_add(&excluded, pks[s]);
@@ -1246,7 +1250,7 @@ void cl_coord_stop_all(byoai_cluster *c) {
         for (uint32_t s = 0; s < deps->plan.n_stages; s++) {
             cl_buf b = {0};
             cl_enc_unload(&b, deps->id);
-            cl_send(c, deps->stage_pk[s], &b, NULL);
+            cl_send_linked(c, deps->stage_pk[s], &b);
             cl_buf_free(&b);
         }
         /* wait until nobody uses it (a replanning thread) */

@@ -424,6 +424,17 @@ int cl_connect_peer(byoai_cluster *c, const uint8_t pk[32], double timeout_s, by
 
 /* ---- sending ----------------------------------------------------------------------------------- */
 
+int cl_send_linked(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg) {
+    if (cl_is_self(c, pk)) return cl_send(c, pk, msg, NULL);
+    pthread_mutex_lock(&c->mu);
+    cl_conn *k = conn_get_locked(cl_peer_find(c, pk));
+    pthread_mutex_unlock(&c->mu);
+    if (!k) return BYOAI_ENET;
+    int rc = msg->oom ? BYOAI_ENOMEM : cl_link_send(k->link, msg->data, msg->len, NULL);
+    conn_release(c, k);
+    return rc;
+}
+
 int cl_send(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg, byoai_error *err) {
     if (msg->oom) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory building a message");
     if (cl_is_self(c, pk)) {

@@ -248,6 +248,8 @@ bool cl_peer_usable(const cl_peer *p);                               /* alive wi
 /* Send a message to a node (this node included: delivered in place). Tries
  * to connect when there is no link. Never call with mu held. */
 int cl_send(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg, byoai_error *err);
+/* Send only over a link that is up (best-effort messages: no connect attempt). */
+int cl_send_linked(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg);
 /* Connect to a known peer now (no-op when connected). */
 int cl_connect_peer(byoai_cluster *c, const uint8_t pk[32], double timeout_s, byoai_error *err);
 bool cl_is_self(const byoai_cluster *c, const uint8_t pk[32]);

@@ -196,6 +196,18 @@ static void test_refusals(void **state) {
     assert_int_equal(ei.rc, BYOAI_EAUTH);
     assert_non_null(strstr(ei.err.msg, "not signed by this cluster"));
     assert_int_not_equal(er.rc, 0);
+    /* a stolen certificate: b's certificate with another node's key */
+    cl_identity thief = w->fake;
+    thief.cert = w->b.cert;
+    pair_fds(fds);
+    handshake(&thief, fds[0], &w->admin, fds[1], &ei, &er);
+    assert_int_not_equal(ei.rc, 0);
+    assert_int_equal(er.rc, BYOAI_EAUTH);
+    assert_non_null(strstr(er.err.msg, "bad handshake signature"));
+    pair_fds(fds);
+    handshake(&w->admin, fds[0], &thief, fds[1], &ei, &er);
+    assert_int_equal(ei.rc, BYOAI_EAUTH);
+    assert_non_null(strstr(ei.err.msg, "bad handshake signature"));
     /* reflection: a node talking to itself (its own certificate comes back) */
     pair_fds(fds);
     handshake(&w->admin, fds[0], &w->admin, fds[1], &ei, &er);

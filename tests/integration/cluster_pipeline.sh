@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Two and three real node processes on 127.0.0.1 run a model together; the
+# greedy output equals a single machine's token for token (stories260K and a
+# synthetic 12-layer model), seeded sampling too, and any member can run a
+# completion for a model another member coordinates.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
+
+SYNTH="$T/synth.gguf"
+"$BYOAI_BUILD/make_tinyllama" "$SYNTH" "$BYOAI_SHARED" --layers 12 --dim 64 --ff 128 --heads 4 --kv-heads 2 ||
+  fail "cannot make the synthetic model"
+PROMPT="Once upon a time"
+
+# ---- two nodes ---------------------------------------------------------------------------
+cl_admin a
+cl_member b --model-file "$STORIES" --model-file "$SYNTH"
+cl_wait_alive a 2
+cl_wait_alive b 2
+
+expect_exit 0 "$BYOAI_BIN" cluster --help
+grep -q "usage: byoai cluster" "$T/out" || fail "cluster --help"
+cl_expect a 0 "$BYOAI_BIN" cluster plan "$STORIES" --json
+json_check "$T/out" 'assert len(d["stages"])==2 and d["stages"][0]["layer_begin"]==0 and d["stages"][-1]["layer_end"]==5 and d["layers"]==5'
+cl_expect a 0 "$BYOAI_BIN" cluster plan "$STORIES"
+grep -q "5 layers on 2 node(s)" "$T/out" || fail "plan table: $(cat "$T/out")"
+pass "plan shows the layers and memory of each node before anything runs"
+
+cl a deploy stories="$STORIES" --ctx 128 --batch 4 >/dev/null || fail "deploy stories"
+cl a deploy synth="$SYNTH" --ctx 256 >/dev/null || fail "deploy synth"
+cl_status a
+json_check "$T/a.status" '
+deps={x["model"]:x for x in d["deployments"]}
+assert deps["stories"]["ready"] and len(deps["stories"]["stages"])==2, deps
+assert len(deps["synth"]["stages"])==2'
+
+want=$(single_ids "$STORIES" "$PROMPT" 80)
+got=$(cluster_ids a stories "$PROMPT" 80) || fail "cluster run: $(cat "$T/run.err")"
+[ -n "$want" ] && [ "$want" = "$got" ] || fail "stories on 2 nodes differs:
+ want $want
+ got  $got"
+# the text too, as a user sees it
+"$BYOAI_BIN" run "$STORIES" -p "$PROMPT" -n 80 --temp 0 -t 1 >"$T/single.txt" 2>/dev/null
+cl a run stories -p "$PROMPT" -n 80 --temp 0 >"$T/dist.txt" 2>"$T/run.err" || fail "cluster run text"
+cmp "$T/single.txt" "$T/dist.txt" || fail "text differs: $(diff "$T/single.txt" "$T/dist.txt")"
+grep -q "generation 80 tokens" "$T/run.err" || fail "speed line: $(cat "$T/run.err")"
+want=$(single_ids "$SYNTH" "$PROMPT" 100)
+got=$(cluster_ids a synth "$PROMPT" 100) || fail "cluster run synth: $(cat "$T/run.err")"
+[ "$want" = "$got" ] || fail "synthetic model on 2 nodes differs:
+ want $want
+ got  $got"
+pass "2 nodes: greedy output equals one machine token for token (stories260K, 12-layer synthetic)"
+
+# seeded sampling: the last stage samples exactly like byoai run
+"$BYOAI_BIN" run "$STORIES" -p "$PROMPT" -n 60 --temp 0.9 --seed 7 -t 1 >"$T/s1" 2>/dev/null
+cl a run stories -p "$PROMPT" -n 60 --temp 0.9 --seed 7 >"$T/s2" 2>/dev/null || fail "seeded cluster run"
+cmp "$T/s1" "$T/s2" || fail "seeded output differs: $(diff "$T/s1" "$T/s2")"
+pass "seeded sampling equals one machine"
+
+# a member that does not coordinate the model asks the coordinator
+got=$(cluster_ids b stories "$PROMPT" 80) || fail "run from b: $(cat "$T/run.err")"
+[ "$got" = "$(single_ids "$STORIES" "$PROMPT" 80)" ] || fail "run through b differs"
+cl_expect b 1 "$BYOAI_BIN" cluster run nosuchmodel -p x -n 3
+grep -q "no node of the cluster runs model 'nosuchmodel'" "$T/err" || fail "unknown model message: $(cat "$T/err")"
+pass "any member runs completions for a model the cluster runs"
+
+# ---- a third node: the plan is made again for new deployments ------------------------------
+cl_member c --model-file "$SYNTH"
+cl_wait_alive a 3
+cl a deploy synth3="$SYNTH" --ctx 256 --min-nodes 3 >/dev/null || fail "deploy on 3"
+cl_status a
+json_check "$T/a.status" '
+dep=[x for x in d["deployments"] if x["model"]=="synth3"][0]
+st=dep["stages"]
+assert len(st)==3, st
+assert [s["layer_begin"] for s in st]==[0,4,8] and st[-1]["layer_end"]==12, st'
+want=$(single_ids "$SYNTH" "$PROMPT" 100)
+got=$(cluster_ids a synth3 "$PROMPT" 100) || fail "run on 3: $(cat "$T/run.err")"
+[ "$want" = "$got" ] || fail "synthetic model on 3 nodes differs:
+ want $want
+ got  $got"
+cl a deploy stories3="$STORIES" --ctx 128 --min-nodes 3 >/dev/null || fail "deploy stories on 3"
+got=$(cluster_ids c stories3 "$PROMPT" 80) || fail "stories on 3: $(cat "$T/run.err")"
+[ "$got" = "$(single_ids "$STORIES" "$PROMPT" 80)" ] || fail "stories on 3 nodes differs"
+pass "3 nodes: greedy output equals one machine token for token"
+
+# F16 on the wire: half the bytes; output may drift from F32 (reported, not required equal)
+cl a deploy synth16="$SYNTH" --ctx 256 --wire f16 --min-nodes 3 >/dev/null || fail "deploy f16"
+got16=$(cluster_ids a synth16 "$PROMPT" 100) || fail "run f16: $(cat "$T/run.err")"
+[ -n "$got16" ] || fail "f16 run produced nothing"
+same=$(python3 -c 'import sys; a=sys.argv[1].split(); b=sys.argv[2].split(); n=0
+for x,y in zip(a,b):
+    if x!=y: break
+    n+=1
+print(n)' "$want" "$got16")
+echo "   (f16 wire: first $same of 100 tokens equal the f32 run)"
+pass "F16 hidden states on the wire"
+
+# the view: every node lists the same alive members
+for n in a b c; do cl_status $n; done
+python3 - "$T/a.status" "$T/b.status" "$T/c.status" <<'PY' || fail "views differ"
+import json, sys
+views = []
+for p in sys.argv[1:]:
+    d = json.load(open(p))
+    views.append(sorted(m["node_id"] for m in d["members"] if m["state"] == "alive" or m["self"]))
+assert views[0] == views[1] == views[2] and len(views[0]) == 3, views
+PY
+pass "one cluster view on every node"
+
+for n in c b a; do cl_kill $n; done
