@@ -51,8 +51,14 @@ int cl_ifaces(cl_iface *out, int cap) {
             snprintf(f->name, sizeof f->name, "%s", i->ifa_name);
             inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, f->addr, sizeof f->addr);
             if (lo) snprintf(f->bcast, sizeof f->bcast, "127.255.255.255");
-            else if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr)
-                inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr, f->bcast, sizeof f->bcast);
+            else if (i->ifa_flags & IFF_BROADCAST) {
+                struct in_addr b = {0};
+                if (i->ifa_broadaddr) b = ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr;
+                if (b.s_addr == 0 && i->ifa_netmask) /* no broadcast address set: derive it */
+                    b.s_addr = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr |
+                               ~((struct sockaddr_in *)i->ifa_netmask)->sin_addr.s_addr;
+                if (b.s_addr) inet_ntop(AF_INET, &b, f->bcast, sizeof f->bcast);
+            }
             f->rank = rank;
             n++;
         }

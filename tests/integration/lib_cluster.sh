@@ -18,6 +18,7 @@ cl() { local n=$1; shift; BYOAI_HOME="$T/$n" "$BYOAI_BIN" cluster "$@"; }
 
 cl_start() { # NAME [options]: start the node of an existing home
   local n=$1; shift
+  rm -f "$T/$n.out" "$T/$n.port" # a restarted node must not find its old port
   BYOAI_HOME="$T/$n" "$BYOAI_BIN" cluster node "${CL_OPTS[@]}" "$@" >"$T/$n.out" 2>"$T/$n.log" &
   echo $! >"$T/$n.pid"
   CL_NODES="$CL_NODES $n"
