@@ -2,6 +2,7 @@
 #   make run    install build deps, build, and generate a story with the test model
 #   make test   install build deps, build with ASan+UBSan, run every test
 #   make bench  build optimized and run the benchmarks (JSON on stdout)
+#   make bench-cluster  only the cluster benchmark (1, 2, 3 local nodes)
 #   make fuzz   build libFuzzer targets with clang and run each briefly
 SHELL   := /bin/bash
 JOBS    ?= $(shell nproc)
@@ -12,7 +13,7 @@ FUZZDIR := build/fuzz
 MODEL   ?= $(SHARED)/models/stories260K.gguf
 PROMPT  ?= Once upon a time
 
-.PHONY: all deps build run test test-build bench fuzz clean e2e-deps
+.PHONY: all deps build run test test-build bench bench-cluster fuzz clean e2e-deps
 
 all: build
 
@@ -35,6 +36,9 @@ test: test-build
 
 bench: build
 	bash bench/run.sh $(RELEASE)
+
+bench-cluster: build
+	bash bench/cluster_bench.sh $(RELEASE)
 
 fuzz: deps
 	@cmake -S . -B $(FUZZDIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_FUZZ=ON -DBYOAI_TESTS=OFF -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null

@@ -2,6 +2,7 @@
 # make bench: the speed benchmarks, one JSON document on stdout.
 #   bench/run.sh BUILD_DIR            everything below
 #   BENCH_TYPES="Q8_0 Q4_0" ...       only these model types
+#   BENCH_CLUSTER=0 ...                skip the cluster benchmark (bench/cluster_bench.sh)
 # Models are generated once and cached in BUILD_DIR/bench/: a synthetic
 # TinyLlama-1.1B-shaped model (random F16 weights written by the project's
 # GGUF writer), quantized with `byoai quantize`.
@@ -38,7 +39,14 @@ echo "bench: read bandwidth ${bw} GB/s" >&2
     sep=","
     echo "bench: $t $r" >&2
   done
-  printf ']}\n'
+  printf ']'
+  if [ "${BENCH_CLUSTER:-1}" != 0 ]; then
+    # 1, 2 and 3 local nodes on the Q8_0 model (bench/cluster_bench.sh)
+    q8=$cache/tinyllama-Q8_0.gguf
+    [ -f "$q8" ] || "$byoai" quantize "$base" "$q8" Q8_0 -q -t "$threads" >&2
+    printf ', "cluster": %s' "$(bash "$here/cluster_bench.sh" "$build" "$q8")"
+  fi
+  printf '}\n'
 } | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
