@@ -8,6 +8,8 @@
 
 #include "cli.h"
 
+#include <unistd.h>
+
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -55,9 +57,20 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double min
     return true;
 }
 
-bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap) {
+byoai_store *cli_store(const char *cmd) {
+    byoai_error err = {0};
+    byoai_store *s;
+    if (byoai_store_open(NULL, &s, &err)) {
+        cli_fail(cmd, &err);
+        return NULL;
+    }
+    return s;
+}
+
+bool cli_resolve_model_info(const char *cmd, const char *arg, char *path, size_t cap, byoai_store_model *info) {
     struct stat st;
-    if (stat(arg, &st) == 0) {
+    if (info) memset(info, 0, sizeof *info);
+    if (stat(arg, &st) == 0) { /* a file path wins over an installed name */
         if (!S_ISREG(st.st_mode)) {
             fprintf(stderr, "byoai %s: error: %s is not a regular file\n", cmd, arg);
             return false;
@@ -69,8 +82,34 @@ bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap)
         strcpy(path, arg);
         return true;
     }
-    fprintf(stderr, "byoai %s: error: model '%s' not found: give the path of a .gguf file\n", cmd, arg);
-    return false;
+    byoai_store *s = cli_store(cmd);
+    if (!s) return false;
+    byoai_error err = {0};
+    byoai_store_model m;
+    int rc = byoai_store_resolve(s, arg, path, cap, &m, &err);
+    byoai_store_close(s);
+    if (rc) {
+        cli_fail(cmd, &err);
+        return false;
+    }
+    if (info) *info = m;
+    return true;
+}
+
+bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap) {
+    return cli_resolve_model_info(cmd, arg, path, cap, NULL);
+}
+
+bool cli_parse_bytes(const char *cmd, const char *opt, const char *s, uint64_t *out) {
+    if (byoai_parse_bytes(s, out) != 0) {
+        cli_usage_error(cmd, "%s expects a size such as 500K, 2M or 1G, got '%s'", opt, s);
+        return false;
+    }
+    return true;
+}
+
+void cli_note(const char *cmd, const char *note) {
+    if (note && *note) fprintf(stderr, "byoai %s: note: %s\n", cmd, note);
 }
 
 void cli_getopt_reset(void) {
