@@ -117,8 +117,8 @@ void byoai_key_public_text(const byoai_key *k, char out[160]) {
 
 int byoai_key_parse_public(const char *text, byoai_key *out, byoai_error *err) {
     memset(out, 0, sizeof *out);
-    char a[40] = "", b[100] = "", c[80] = "";
-    int n = sscanf(text, "%39s %99s %79s", a, b, c);
+    char a[100] = "", b[100] = "", c[80] = "";
+    int n = sscanf(text, "%99s %99s %79s", a, b, c);
     const char *hex = NULL, *name = "";
     if (n >= 2 && !strcmp(a, "byoai-ed25519")) {
         hex = b;
