@@ -32,6 +32,10 @@ typedef struct dl {
     double last, rate, rate_t;
     uint64_t rate_bytes;
     bool canceled;
+    /* the bandwidth cap, enforced here: libcurl's own lets the first
+     * megabytes through at full speed */
+    uint64_t max_rate, cap_bytes;
+    double cap_t0;
 } dl;
 
 static size_t dl_header(char *p, size_t sz, size_t n, void *u) {
@@ -83,6 +87,11 @@ static size_t dl_write(char *p, size_t sz, size_t n, void *u) {
     }
     byoai_sha256_update(&d->hash, p, len);
     d->offset += len;
+    if (d->max_rate) {
+        d->cap_bytes += len;
+        double due = d->cap_t0 + (double)d->cap_bytes / (double)d->max_rate, now = byoai_time_now();
+        if (due > now) usleep((useconds_t)((due - now > 1.0 ? 1.0 : due - now) * 1e6));
+    }
     return len;
 }
 
@@ -143,6 +152,9 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     d->status = 0;
     d->restart = d->bad_range = d->too_much = false;
     d->write_errno = 0;
+    d->max_rate = o->max_rate;
+    d->cap_bytes = 0;
+    d->cap_t0 = byoai_time_now();
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -160,7 +172,6 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, dl_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
-    if (o->max_rate) curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)o->max_rate);
     if (d->offset) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d->offset);
     struct curl_slist *hdrs = NULL;
     const char *tok = getenv("BYOAI_HF_TOKEN");

@@ -188,6 +188,7 @@ static void serve_index(byoai_registry_server *srv, byoai_http_req *r) {
     const char *ims = byoai_http_header(r, "If-Modified-Since");
     if ((inm && strstr(inm, etag)) || (!inm && ims && !strcmp(ims, lm))) {
         free(text);
+        logf_(srv, "index.json not modified (304)");
         byoai_http_send(r, 304, NULL, "", 0);
         return;
     }
