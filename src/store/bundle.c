@@ -296,7 +296,7 @@ int byoai_store_bundle_import(byoai_store *s, const char *path, const char *as_n
     free(text);
     if (rc) {
         close(fd);
-        return byoai_error_prefix(err, "%s", path);
+        return byoai_error_prefix(err, "cannot import %s", path);
     }
     /* room for what is not here yet */
     uint64_t need = 0, total = 0, done = 0;

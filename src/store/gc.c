@@ -94,7 +94,7 @@ int byoai_store_gc(byoai_store *s, bool dry_run, byoai_gc_report *rep, byoai_err
         if (strncmp(e->d_name, "sha256-", 7) || !byoai_store_check_sha256(e->d_name + 7)) continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (bsearch(e->d_name + 7, refs, n_refs, sizeof *refs, cmp_hex)) {
+        if (n_refs && bsearch(e->d_name + 7, refs, n_refs, sizeof *refs, cmp_hex)) {
             rep->blobs_kept++;
             rep->kept_bytes += (uint64_t)st.st_size;
             continue;
