@@ -21,6 +21,9 @@ static const cli_command COMMANDS[] = {
     {"registry", "configure registries; host one", cli_registry},
     {"index", "validate an index.json file", cli_index},
     {"key", "create and show your publisher key", cli_key},
+    {"quantize", "convert a model to another tensor type or mix", cli_quantize},
+    {"bench", "measure a model's prompt and generation speed", cli_bench},
+    {"hw", "show this machine's CPU, memory and bandwidth", cli_hw},
     {"version", "print the version", cli_version},
 };
 
