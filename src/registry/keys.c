@@ -123,8 +123,9 @@ int byoai_key_parse_public(const char *text, byoai_key *out, byoai_error *err) {
     if (n >= 2 && !strcmp(a, "byoai-ed25519")) {
         hex = b;
         if (n == 3) name = c;
-    } else if (n == 1) {
+    } else if (n >= 1 && n <= 2) { /* "HEX" or "HEX NAME" */
         hex = a;
+        if (n == 2) name = b;
     }
     if (!hex || !from_hex(hex, strlen(hex), out->pk, 32))
         return byoai_error_set(err, BYOAI_EFORMAT,
