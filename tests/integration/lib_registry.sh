@@ -31,14 +31,17 @@ sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 size_of() { stat -c %s "$1"; }
 
 # start_registry DIR: serve DIR on a free port; sets REG_URL, REG_PID, REG_LOG
+N_STARTS=0
 start_registry() {
   local dir=$1
-  REG_LOG="$T/serve-$(basename "$dir").log"
+  N_STARTS=$((N_STARTS + 1))
+  REG_LOG="$T/serve-$(basename "$dir")-$N_STARTS.log"
+  rm -f "$REG_LOG.out"
   "$BYOAI_BIN" registry serve "$dir" --port 0 >"$REG_LOG.out" 2>"$REG_LOG" &
   REG_PID=$!
   PIDS+=("$REG_PID")
   for _ in $(seq 1 100); do
-    REG_URL=$(sed -n 's/^listening on //p' "$REG_LOG.out" 2>/dev/null)
+    REG_URL=$(sed -n 's/^listening on //p' "$REG_LOG.out" 2>/dev/null || true)
     [ -n "$REG_URL" ] && return 0
     sleep 0.05
   done
