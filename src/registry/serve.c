@@ -168,11 +168,17 @@ static void serve_index(byoai_registry_server *srv, byoai_http_req *r) {
     struct stat st;
     dir_path(srv->dir, "index.json", p, sizeof p);
     pthread_mutex_lock(&srv->mu);
-    int rc = byoai_fs_read_all(p, BYOAI_INDEX_MAX_BYTES, &text, &len, NULL);
+    byoai_error e = {0};
+    int rc = byoai_fs_read_all(p, BYOAI_INDEX_MAX_BYTES, &text, &len, &e);
     if (!rc && stat(p, &st) != 0) st.st_mtime = 0;
     pthread_mutex_unlock(&srv->mu);
-    if (rc) {
+    if (rc == BYOAI_ENOTFOUND) {
         send_error(r, 404, "not_found", "this registry has no index.json");
+        return;
+    }
+    if (rc) {
+        logf_(srv, "cannot serve index.json: %s", e.msg);
+        send_error(r, 500, "server_error", "the registry cannot read its index.json");
         return;
     }
     char hex[65], etag[70], lm[64];

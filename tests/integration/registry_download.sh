@@ -95,6 +95,16 @@ expect_exit 0 "$BYOAI_BIN" list --json
 json_check "$T/out" 'assert [m["name"] for m in d] == ["stories260k"]'
 pass "two concurrent installs, one download"
 
+# on a terminal: a progress bar with bytes, rate and ETA; --quiet: nothing
+export BYOAI_HOME="$T/home-tty"
+script -qec "$BYOAI_BIN install stories260k --max-rate 1M" /dev/null >"$T/tty.out" 2>&1 || fail "tty install: $(cat "$T/tty.out")"
+grep -q $'\r'"downloading stories260k:f32 .*\[=*>* *\] .*%.*/s ETA" "$T/tty.out" || fail "no progress bar: $(cat -v "$T/tty.out")"
+grep -q "installed stories260k:f32" "$T/tty.out" || fail "tty install output: $(cat -v "$T/tty.out")"
+export BYOAI_HOME="$T/home-tty2"
+script -qec "$BYOAI_BIN install stories260k --quiet" /dev/null >"$T/tty.out" 2>&1 || fail "tty quiet install"
+[ ! -s "$T/tty.out" ] || fail "--quiet printed: $(cat -v "$T/tty.out")"
+pass "a progress bar on a terminal, nothing with --quiet"
+
 # a full disk: the store's size cap
 export BYOAI_HOME="$T/home3"
 expect_exit 1 env BYOAI_STORE_MAX_BYTES=500K "$BYOAI_BIN" install stories260k
