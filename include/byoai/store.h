@@ -210,6 +210,8 @@ int byoai_store_bundle_import(byoai_store *s, const char *path, const char *as_n
 
 /* Parse a byte count: "1234", "10K", "1.5M", "2G", "1T" (powers of 1024). */
 int byoai_parse_bytes(const char *text, uint64_t *out);
+/* Format a byte count for people: "512 B", "1.1 MiB". Returns buf. */
+const char *byoai_format_bytes(uint64_t n, char *buf, size_t cap);
 
 /* Convert a manifest to the flat view (the main member's file). */
 void byoai_store_model_from_manifest(const byoai_store *s, const byoai_manifest *m, byoai_store_model *out);

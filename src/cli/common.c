@@ -70,7 +70,9 @@ byoai_store *cli_store(const char *cmd) {
 bool cli_resolve_model_info(const char *cmd, const char *arg, char *path, size_t cap, byoai_store_model *info) {
     struct stat st;
     if (info) memset(info, 0, sizeof *info);
-    if (stat(arg, &st) == 0) { /* a file path wins over an installed name */
+    /* a file path wins over an installed name; checked here too so that
+     * running a plain file never creates a store in $BYOAI_HOME */
+    if (stat(arg, &st) == 0) {
         if (!S_ISREG(st.st_mode)) {
             fprintf(stderr, "byoai %s: error: %s is not a regular file\n", cmd, arg);
             return false;
@@ -117,18 +119,7 @@ void cli_getopt_reset(void) {
     opterr = 0;
 }
 
-const char *cli_bytes(uint64_t n, char *buf, size_t cap) {
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
-    else snprintf(buf, cap, "%.1f %s", v, units[u]);
-    return buf;
-}
+const char *cli_bytes(uint64_t n, char *buf, size_t cap) { return byoai_format_bytes(n, buf, cap); }
 
 void cli_json_string(FILE *f, const char *s, size_t len) {
     fputc('"', f);

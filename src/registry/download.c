@@ -174,14 +174,8 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
     if (d->offset) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d->offset);
     struct curl_slist *hdrs = NULL;
-    const char *tok = getenv("BYOAI_HF_TOKEN");
-    if (!tok || !*tok) tok = getenv("HF_TOKEN");
-    if (tok && *tok && reg_is_hub_url(url) && strlen(tok) < 400) {
-        char hb[450];
-        snprintf(hb, sizeof hb, "Authorization: Bearer %s", tok);
-        hdrs = curl_slist_append(hdrs, hb);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    }
+    reg_auth_header(url, &hdrs);
+    if (hdrs) curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -205,7 +199,7 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     }
     if (d->too_much) {
         byoai_error_set(err, BYOAI_EFORMAT, "%s sent more than the %s the index declares; the registry is broken",
-                        url, reg_human(d->size, a, sizeof a));
+                        url, byoai_format_bytes(d->size, a, sizeof a));
         return ATTEMPT_NEXT_URL;
     }
     if (d->bad_range) {
@@ -241,11 +235,11 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     if (cc != CURLE_OK) {
         byoai_error_set(err, cc == CURLE_OPERATION_TIMEDOUT ? BYOAI_ETIMEOUT : BYOAI_ENET,
                         "download of %s from %s interrupted at %s: %s", d->what, url,
-                        reg_human(d->offset, a, sizeof a), curl_easy_strerror(cc));
+                        byoai_format_bytes(d->offset, a, sizeof a), curl_easy_strerror(cc));
         return ATTEMPT_RETRY;
     }
     if (d->size && d->offset < d->size) {
-        byoai_error_set(err, BYOAI_ENET, "%s ended the download at %s of %s", url, reg_human(d->offset, a, sizeof a),
+        byoai_error_set(err, BYOAI_ENET, "%s ended the download at %s of %s", url, byoai_format_bytes(d->offset, a, sizeof a),
                         d->what);
         return ATTEMPT_RETRY;
     }

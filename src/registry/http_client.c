@@ -156,12 +156,7 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
         snprintf(hb, sizeof hb, "If-Modified-Since: %s", rq->if_modified_since);
         hdrs = curl_slist_append(hdrs, hb);
     }
-    const char *tok = getenv("BYOAI_HF_TOKEN");
-    if (!tok || !*tok) tok = getenv("HF_TOKEN");
-    if (tok && *tok && reg_is_hub_url(url) && strlen(tok) < 400) {
-        snprintf(hb, sizeof hb, "Authorization: Bearer %s", tok);
-        hdrs = curl_slist_append(hdrs, hb);
-    }
+    reg_auth_header(url, &hdrs);
     for (const char *const *h = rq->headers; h && *h; h++) hdrs = curl_slist_append(hdrs, *h);
     if (rq->upload_path) hdrs = curl_slist_append(hdrs, "Expect:");
     FILE *up = NULL;

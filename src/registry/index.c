@@ -593,18 +593,18 @@ int byoai_index_choose_variant(const byoai_index_model *m, const byoai_machine *
     }
     if (best >= 0) {
         *idx = (size_t)best;
-        snprintf(why, 256, "the largest quantized variant that fits comfortably in %s of RAM", reg_human(ram, a, sizeof a));
+        snprintf(why, 256, "the largest quantized variant that fits comfortably in %s of RAM", byoai_format_bytes(ram, a, sizeof a));
         return 0;
     }
     if (best_float >= 0) {
         *idx = (size_t)best_float;
-        snprintf(why, 256, "the largest variant that fits comfortably in %s of RAM", reg_human(ram, a, sizeof a));
+        snprintf(why, 256, "the largest variant that fits comfortably in %s of RAM", byoai_format_bytes(ram, a, sizeof a));
         return 0;
     }
     if (smallest >= 0) {
         *idx = (size_t)smallest;
         snprintf(why, 256, "the smallest variant; it needs %s of the %s of RAM, so other programs may be squeezed",
-                 reg_human(byoai_index_variant_ram(&m->variants[smallest]), a, sizeof a), reg_human(ram, b, sizeof b));
+                 byoai_format_bytes(byoai_index_variant_ram(&m->variants[smallest]), a, sizeof a), byoai_format_bytes(ram, b, sizeof b));
         return 0;
     }
     if (n_runnable == 0) {
@@ -624,7 +624,7 @@ int byoai_index_choose_variant(const byoai_index_model *m, const byoai_machine *
     return byoai_error_set(err, BYOAI_ENOMEM,
                            "no variant of %s fits in this machine's %s of RAM (the smallest needs %s); name one "
                            "explicitly (%s:VARIANT) to install it anyway",
-                           m->name, reg_human(ram, a, sizeof a), reg_human(min_need, b, sizeof b), m->name);
+                           m->name, byoai_format_bytes(ram, a, sizeof a), byoai_format_bytes(min_need, b, sizeof b), m->name);
 }
 
 /* ---- search ----------------------------------------------------------------- */

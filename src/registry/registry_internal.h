@@ -74,7 +74,9 @@ bool reg_env_true(const char *name);
 uint64_t reg_env_u64(const char *name, uint64_t def);
 /* Does the variant's quantization run on this build? Float = F32/F16/BF16. */
 bool reg_quant_runnable(const char *quant, bool *is_float);
-const char *reg_human(uint64_t n, char *buf, size_t cap);
+/* Add "Authorization: Bearer $HF_TOKEN" for a Hub URL (never for other hosts). */
+struct curl_slist;
+void reg_auth_header(const char *url, struct curl_slist **hdrs);
 /* The cache directory of a registry URL. */
 int reg_cache_dir(byoai_store *s, const char *url, char *out, size_t cap);
 

@@ -1,6 +1,7 @@
 /* Small helpers of the registry module: environment, machine facts, URLs,
  * quantization names. */
 #include <ctype.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +22,6 @@ uint64_t reg_env_u64(const char *name, uint64_t def) {
     uint64_t x;
     if (v && *v && byoai_parse_bytes(v, &x) == 0) return x;
     return def;
-}
-
-const char *reg_human(uint64_t n, char *buf, size_t cap) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    if (i == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
-    else snprintf(buf, cap, "%.1f %s", v, u[i]);
-    return buf;
 }
 
 void byoai_machine_get(byoai_machine *m) {
@@ -189,4 +177,13 @@ int reg_cache_dir(byoai_store *s, const char *url, char *out, size_t cap) {
     h[16] = '\0';
     if ((size_t)snprintf(out, cap, "%s/cache/registries/%s", byoai_store_home(s), h) >= cap) return BYOAI_EINVAL;
     return 0;
+}
+
+void reg_auth_header(const char *url, struct curl_slist **hdrs) {
+    const char *tok = getenv("BYOAI_HF_TOKEN");
+    if (!tok || !*tok) tok = getenv("HF_TOKEN");
+    if (!tok || !*tok || !reg_is_hub_url(url) || strlen(tok) > 400 || strpbrk(tok, "\r\n")) return;
+    char hb[450];
+    snprintf(hb, sizeof hb, "Authorization: Bearer %s", tok);
+    *hdrs = curl_slist_append(*hdrs, hb);
 }

@@ -257,19 +257,6 @@ static uint64_t store_cap(byoai_store *s, const char **source) {
     return v;
 }
 
-static const char *human(uint64_t n, char *buf, size_t cap) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    if (i == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
-    else snprintf(buf, cap, "%.1f %s", v, u[i]);
-    return buf;
-}
-
 int byoai_store_check_space(byoai_store *s, uint64_t need, const char *what, byoai_error *err) {
     char a[32], b[32], c[32];
     const char *src = NULL;
@@ -283,14 +270,14 @@ int byoai_store_check_space(byoai_store *s, uint64_t need, const char *what, byo
                                    "not enough disk space for %s: it needs %s more, and the store is capped at %s "
                                    "(%s) with %s used; free space with `byoai remove MODEL` and `byoai gc`, or "
                                    "raise the cap",
-                                   what, human(need, a, sizeof a), human(cap, b, sizeof b), src,
-                                   human(used, c, sizeof c));
+                                   what, byoai_format_bytes(need, a, sizeof a), byoai_format_bytes(cap, b, sizeof b), src,
+                                   byoai_format_bytes(used, c, sizeof c));
     }
     int64_t free_b = byoai_fs_free_bytes(s->blobs);
     if (free_b >= 0 && need > (uint64_t)free_b)
         return byoai_error_set(err, BYOAI_ENOSPC,
                                "not enough disk space for %s: it needs %s, and only %s are free in %s; free some "
                                "space (e.g. `byoai remove MODEL`, then `byoai gc`) and try again",
-                               what, human(need, a, sizeof a), human((uint64_t)free_b, b, sizeof b), s->blobs);
+                               what, byoai_format_bytes(need, a, sizeof a), byoai_format_bytes((uint64_t)free_b, b, sizeof b), s->blobs);
     return 0;
 }

@@ -16,15 +16,6 @@
 
 #define ARCHIVE_MANIFEST "manifest.json"
 
-static bool role_ok(const char *r) {
-    size_t n = r ? strlen(r) : 0;
-    if (n == 0 || n > 32) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '_' || r[i] == '-'))
-            return false;
-    return true;
-}
-
 int byoai_store_bundle_create(byoai_store *s, const char *name, const byoai_bundle_member_spec *members, size_t n,
                               const char *system_prompt, const char *params_json, byoai_error *err) {
     int rc = byoai_store_check_name(name, err);
@@ -65,7 +56,7 @@ int byoai_store_bundle_create(byoai_store *s, const char *name, const byoai_bund
     if (!m.members) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     m.n_members = n;
     for (size_t i = 0; i < n && !rc; i++) {
-        if (!role_ok(members[i].role)) {
+        if (!store_role_ok(members[i].role)) {
             rc = byoai_error_set(err, BYOAI_EINVAL, "invalid role '%s': use 1-32 of a-z, 0-9, '_', '-'",
                                  members[i].role ? members[i].role : "");
             break;

@@ -60,7 +60,7 @@ static int parse_origin(json_t *o, byoai_origin *out, const char *where, byoai_e
     return 0;
 }
 
-static bool role_ok(const char *r) {
+bool store_role_ok(const char *r) {
     size_t n = strlen(r);
     if (n == 0 || n > 32) return false;
     for (size_t i = 0; i < n; i++)
@@ -75,7 +75,7 @@ static int parse_member(json_t *o, size_t i, byoai_store_member *m, byoai_error 
     if (!json_is_object(o)) return byoai_error_set(err, BYOAI_EFORMAT, "manifest: files[%zu] must be an object", i);
     int rc;
     if ((rc = get_str(o, "role", m->role, sizeof m->role, true, w, err))) return rc;
-    if (!role_ok(m->role))
+    if (!store_role_ok(m->role))
         return byoai_error_set(err, BYOAI_EFORMAT, "manifest: %srole must be 1-32 of a-z, 0-9, '_', '-'", w);
     if ((rc = get_str(o, "model", m->model, sizeof m->model, true, w, err))) return rc;
     if (strchr(m->model, ':') || byoai_store_check_name(m->model, err))

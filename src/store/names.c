@@ -102,3 +102,16 @@ int byoai_parse_bytes(const char *text, uint64_t *out) {
     *out = (uint64_t)r;
     return 0;
 }
+
+const char *byoai_format_bytes(uint64_t n, char *buf, size_t cap) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else snprintf(buf, cap, "%.1f %s", v, units[u]);
+    return buf;
+}

@@ -23,6 +23,8 @@ bool store_copy(char *dst, size_t cap, const char *src);
 /* Every blob sha256 that any manifest names (an unreadable manifest: every
  * 64-hex run in its text, to stay on the safe side). *out malloc'd, sorted. */
 int store_referenced(byoai_store *s, char (**out)[65], size_t *n, byoai_error *err);
+/* A bundle role: 1-32 of a-z, 0-9, '_', '-'. */
+bool store_role_ok(const char *role);
 /* Open a new temporary file in the partial directory; path receives its name. */
 int store_tmpfile(byoai_store *s, const char *prefix, char *path, size_t cap, byoai_error *err);
 
