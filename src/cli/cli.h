@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "byoai/base.h"
 #include "byoai/registry.h"
 #include "byoai/store.h"
@@ -77,6 +79,12 @@ int cli_progress_cb(void *user, const byoai_progress *pr);
 void cli_progress_end(cli_progress *p);
 /* Print an install plan (what will be downloaded, disk and memory needed). */
 void cli_print_plan(FILE *f, const byoai_install_plan *plan, bool dry_run);
+/* The registries a listing command reads: the one named by --registry (only
+ * != NULL) or all configured. *out is malloc'd; prints the error and returns
+ * false when there are none. */
+bool cli_registries(const char *cmd, byoai_store *s, const char *only, byoai_registry_conf **out, size_t *n);
+/* Print a JSON value on stdout (indented, then a newline) and release it. */
+void cli_print_json(json_t *v);
 /* Print an index note ("offline: ...") to standard error when there is one. */
 void cli_note(const char *cmd, const char *note);
 

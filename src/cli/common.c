@@ -110,6 +110,32 @@ bool cli_parse_bytes(const char *cmd, const char *opt, const char *s, uint64_t *
     return true;
 }
 
+bool cli_registries(const char *cmd, byoai_store *s, const char *only, byoai_registry_conf **out, size_t *n) {
+    byoai_error err = {0};
+    *out = NULL;
+    *n = 0;
+    if (only) {
+        byoai_registry_conf *r = calloc(1, sizeof *r);
+        if (r && byoai_registry_get(s, only, r, &err) == 0) {
+            *out = r;
+            *n = 1;
+            return true;
+        }
+        free(r);
+    } else if (byoai_registry_list(s, out, n, &err) == 0 && *n) {
+        return true;
+    }
+    if (!err.code) byoai_error_set(&err, BYOAI_ENOMEM, "out of memory");
+    cli_fail(cmd, &err);
+    return false;
+}
+
+void cli_print_json(json_t *v) {
+    json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("\n");
+    json_decref(v);
+}
+
 void cli_note(const char *cmd, const char *note) {
     if (note && *note) fprintf(stderr, "byoai %s: note: %s\n", cmd, note);
 }

@@ -47,9 +47,7 @@ int cli_gc(int argc, char **argv) {
                               (json_int_t)r.blobs_removed, "blob_bytes", (json_int_t)r.blob_bytes, "partials_removed",
                               (json_int_t)r.partials_removed, "partial_bytes", (json_int_t)r.partial_bytes,
                               "blobs_kept", (json_int_t)r.blobs_kept, "kept_bytes", (json_int_t)r.kept_bytes);
-        json_dumpf(o, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(o);
+        cli_print_json(o);
         return CLI_OK;
     }
     char a[32], b[32], k[32];

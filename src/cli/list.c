@@ -53,29 +53,15 @@ static int list_installed(byoai_store *s, bool json) {
         printf("%-36s %-10s %-10s %-22s %s%s\n", m->name, m->variant[0] ? m->variant : "-", cli_bytes(m->size, sz, sizeof sz),
                from, when, m->is_bundle ? "  [bundle]" : "");
     }
-    if (json) {
-        json_dumpf(arr, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(arr);
-    }
+    if (json) cli_print_json(arr);
     free(list);
     return CLI_OK;
 }
 
 static int list_available(byoai_store *s, bool json, const char *only, bool offline) {
-    byoai_error err = {0};
-    byoai_registry_conf *regs = NULL;
-    size_t n_regs = 0;
-    if (only) {
-        regs = calloc(1, sizeof *regs);
-        if (regs && !byoai_registry_get(s, only, regs, &err)) n_regs = 1;
-    } else {
-        byoai_registry_list(s, &regs, &n_regs, &err);
-    }
-    if (!n_regs) {
-        free(regs);
-        return cli_fail("list", &err);
-    }
+    byoai_registry_conf *regs;
+    size_t n_regs;
+    if (!cli_registries("list", s, only, &regs, &n_regs)) return CLI_ERROR;
     json_t *arr = json ? json_array() : NULL;
     size_t ok = 0;
     int rc = CLI_OK;
@@ -129,11 +115,7 @@ static int list_available(byoai_store *s, bool json, const char *only, bool offl
         }
         byoai_index_free(ix);
     }
-    if (json) {
-        json_dumpf(arr, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(arr);
-    }
+    if (json) cli_print_json(arr);
     free(regs);
     if (!ok && rc == CLI_OK) rc = CLI_ERROR;
     return rc;

@@ -78,9 +78,7 @@ static int cmd_list(byoai_store *s, bool json) {
                    list[i].key[0] ? "  [signed]" : "", list[i].is_default ? "  (default)" : "");
     }
     if (json) {
-        json_dumpf(arr, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(arr);
+        cli_print_json(arr);
     }
     free(list);
     return CLI_OK;

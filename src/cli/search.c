@@ -65,19 +65,11 @@ int cli_search(int argc, char **argv) {
     }
     byoai_store *s = cli_store("search");
     if (!s) return CLI_ERROR;
-    byoai_error err = {0};
-    byoai_registry_conf *regs = NULL;
-    size_t n_regs = 0;
-    if (only) {
-        regs = calloc(1, sizeof *regs);
-        if (regs && !byoai_registry_get(s, only, regs, &err)) n_regs = 1;
-    } else {
-        byoai_registry_list(s, &regs, &n_regs, &err);
-    }
-    if (!n_regs) {
-        free(regs);
+    byoai_registry_conf *regs;
+    size_t n_regs;
+    if (!cli_registries("search", s, only, &regs, &n_regs)) {
         byoai_store_close(s);
-        return cli_fail("search", &err);
+        return CLI_ERROR;
     }
     byoai_index **ix = calloc(n_regs, sizeof *ix);
     row *rows = NULL;
@@ -152,9 +144,7 @@ int cli_search(int argc, char **argv) {
         }
     }
     if (json) {
-        json_dumpf(arr, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(arr);
+        cli_print_json(arr);
     } else if (!n_rows && ok) {
         printf("no match for '%s'\n", query);
     }

@@ -130,9 +130,7 @@ int cli_show(int argc, char **argv) {
         } else {
             json_object_set_new(o, "index", json_null());
         }
-        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("\n");
-        json_decref(o);
+        cli_print_json(o);
         goto out;
     }
     printf("%s\n", base);

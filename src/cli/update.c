@@ -84,9 +84,7 @@ int cli_update(int argc, char **argv) {
             if (!strncmp(it->note, "cannot check", 12)) rc = CLI_ERROR;
         }
         if (json) {
-            json_dumpf(arr, stdout, JSON_INDENT(2));
-            printf("\n");
-            json_decref(arr);
+            cli_print_json(arr);
         } else {
             printf("%zu of %zu up to date%s\n", n - outdated, n, outdated ? "; run `byoai update` to update" : "");
         }
