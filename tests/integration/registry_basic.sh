@@ -167,3 +167,25 @@ cp "$T/good.json" "$REG_DIR/index.json"
 expect_exit 0 "$BYOAI_BIN" registry sign "$REG_DIR"
 expect_exit 0 "$BYOAI_BIN" search story
 pass "index signature verified with the configured key"
+
+# several registries by name: the config file, searched together; the env override replaces them
+U=(env -u BYOAI_REGISTRY -u BYOAI_REGISTRY_KEY)
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" registry add lan "$REG_URL" --key "$(cat "$T/regpub")"
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" registry list --json
+json_check "$T/out" 'assert [(r["name"], r["default"], len(r["key"])) for r in d] == [("default", True, 0), ("lan", False, 64)] and d[0]["url"] == "builtin:"'
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" search stories260k --json
+json_check "$T/out" 'assert sorted(m["registry"] for m in d if m["name"] == "stories260k") == ["default", "lan"]'
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" show stories260k --registry lan --json
+json_check "$T/out" 'assert d["index"]["publisher"] == "alice"'
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" registry add lan "$REG_URL" --default
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" install synth-chat --dry-run
+grep -q "from lan" "$T/out" || fail "default registry not used: $(cat "$T/out")"
+expect_exit 1 "${U[@]}" "$BYOAI_BIN" install synth-chat --registry nowhere
+grep -q "no registry named 'nowhere'" "$T/err" || fail "unknown registry: $(cat "$T/err")"
+expect_exit 2 "${U[@]}" "$BYOAI_BIN" registry add lan
+expect_exit 1 "${U[@]}" "$BYOAI_BIN" registry add evil "ftp://x/"
+expect_exit 1 "${U[@]}" "$BYOAI_BIN" registry add local "http://x/"
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" registry remove lan
+expect_exit 0 "${U[@]}" "$BYOAI_BIN" registry list --json
+json_check "$T/out" 'assert [r["name"] for r in d] == ["default"]'
+pass "several registries by name: config, default, searched together"
