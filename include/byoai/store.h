@@ -12,8 +12,13 @@
  *   (sha256) and in place. A crash or kill at any point leaves the store
  *   consistent: a model is either fully installed or not visible.
  * - Names are validated: lowercase letters, digits, '.', '-', '_' and at most
- *   one ':' before a variant; no '/', no "..", at most 128 bytes. Anything
- *   else is refused with BYOAI_EINVAL.
+ *   one ':' before a variant; no '/', no "..", at most 128 bytes; the name and
+ *   the variant (at most 63 bytes) start with a letter or digit (no hidden
+ *   files, nothing that reads as an option). Anything else is refused with
+ *   BYOAI_EINVAL.
+ * - Layout under the home: blobs/sha256-<hex> (verified files),
+ *   blobs/partial/ (downloads in progress, their locks, imports under way),
+ *   manifests/NAME.json, cache/registries/ (indexes), config.json, keys/.
  * - A store handle may be used from several threads; several processes may
  *   use the same store at once (file locks guard concurrent writers).
  *

@@ -528,8 +528,8 @@ int byoai_update_check(byoai_store *s, const char *const *names, size_t n_names,
     byoai_install_opts none = {0};
     op p = {.s = s, .o = opts ? opts : &none, .refresh = true};
     p.offline = p.o->offline || reg_env_true("BYOAI_OFFLINE");
-    char(*list)[BYOAI_NAME_MAX + 1];
-    size_t n;
+    char(*list)[BYOAI_NAME_MAX + 1] = NULL;
+    size_t n = 0;
     int rc = names_or_all(s, names, n_names, &list, &n, err);
     if (rc) return rc;
     byoai_update_item *out = calloc(n ? n : 1, sizeof *out);
