@@ -2,6 +2,7 @@
  * inside bundle archives from other machines) and the bundle archive reader
  * (a tar stream: headers, sizes, names). */
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,13 @@
 #include <unistd.h>
 
 #include "byoai/store.h"
+
+static char dir[64];
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+static void cleanup(void) { nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     byoai_error err;
@@ -25,11 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         byoai_manifest_free(&m);
     }
     /* the same bytes as a bundle archive, into a throwaway store */
-    static char dir[64];
     static byoai_store *s;
     if (!s) {
         snprintf(dir, sizeof dir, "/tmp/byoai-fuzz-store-%d", (int)getpid());
         if (byoai_store_open(dir, &s, &err) != 0) return 0;
+        atexit(cleanup);
     }
     char path[128];
     snprintf(path, sizeof path, "%s/in.tar", dir);
