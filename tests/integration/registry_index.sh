@@ -156,7 +156,7 @@ for want in ("llama", "qwen", "smollm", "phi", "gemma", "embedding"):
 try:
     import jsonschema
 except ImportError:
-    print("note: python3 jsonschema missing; the schema check was not run"); sys.exit(0)
+    sys.exit("python3-jsonschema is missing: run scripts/install-deps.sh (or apt-get install python3-jsonschema)")
 jsonschema.validate(idx, schema)
 jsonschema.validate(json.load(open(sys.argv[3])), schema)
 PY
