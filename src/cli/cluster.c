@@ -30,12 +30,14 @@ static void usage(FILE *f) {
 "The running node:\n"
 "  node [options]              run a node in the foreground (see --help)\n"
 "  status [--json]             the cluster view of the running node\n"
-"  plan MODEL.gguf [--json] [--ctx N] [--seq N] [--weight W] [--nodes IDS]\n"
+"  plan MODEL [--json] [--ctx N] [--seq N] [--weight W] [--nodes IDS]\n"
 "                              which node would run which layers, and the memory\n"
-"  deploy NAME=MODEL.gguf [--url URL] [--ctx N] [--seq N] [--wire f32|f16] [--min-nodes N]\n"
+"  deploy NAME=MODEL [--url URL] [--ctx N] [--seq N] [--wire f32|f16] [--min-nodes N]\n"
 "                              plan and load a model across the cluster\n"
 "  run NAME [-p PROMPT] [-n N] [--temp T] [--seed S] [--json]\n"
 "                              a completion through the cluster\n"
+"\n"
+"MODEL is a .gguf path or an installed model (`byoai install`).\n"
 "\n"
 "Files live under $BYOAI_HOME/cluster/ (node.key, cluster.json, and for the\n"
 "admin cluster.key and invites.json). docs/cluster.md explains the security\n"
@@ -153,23 +155,6 @@ static int control_call(const char *cmd, json_t *req, int (*on_line)(void *user,
 }
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
-
-static bool parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0 || !isfinite(v)) return false;
-    double mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1024.0, end++;
-    else if (*end == 'M' || *end == 'm') mul = 1024.0 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mul = 1024.0 * 1024 * 1024, end++;
-    else if (*end == 'T' || *end == 't') mul = 1024.0 * 1024 * 1024 * 1024, end++;
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end == 'B') end++;
-    if (*end) return false;
-    *out = (uint64_t)(v * mul);
-    return true;
-}
 
 static int split_list(char *s, const char **out, int cap) {
     int n = 0;
@@ -588,6 +573,9 @@ static int cmd_deploy(int argc, char **argv) {
     }
     if (optind + 1 != argc) return cli_usage_error("cluster deploy", "expected exactly one NAME=MODEL.gguf");
     if (!split_model_arg("cluster deploy", argv[optind], &d.name, &d.path)) return CLI_USAGE;
+    char resolved[4096];
+    if (!cli_resolve_model("cluster deploy", d.path, resolved, sizeof resolved)) return CLI_ERROR;
+    d.path = resolved;
     json_t *fin;
     int rc = control_call("deploy", deploy_request(&d), NULL, NULL, &fin);
     json_decref(fin);
@@ -723,7 +711,7 @@ static int cmd_node(int argc, char **argv) {
         case 3: if (!cli_parse_int("cluster node", "--discovery-port", optarg, 1, 65535, &iv)) return CLI_USAGE; cfg.discovery_port = (uint16_t)iv; break;
         case 4: cfg.no_discovery = true; break;
         case 5: if (n_peers < 32) peers[n_peers++] = optarg; break;
-        case 6: if (!parse_size(optarg, &cfg.memory)) return cli_usage_error("cluster node", "--memory expects a size like 6G, got '%s'", optarg); break;
+        case 6: if (!cli_parse_bytes("cluster node", "--memory", optarg, &cfg.memory)) return CLI_USAGE; break;
         case 't': if (!cli_parse_int("cluster node", "--threads", optarg, 1, 512, &iv)) return CLI_USAGE; cfg.n_threads = (int)iv; break;
         case 7: if (!cli_parse_float("cluster node", "--heartbeat", optarg, 0.05, 60, &fv)) return CLI_USAGE; cfg.heartbeat_s = fv; break;
         case 8: if (!cli_parse_float("cluster node", "--failure-timeout", optarg, 0.1, 3600, &fv)) return CLI_USAGE; cfg.failure_timeout_s = fv; break;
@@ -754,14 +742,15 @@ static int cmd_node(int argc, char **argv) {
         }
     }
     if (optind < argc) return cli_usage_error("cluster node", "unexpected argument '%s'", argv[optind]);
+    static char resolved[8][4096];
+    const char *model_name[8], *model_path[8];
     for (int i = 0; i < n_models; i++) {
         const char *name, *path;
         if (!split_model_arg("cluster node", models[i], &name, &path)) return CLI_USAGE;
-        if (access(path, R_OK) != 0) {
-            fprintf(stderr, "byoai cluster node: error: model '%s' not found: %s\n", path, strerror(errno));
-            return CLI_ERROR;
-        }
-        if (n_files < 32) files[n_files++] = path;
+        if (!cli_resolve_model("cluster node", path, resolved[i], sizeof resolved[i])) return CLI_ERROR;
+        model_name[i] = name;
+        model_path[i] = resolved[i];
+        if (n_files < 32) files[n_files++] = resolved[i];
     }
     cfg.peers = peers;
     cfg.n_peers = n_peers;
@@ -780,7 +769,7 @@ static int cmd_node(int argc, char **argv) {
     int rc = CLI_OK;
     for (int i = 0; i < n_models && !g_stop; i++) {
         byoai_cluster_model_opts o = {0};
-        const char *name = models[i], *path = models[i] + strlen(models[i]) + 1;
+        const char *name = model_name[i], *path = model_path[i];
         const char *nodes[64];
         char *copy = d.nodes ? strdup(d.nodes) : NULL;
         o.name = name;

@@ -478,6 +478,9 @@ static int wait_outcome(byoai_cluster *c, cl_dep *d, cl_req *r, double deadline)
 static int send_steps(byoai_cluster *c, cl_dep *d, cl_req *r, const int32_t *toks, uint32_t pos0, uint32_t n,
                       const cl_sampling *samp, bool reset, uint8_t culprit[32], byoai_error *err) {
     pthread_mutex_lock(&c->mu);
+    /* never into a plan that is being loaded */
+    double dl = byoai_time_now() + c->load_s + c->failure_s;
+    while (d->replanning && !c->stopping && byoai_time_now() < dl) wait_a_while(c, dl);
     uint32_t epoch = d->epoch;
     uint8_t first[32];
     memcpy(first, d->stage_pk[0], 32);

@@ -485,9 +485,9 @@ static void send_hello_view(byoai_cluster *c, const uint8_t pk[32]) {
     }
     pthread_mutex_unlock(&c->mu);
     if (e) cl_enc_view(&v, e, n);
+    cl_send_linked(c, pk, &h);
+    if (e) cl_send_linked(c, pk, &v);
     free(e);
-    cl_send(c, pk, &h, NULL);
-    if (e) cl_send(c, pk, &v, NULL);
     cl_buf_free(&h);
     cl_buf_free(&v);
 }
@@ -833,7 +833,7 @@ static void *maint_main(void *arg) {
             if (gossip) send_hello_view(c, ping_to[i]);
             cl_buf b = {0};
             cl_enc_ping(&b, CL_MSG_PING, cl_random_u64(), byoai_time_now());
-            cl_send(c, ping_to[i], &b, NULL);
+            cl_send_linked(c, ping_to[i], &b); /* heartbeats never wait for a connect */
             cl_buf_free(&b);
         }
         if (gossip) last_gossip = now;
