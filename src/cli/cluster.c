@@ -62,7 +62,8 @@ static void node_usage(FILE *f) {
 "  --no-discovery          do not broadcast or listen for announcements\n"
 "  --peer HOST:PORT        a member to connect to directly (repeatable)\n"
 "  --memory SIZE           memory offered to the cluster, e.g. 6G (default 90%% of free)\n"
-"  --measure-bandwidth     measure memory bandwidth at start (announced as speed)\n"
+"  --no-measure-bandwidth  skip measuring memory bandwidth at start (announced as\n"
+"                          speed; --weight speed needs it)\n"
 "  -t, --threads N         compute threads (default: all cores)\n"
 "  --heartbeat S           seconds between heartbeats (default 1)\n"
 "  --failure-timeout S     silence before a member is declared dead (default 5)\n"
@@ -691,9 +692,10 @@ static int cmd_node(int argc, char **argv) {
         {"batch", required_argument, 0, 16},         {"wire", required_argument, 0, 17},
         {"weight", required_argument, 0, 18},        {"min-nodes", required_argument, 0, 19},
         {"nodes", required_argument, 0, 20},         {"test-link-delay-ms", required_argument, 0, 21},
-        {"measure-bandwidth", no_argument, 0, 22},   {"help", no_argument, 0, 'h'},
+        {"measure-bandwidth", no_argument, 0, 22},   {"no-measure-bandwidth", no_argument, 0, 23},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    byoai_cluster_config cfg = {.port = BYOAI_CLUSTER_DEFAULT_PORT};
+    byoai_cluster_config cfg = {.port = BYOAI_CLUSTER_DEFAULT_PORT, .measure_bandwidth = true};
     const char *peers[32], *files[32];
     size_t n_peers = 0, n_files = 0;
     char *models[8];
@@ -736,6 +738,7 @@ static int cmd_node(int argc, char **argv) {
         case 20: d.nodes = optarg; break;
         case 21: if (!cli_parse_float("cluster node", "--test-link-delay-ms", optarg, 0, 10000, &fv)) return CLI_USAGE; cfg.test_link_delay_ms = fv; break;
         case 22: cfg.measure_bandwidth = true; break;
+        case 23: cfg.measure_bandwidth = false; break;
         case 'h': node_usage(stdout); return CLI_OK;
         case ':': return cli_usage_error("cluster node", "option %s needs a value", argv[optind - 1]);
         default: return cli_usage_error("cluster node", "unknown option '%s'", argv[optind - 1]);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "byoai/hw.h"
+#include "byoai/store.h"
 #include "cluster/node_internal.h"
 
 #define HANDSHAKE_TIMEOUT 5.0
@@ -205,8 +206,36 @@ void cl_refresh_self_info(byoai_cluster *c) {
         if (dot) *dot = '\0';
         s->n_models++;
     }
+    for (int i = 0; i < c->n_store_models && s->n_models < CL_MAX_MODELS; i++) {
+        bool dup = false;
+        for (int k = 0; k < s->n_models; k++) dup |= !strcmp(s->models[k], c->store_models[i]);
+        if (!dup) snprintf(s->models[s->n_models++], CL_NAME_MAX, "%s", c->store_models[i]);
+    }
     for (cl_dep *d = c->deps; d && s->n_deployed < CL_MAX_MODELS; d = d->next)
         if (d->ready && !d->removing) snprintf(s->deployed[s->n_deployed++], CL_NAME_MAX, "%s", d->name);
+}
+
+/* the models installed in the store, to announce (outside the lock: it reads files) */
+static void refresh_store_models(byoai_cluster *c) {
+    char names[CL_MAX_MODELS][CL_NAME_MAX];
+    int n = 0;
+    byoai_store *st;
+    if (byoai_store_open(c->id.home, &st, NULL) == 0) {
+        byoai_store_model *list = NULL;
+        size_t count = 0;
+        if (byoai_store_list(st, &list, &count, NULL) == 0)
+            for (size_t i = 0; i < count && n < CL_MAX_MODELS; i++) {
+                if (list[i].variant[0]) snprintf(names[n], CL_NAME_MAX, "%.40s:%.20s", list[i].name, list[i].variant);
+                else snprintf(names[n], CL_NAME_MAX, "%s", list[i].name);
+                n++;
+            }
+        free(list);
+        byoai_store_close(st);
+    }
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->store_models, names, sizeof names);
+    c->n_store_models = n;
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- connections ---------------------------------------------------------------------------------- */
@@ -747,7 +776,7 @@ static void reap_conns(byoai_cluster *c, bool all) {
 
 static void *maint_main(void *arg) {
     byoai_cluster *c = arg;
-    double last_ping = 0, last_gossip = byoai_time_now();
+    double last_ping = 0, last_gossip = byoai_time_now(), last_store = byoai_time_now();
     char last_sig[256] = "";
     while (!c->stopping) {
         double tick = c->heartbeat_s / 4;
@@ -755,6 +784,10 @@ static void *maint_main(void *arg) {
         usleep((useconds_t)(tick * 1e6));
         if (c->stopping) break;
         double now = byoai_time_now();
+        if (now - last_store > 30) {
+            refresh_store_models(c);
+            last_store = now;
+        }
         uint8_t ping_to[CL_MAX_PEERS][32];
         int n_ping = 0;
         bool gossip = now - last_gossip > 5 * c->heartbeat_s;
@@ -947,6 +980,7 @@ int byoai_cluster_start(const byoai_cluster_config *cfg, byoai_cluster **out, by
     }
     if (c->measure_bw) c->self.mem_bw = (uint64_t)byoai_hw_read_bandwidth(c->n_threads > 0 ? c->n_threads : byoai_cpu_count(), 64u << 20, 2);
     uint64_t bw = c->self.mem_bw;
+    refresh_store_models(c);
     cl_refresh_self_info(c);
     c->self.mem_bw = bw;
     pthread_create(&c->listener, NULL, listener_main, c);

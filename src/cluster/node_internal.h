@@ -215,6 +215,8 @@ struct byoai_cluster {
     int n_targets;
     cl_conn *conns;
     cl_node_info self;
+    char store_models[CL_MAX_MODELS][CL_NAME_MAX]; /* installed in the store (announced) */
+    int n_store_models;
 
     char events[CL_EVENTS][300];
     double event_t[CL_EVENTS];

@@ -64,8 +64,17 @@ grep -q "no node of the cluster runs model 'nosuchmodel'" "$T/err" || fail "unkn
 pass "any member runs completions for a model the cluster runs"
 
 # ---- a third node: the plan is made again for new deployments ------------------------------
-cl_member c --model-file "$SYNTH"
+# c has the model installed in its store (no --model-file): it announces it
+# and finds its copy by sha256 when it gets layers
+BYOAI_HOME="$T/c" "$BYOAI_BIN" import "$SYNTH" --name synthetic >/dev/null 2>&1 || fail "import into c's store"
+cl_member c
 cl_wait_alive a 3
+for i in $(seq 1 50); do
+  cl_status a
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if any(x.startswith("synthetic") for m in d["members"] for x in m.get("info",{}).get("models",[])) else 1)' "$T/a.status" && break
+  sleep 0.1
+done
+json_check "$T/a.status" 'assert any(x.startswith("synthetic") for m in d["members"] for x in m.get("info",{}).get("models",[])), "c does not announce its installed model"' 
 cl a deploy synth3="$SYNTH" --ctx 256 --min-nodes 3 >/dev/null || fail "deploy on 3"
 cl_status a
 json_check "$T/a.status" '
@@ -81,7 +90,9 @@ got=$(cluster_ids a synth3 "$PROMPT" 100) || fail "run on 3: $(cat "$T/run.err")
 cl a deploy stories3="$STORIES" --ctx 128 --min-nodes 3 >/dev/null || fail "deploy stories on 3"
 got=$(cluster_ids c stories3 "$PROMPT" 80) || fail "stories on 3: $(cat "$T/run.err")"
 [ "$got" = "$(single_ids "$STORIES" "$PROMPT" 80)" ] || fail "stories on 3 nodes differs"
-pass "3 nodes: greedy output equals one machine token for token"
+cl_status c
+json_check "$T/c.status" 'assert all(s["fetched_bytes"] == 0 for s in d["stages"]) and len(d["stages"]) >= 1'
+pass "3 nodes: greedy output equals one machine token for token (c used its installed copy)"
 
 # F16 on the wire: half the bytes; output may drift from F32 (reported, not required equal)
 cl a deploy synth16="$SYNTH" --ctx 256 --wire f16 --min-nodes 3 >/dev/null || fail "deploy f16"
