@@ -368,12 +368,28 @@ static void test_wire_helpers(void **state) {
     assert_true(fabsf(y[4] - x[4]) < 1e-6f);
 }
 
+/* real interfaces before container bridges and virtual pairs, loopback last */
+static void test_interface_ranking(void **state) {
+    (void)state;
+    const char *real[] = {"eth0", "enp3s0", "eno1", "wlan0", "wlp2s0", "ib0"};
+    const char *virt[] = {"docker0", "br-1a2b3c", "virbr0", "veth12ab", "cni0", "flannel.1", "vboxnet0", "tun0"};
+    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++) assert_int_equal(cl_iface_rank(real[i], false), 0);
+    for (size_t i = 0; i < sizeof virt / sizeof virt[0]; i++) assert_int_equal(cl_iface_rank(virt[i], false), 2);
+    assert_int_equal(cl_iface_rank("tailscale0", false), 1); /* a VPN: usable, after the LAN */
+    assert_int_equal(cl_iface_rank("lo", true), 3);
+    cl_iface ifs[CL_MAX_ADDRS];
+    int n = cl_ifaces(ifs, CL_MAX_ADDRS);
+    for (int i = 1; i < n; i++) assert_true(ifs[i - 1].rank <= ifs[i].rank); /* best first */
+    for (int i = 0; i < n; i++)
+        if (ifs[i].rank == 3) assert_string_equal(ifs[i].bcast, "127.255.255.255");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_view_ping), cmocka_unit_test(test_load),
         cmocka_unit_test(test_fwd),             cmocka_unit_test(test_tokens_errors_gen),
         cmocka_unit_test(test_random_bytes),    cmocka_unit_test(test_announcements),
-        cmocka_unit_test(test_wire_helpers),
+        cmocka_unit_test(test_wire_helpers),    cmocka_unit_test(test_interface_ranking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
