@@ -123,15 +123,21 @@ engine_tps() { # tokens/s of `byoai run` on one machine (the same decode count a
     sed -n 's/.*generation [0-9]* tokens, \([0-9.]*\) tokens\/s.*/\1/p'
 }
 
-cluster_tps() { # NAME
-  run_once "$1" "$N" | python3 -c 'import json,sys; r=json.load(sys.stdin); print((r["n_generated"]-1)/r["gen_seconds"])'
+cluster_tps() { # NAME: tokens/s and the per-token overhead (time no stage computed), as "TPS OVERHEAD_MS"
+  run_once "$1" "$N" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print((r["n_generated"] - 1) / r["gen_seconds"], 1000 * r["overhead_seconds"] / (r["n_generated"] - 1))'
 }
 
 embd=$("$byoai" info "$model" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["embedding_length"])')
 wbytes=$("$byoai" info "$model" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["weight_bytes"])')
 # The machine is shared and noisy: every repetition runs the plain engine
 # and each configuration back to back, and the result is the median of the
-# per-repetition ratios as well as of the speeds.
+# per-repetition ratios as well as of the speeds. The latency a hop adds is
+# measured directly too: each stage reports how long it computed on a step,
+# and the coordinator counts the rest of the step's round trip as overhead
+# (wire, queues, encryption), which noise in the compute does not blur.
 : >"$work/results"
 for d in $delays; do
   start_cluster "$d"
@@ -145,8 +151,8 @@ for d in $delays; do
     e=$(engine_tps)
     echo "{\"engine\": $e, \"delay_ms\": $d}" >>"$work/results"
     for c in $configs; do
-      t=$(cluster_tps "m${c%%:*}${c#*:}")
-      echo "{\"config\": \"$c\", \"delay_ms\": $d, \"rep\": $r, \"tps\": $t, \"engine\": $e}" >>"$work/results"
+      read -r t o < <(cluster_tps "m${c%%:*}${c#*:}")
+      echo "{\"config\": \"$c\", \"delay_ms\": $d, \"rep\": $r, \"tps\": $t, \"overhead_ms\": $o, \"engine\": $e}" >>"$work/results"
       echo "bench: delay ${d} ms, $c: $t tokens/s (engine $e)" >&2
     done
   done
@@ -168,10 +174,13 @@ for key in dict.fromkeys((r["config"], r["delay_ms"]) for r in rows if "config" 
     eng = [r["engine"] for r in reps]
     hops = len(use["hops"])
     added = [(1000 / r["tps"] - 1000 / r["engine"]) / hops for r in reps if hops and r["engine"] and r["tps"]]
+    over = [r["overhead_ms"] for r in reps]
     runs.append({"nodes": int(k), "wire": wire, "delay_ms": key[1], "layers": use["layers"],
                  "tokens_per_second": med(tps), "engine_tokens_per_second": med(eng), "vs_engine": med(ratio),
                  "all_tokens_per_second": [round(x, 3) for x in tps], "hops": use["hops"],
-                 "added_ms_per_hop": med(added) if hops else None})
+                 "added_ms_per_hop_from_speed": med(added) if hops else None,
+                 "overhead_ms_per_token": med(over),
+                 "overhead_ms_per_hop": med([x / hops for x in over]) if hops else None})
 out = {"model": model, "weight_bytes": wbytes, "threads": threads, "tokens": n, "reps": len(engine),
        "hidden_size": embd, "hidden_bytes_per_token": {"f32": 4 * embd, "f16": 2 * embd},
        "engine_tokens_per_second": med(engine), "runs": runs}

@@ -220,6 +220,9 @@ typedef struct byoai_cluster_gen_result {
     double gen_s;          /* first token to the last */
     uint32_t failovers;    /* re-plans this completion survived */
     double stall_s;        /* time spent recovering */
+    /* Of gen_s, the time no stage was computing: messages on the wire and
+     * in queues, encryption. Divided by tokens and hops: what a hop adds. */
+    double overhead_s;
 } byoai_cluster_gen_result;
 
 /* Run a completion for model across the cluster, streaming tokens to fn on

@@ -279,6 +279,7 @@ typedef struct cl_fwd {
     uint32_t epoch, step;
     uint32_t slot, pos0, n;
     uint8_t flags;
+    uint32_t compute_us;     /* time the stages before spent on this step (for the overhead measure) */
     cl_sampling s;           /* with CL_FWD_RESET */
     const uint8_t *tokens;   /* n little-endian int32, borrowed (unaligned) */
     uint8_t dtype;           /* 0 none (first stage), 1 F32, 2 F16 */
@@ -292,6 +293,7 @@ enum { CL_DT_NONE = 0, CL_DT_F32 = 1, CL_DT_F16 = 2 };
 typedef struct cl_token_msg { /* TOKEN and GEN_TOKEN */
     uint64_t dep_id, req_id;
     uint32_t epoch, step, slot, pos;
+    uint32_t compute_us;     /* time every stage spent on this step */
     byoai_cluster_token t;
 } cl_token_msg;
 
@@ -324,7 +326,7 @@ typedef struct cl_gen_end {
     char finish[16];
     char msg[512];
     uint32_t n_prompt, n_generated, failovers;
-    double prompt_s, gen_s, stall_s;
+    double prompt_s, gen_s, stall_s, overhead_s;
 } cl_gen_end;
 
 typedef struct cl_header_msg {

@@ -162,10 +162,10 @@ static void do_generate(byoai_cluster *c, int fd, json_t *req) {
         reply_error(fd, &err);
         return;
     }
-    write_line(fd, json_pack("{s:b,s:b,s:s%,s:i,s:i,s:s,s:f,s:f,s:i,s:f}", "done", 1, "ok", 1, "tail", g.pending,
+    write_line(fd, json_pack("{s:b,s:b,s:s%,s:i,s:i,s:s,s:f,s:f,s:i,s:f,s:f}", "done", 1, "ok", 1, "tail", g.pending,
                              g.n_pending, "n_prompt", (int)res.n_prompt, "n_generated", (int)res.n_generated, "finish",
                              res.finish, "prompt_seconds", res.prompt_s, "gen_seconds", res.gen_s, "failovers",
-                             (int)res.failovers, "stall_seconds", res.stall_s));
+                             (int)res.failovers, "stall_seconds", res.stall_s, "overhead_seconds", res.overhead_s));
 }
 
 static void handle_request(byoai_cluster *c, int fd, json_t *req) {

@@ -621,12 +621,14 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
 
     cl_sampling samp = {.sp = p->sampler, .top_logprobs = (int8_t)(p->top_logprobs < 0 ? -1 : p->top_logprobs)};
     uint32_t n_gen = 0, failovers = 0, history_retries = 0, timeouts = 0;
-    double t_first = 0, t_last = 0, stall = 0;
-    bool prefill = true;
+    double t_first = 0, t_last = 0, stall = 0, overhead = 0, t_sent = 0;
+    bool prefill = true, one_step = false;
     const char *finish = "length";
     uint8_t culprit[32];
     rc = 0;
     for (;;) {
+        one_step = !prefill;
+        t_sent = byoai_time_now();
         if (prefill) {
             samp.draws = p->sampler.temp > 0 ? n_gen : 0;
             rc = send_steps(c, d, r, hist, 0, n_hist, &samp, true, culprit, err);
@@ -655,6 +657,10 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
             double now = byoai_time_now();
             if (!t_first) t_first = now;
             t_last = now;
+            if (one_step) { /* a generation step: what it took beyond the stages' compute */
+                double o = (now - t_sent) - r->tok.compute_us * 1e-6;
+                overhead += o > 0 ? o : 0;
+            }
             if (!p->ignore_eog && byoai_token_is_eog(tok, id)) {
                 finish = "stop";
                 break;
@@ -733,6 +739,7 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
         res->gen_s = t_first ? t_last - t_first : 0;
         res->failovers = failovers;
         res->stall_s = stall;
+        res->overhead_s = overhead;
     }
     free(hist);
     free(r);
@@ -834,6 +841,7 @@ static int proxy_generate(byoai_cluster *c, const char *model, const int32_t *pr
         res->gen_s = px->end.gen_s;
         res->failovers = px->end.failovers;
         res->stall_s = px->end.stall_s;
+        res->overhead_s = px->end.overhead_s;
     }
     if (rc && cancelled == false && px->ended == false) {
         cl_buf cb = {0};
@@ -933,6 +941,7 @@ static void served_run(byoai_cluster *c, void *arg) {
     end.prompt_s = res.prompt_s;
     end.gen_s = res.gen_s;
     end.stall_s = res.stall_s;
+    end.overhead_s = res.overhead_s;
     cl_buf b = {0};
     cl_enc_gen_end(&b, &end);
     cl_send(c, sv->from, &b, NULL);

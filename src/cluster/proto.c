@@ -203,6 +203,7 @@ void cl_enc_fwd(cl_buf *b, const cl_fwd *f, const int32_t *tokens, const void *h
     cl_buf_u32(b, f->pos0);
     cl_buf_u32(b, f->n);
     cl_buf_u8(b, f->flags);
+    cl_buf_u32(b, f->compute_us);
     if (f->flags & CL_FWD_RESET) enc_sampling(b, &f->s);
     for (uint32_t i = 0; i < f->n; i++) cl_buf_i32(b, tokens[i]);
     cl_buf_u8(b, f->dtype);
@@ -249,6 +250,7 @@ void cl_enc_token(cl_buf *b, uint8_t type, const cl_token_msg *t) {
     cl_buf_u32(b, t->step);
     cl_buf_u32(b, t->slot);
     cl_buf_u32(b, t->pos);
+    cl_buf_u32(b, t->compute_us);
     enc_tok(b, &t->t);
 }
 
@@ -289,6 +291,7 @@ void cl_enc_gen_end(cl_buf *b, const cl_gen_end *e) {
     cl_buf_f64(b, e->prompt_s);
     cl_buf_f64(b, e->gen_s);
     cl_buf_f64(b, e->stall_s);
+    cl_buf_f64(b, e->overhead_s);
 }
 
 void cl_enc_gen_cancel(cl_buf *b, uint64_t req_id) {
@@ -411,6 +414,7 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         f->pos0 = cl_rd_u32(&r);
         f->n = cl_rd_u32(&r);
         f->flags = cl_rd_u8(&r);
+        f->compute_us = cl_rd_u32(&r);
         if (r.bad) break;
         if (f->n == 0 || f->n > CL_MAX_ROWS || f->flags & ~(CL_FWD_RESET | CL_FWD_SAMPLE) || f->pos0 > (1u << 20) ||
             f->slot > 1024) {
@@ -455,6 +459,7 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         t->step = cl_rd_u32(&r);
         t->slot = cl_rd_u32(&r);
         t->pos = cl_rd_u32(&r);
+        t->compute_us = cl_rd_u32(&r);
         dec_tok(&r, &t->t);
         break;
     }
@@ -508,6 +513,7 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         e->prompt_s = cl_rd_f64(&r);
         e->gen_s = cl_rd_f64(&r);
         e->stall_s = cl_rd_f64(&r);
+        e->overhead_s = cl_rd_f64(&r);
         if (e->code != 0 && !is_error_code(e->code)) r.bad = true;
         break;
     }

@@ -234,9 +234,15 @@ static void handle_load(cl_stage *s, const uint8_t from[32], const cl_load *l) {
 
 /* ---- a pipeline step ---------------------------------------------------------------------- */
 
+static uint32_t add_us(uint32_t base, double t0) {
+    double us = (byoai_time_now() - t0) * 1e6 + base;
+    return us > 4e9 ? 4000000000u : (uint32_t)us;
+}
+
 static void handle_fwd(cl_stage *s, const cl_fwd *f) {
     byoai_cluster *c = s->c;
     char msg[600];
+    double t_start = byoai_time_now(); /* from here to the send is this stage's compute */
     if (!s->loaded || f->epoch != s->epoch) {
         byoai_log(BYOAI_LOG_DEBUG, "cluster: dropped a step of epoch %u (stage is at %u)", f->epoch, s->epoch);
         return;
@@ -354,6 +360,7 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
             if (t.t.logprob > 0) t.t.logprob = 0;
             t.t.n_top = k ? byoai_top_logprobs(logits, (int32_t)hp->n_vocab, k, t.t.top_ids, t.t.top_logprobs) : 0;
         }
+        t.compute_us = add_us(f->compute_us, t_start);
         cl_buf out = {0};
         cl_enc_token(&out, CL_MSG_TOKEN, &t);
         cl_send(c, s->coord_pk, &out, NULL);
@@ -386,6 +393,7 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
         cl_f32_to_f16(h32, h16, nv);
         payload = h16;
     }
+    next.compute_us = add_us(f->compute_us, t_start);
     cl_buf out = {0};
     cl_enc_fwd(&out, &next, tokens, payload);
     free(tokens);
