@@ -9,8 +9,9 @@
  *   a continuation without committing to it.
  * - Beyond RFC 8259, it refuses what common parsers reject although the RFC
  *   allows it: \u escapes of UTF-16 surrogates, integers of more than 18
- *   digits, exponents of more than 2 digits. It also refuses more than 32
- *   white-space bytes in a row and nesting deeper than 64, so a model cannot
+ *   digits, exponents of more than 2 digits. It also refuses white space before the
+ *   opening brace, more than 32 white-space bytes in a row and nesting
+ *   deeper than 64, so a model cannot
  *   stall in white space or recursion.
  * - byoai_json_filter is a byoai_sampler filter built on it: for each
  *   candidate token it checks that the token's text keeps the output a

@@ -118,7 +118,7 @@ static bool string_byte(byoai_json_state *s, unsigned char c) {
 }
 
 static bool feed_byte(byoai_json_state *s, unsigned char c) {
-    if (is_ws(c) && s->st != S_STRING && s->st != S_ESCAPE && s->st != S_HEX && s->st != S_LITERAL &&
+    if (is_ws(c) && s->st != S_START && s->st != S_STRING && s->st != S_ESCAPE && s->st != S_HEX && s->st != S_LITERAL &&
         s->st != S_DONE) {
         if (s->st == S_NUMBER) {
             if (s->sub == N_MINUS || s->sub == N_DOT || s->sub == N_E || s->sub == N_ESIGN) return false;

@@ -76,6 +76,8 @@ const char *byoai_http_body(const byoai_http_req *r, size_t *len) {
 
 const char *byoai_http_body_file(const byoai_http_req *r) { return r->to_file ? r->body_path : NULL; }
 
+int byoai_http_status(const byoai_http_req *r) { return r->handled ? (int)r->status : 0; }
+
 bool byoai_http_client_gone(const byoai_http_req *r) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return true;
