@@ -1,8 +1,51 @@
 #!/usr/bin/env bash
-# make bench: run the benchmarks against a release build; JSON lines on stdout.
-# Usage: bench/run.sh BUILD_DIR
+# make bench: the speed benchmarks, one JSON document on stdout.
+#   bench/run.sh BUILD_DIR            everything below
+#   BENCH_TYPES="Q8_0 Q4_0" ...       only these model types
+# Models are generated once and cached in BUILD_DIR/bench/: a synthetic
+# TinyLlama-1.1B-shaped model (random F16 weights written by the project's
+# GGUF writer), quantized with `byoai quantize`.
 set -euo pipefail
-build=${1:?usage: bench/run.sh BUILD_DIR}
+build=$(cd "${1:?usage: bench/run.sh BUILD_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 shared=${BYOAI_SHARED:-$here/../../shared}
-"$build/bench_generate" "$shared/models/stories260K.gguf" --prompt 64 --gen 32 --reps 5
+byoai=$build/byoai
+cache=$build/bench
+mkdir -p "$cache"
+types=${BENCH_TYPES:-"Q8_0 Q4_0 Q4_K_M"}
+threads=${BENCH_THREADS:-$(nproc)}
+reps=${BENCH_REPS:-3}
+
+base=$cache/tinyllama-f16.gguf
+if [ ! -f "$base" ]; then
+  echo "bench: generating $base (once)" >&2
+  "$build/make_tinyllama" "$base.tmp" "$shared" && mv "$base.tmp" "$base"
+fi
+for t in $types; do
+  f=$cache/tinyllama-$t.gguf
+  [ -f "$f" ] || "$byoai" quantize "$base" "$f" "$t" -q -t "$threads" >&2
+done
+
+hw=$("$byoai" hw --json -t "$threads")
+bw=$(printf '%s' "$hw" | python3 -c 'import json,sys; print(json.load(sys.stdin)["read_bandwidth_gbps"])')
+echo "bench: read bandwidth ${bw} GB/s" >&2
+{
+  printf '{"hw": %s, "models": [' "$hw"
+  sep=""
+  for t in $types; do
+    r=$("$byoai" bench "$cache/tinyllama-$t.gguf" --json -p 64 -n 32 -t "$threads" -r "$reps")
+    printf '%s{"type": "%s", "result": %s}' "$sep" "$t" "$r"
+    sep=","
+    echo "bench: $t $r" >&2
+  done
+  printf ']}\n'
+} | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+bw = d["hw"]["read_bandwidth_gbps"] * 1e9
+for m in d["models"]:
+    r = m["result"]
+    m["bandwidth_use"] = round(r["weight_bytes"] * r["gen_tokens_per_second"] / bw, 3)
+json.dump(d, sys.stdout, indent=2)
+print()
+'

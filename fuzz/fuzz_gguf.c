@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (g->tensors[i].size) sink += ((const uint8_t *)g->tensors[i].data)[g->tensors[i].size - 1];
     byoai_model_info info;
     byoai_model_describe(g, 256, &info, &err);
+    if (sink == 42) info.n_params++; /* keep the reads above */
     byoai_gguf_close(g);
 
     /* the full model loader reads files: give it this one */

@@ -74,6 +74,25 @@ const byoai_kernels *byoai_kernels_get(byoai_simd_level level);
 /* Name of the CPU features this build detects, e.g. "avx2 fma f16c avx512f". */
 const char *byoai_cpu_features(void);
 
+/* ---- whole-model quantization --------------------------------------------- */
+typedef struct byoai_quantize_params {
+    /* A type name ("Q8_0", "F16", ...) or a mix ("Q4_K_M", "Q5_K_M",
+     * "Q4_K_S", "Q3_K_M", ...), with llama.cpp's choice of which tensors get
+     * more bits. See byoai_quantize_mix_names(). */
+    const char *target;
+    int n_threads;          /* 0: all cores */
+    bool allow_requantize;  /* accept already-quantized input tensors */
+    /* called after each tensor: index, count, its name and chosen type */
+    void (*progress)(void *user, uint64_t done, uint64_t total, const char *tensor, const char *type);
+    void *user;
+} byoai_quantize_params;
+
+/* Quantize a GGUF model file; the output (written atomically) is readable
+ * by byoai and llama.cpp. */
+int byoai_quantize_file(const char *in_path, const char *out_path, const byoai_quantize_params *p, byoai_error *err);
+/* Space-separated names byoai_quantize_file accepts as target. */
+const char *byoai_quantize_mix_names(void);
+
 #ifdef __cplusplus
 }
 #endif

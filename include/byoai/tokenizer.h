@@ -49,7 +49,9 @@ int32_t byoai_tokenizer_n_vocab(const byoai_tokenizer *t);
 /* Special ids; -1 when the model has none. */
 int32_t byoai_token_bos(const byoai_tokenizer *t);
 int32_t byoai_token_eos(const byoai_tokenizer *t);
-/* True for tokens that end generation (EOS, EOT, <|im_end|>, <|eot_id|>, ...). */
+/* True for tokens that end generation: EOS, tokenizer.ggml.eot_token_id and
+ * eom_token_id, and control tokens whose text is <|im_end|>, <|eot_id|>,
+ * <|end|>, <end_of_turn>, <|endoftext|>, </s> or <|end_of_text|>. */
 bool byoai_token_is_eog(const byoai_tokenizer *t, int32_t id);
 /* True for control tokens (never printed as text unless asked). */
 bool byoai_token_is_control(const byoai_tokenizer *t, int32_t id);
@@ -64,21 +66,31 @@ int32_t byoai_token_lookup(const byoai_tokenizer *t, const char *text, size_t le
 /* Tokenize text[0..len). add_special: prepend BOS / append EOS as the model's
  * metadata says. parse_special: recognise special-token strings in the text
  * (e.g. "<|im_start|>") as single tokens; otherwise they are plain text.
- * *tokens is malloc'd (caller frees). */
+ * User-defined tokens (token type 4, "added tokens") are recognised either
+ * way, as llama.cpp and Hugging Face do. Longer special strings win; see
+ * docs/tokenizers.md for the exact rule. Any bytes are accepted (invalid
+ * UTF-8 goes through byte fallback / byte-level BPE unchanged).
+ * *tokens is malloc'd (caller frees; non-NULL even for zero tokens). */
 int byoai_tokenize(const byoai_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
                    int32_t **tokens, size_t *n_tokens, byoai_error *err);
 
 /* The bytes a token stands for, as text: byte tokens become their byte, "▁"
- * becomes a space, GPT-2's byte alphabet is mapped back. Control tokens give
- * "" unless render_special. Writes at most cap bytes (no NUL); returns the
- * full length (which may exceed cap) or a negative code for a bad id.
+ * becomes a space, GPT-2's byte alphabet is mapped back. Control and
+ * unknown tokens give "" unless render_special; user-defined tokens give
+ * their text; unused and undefined tokens give "". Writes at most cap bytes
+ * (no NUL; buf may be NULL when cap is 0); returns the full length (which
+ * may exceed cap) or a negative code for a bad id.
  * A piece may end in the middle of a UTF-8 character: join pieces before
  * printing (see byoai_utf8_incomplete_tail). */
 int byoai_token_to_piece(const byoai_tokenizer *t, int32_t id, char *buf, size_t cap, bool render_special);
 
-/* Detokenize a sequence into a malloc'd NUL-terminated string. With
- * strip_leading_space, the space SentencePiece adds before the first word is
- * removed. */
+/* Detokenize a sequence into a malloc'd NUL-terminated string (*out_len,
+ * which may be NULL, excludes the NUL). With strip_leading_space, the space
+ * SentencePiece adds before the first word is removed: one leading space of
+ * the first piece that prints anything, and only for SPM tokenizers that add
+ * that space. Spaces are otherwise left alone (no llama.cpp-style clean-up
+ * before punctuation), so detokenize(tokenize(s)) == s; see
+ * docs/tokenizers.md for when that holds. A bad id gives BYOAI_EINVAL. */
 int byoai_detokenize(const byoai_tokenizer *t, const int32_t *tokens, size_t n, bool render_special,
                      bool strip_leading_space, char **out, size_t *out_len, byoai_error *err);
 

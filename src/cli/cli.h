@@ -25,6 +25,9 @@ int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_apikey(int argc, char **argv);
+int cli_hw(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_quantize(int argc, char **argv);
 
 /* Report a usage error ("byoai CMD: MESSAGE" + a hint to --help); returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

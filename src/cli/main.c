@@ -10,6 +10,9 @@ static const cli_command COMMANDS[] = {
     {"tokenize", "show how a model splits text into tokens", cli_tokenize},
     {"serve", "serve models over the OpenAI API, with a web app to chat", cli_serve},
     {"apikey", "create, list and revoke API keys for byoai serve", cli_apikey},
+    {"quantize", "convert a model to another tensor type or mix", cli_quantize},
+    {"bench", "measure a model's prompt and generation speed", cli_bench},
+    {"hw", "show this machine's CPU, memory and bandwidth", cli_hw},
     {"version", "print the version", cli_version},
 };
 

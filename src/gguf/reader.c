@@ -594,7 +594,7 @@ int byoai_gguf_get_arr(const byoai_gguf *g, const char *key, int elem_type, cons
 }
 
 double byoai_gguf_arr_f64(const byoai_gguf_value *arr, uint64_t i) {
-    byoai_gguf_value v;
+    byoai_gguf_value v = {0};
     size_t es = byoai_gguf_vtype_size(arr->v.arr.elem_type);
     if (!es || i >= arr->v.arr.count) return 0;
     decode_scalar(arr->v.arr.elem_type, arr->v.arr.data + i * es, &v);
@@ -605,7 +605,7 @@ double byoai_gguf_arr_f64(const byoai_gguf_value *arr, uint64_t i) {
 }
 
 int64_t byoai_gguf_arr_i64(const byoai_gguf_value *arr, uint64_t i) {
-    byoai_gguf_value v;
+    byoai_gguf_value v = {0};
     size_t es = byoai_gguf_vtype_size(arr->v.arr.elem_type);
     if (!es || i >= arr->v.arr.count) return 0;
     decode_scalar(arr->v.arr.elem_type, arr->v.arr.data + i * es, &v);

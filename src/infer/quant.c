@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/cpu.h"
 #include "infer/quant.h"
 
 static const byoai_type_ops OPS[BYOAI_TYPE_COUNT] = {
@@ -14,7 +15,18 @@ static const byoai_type_ops OPS[BYOAI_TYPE_COUNT] = {
     [BYOAI_TYPE_F16] = {byoai_ref_dequantize_f16, byoai_ref_quantize_f16, byoai_ref_dot_f16, BYOAI_TYPE_F32},
     [BYOAI_TYPE_BF16] = {byoai_ref_dequantize_bf16, byoai_ref_quantize_bf16, byoai_ref_dot_bf16, BYOAI_TYPE_F32},
     [BYOAI_TYPE_Q4_0] = {byoai_ref_dequantize_q4_0, byoai_ref_quantize_q4_0, byoai_ref_dot_q4_0, BYOAI_TYPE_Q8_0},
+    [BYOAI_TYPE_Q4_1] = {byoai_ref_dequantize_q4_1, byoai_ref_quantize_q4_1, byoai_ref_dot_q4_1, BYOAI_TYPE_Q8_0},
+    [BYOAI_TYPE_Q5_0] = {byoai_ref_dequantize_q5_0, byoai_ref_quantize_q5_0, byoai_ref_dot_q5_0, BYOAI_TYPE_Q8_0},
+    [BYOAI_TYPE_Q5_1] = {byoai_ref_dequantize_q5_1, byoai_ref_quantize_q5_1, byoai_ref_dot_q5_1, BYOAI_TYPE_Q8_0},
     [BYOAI_TYPE_Q8_0] = {byoai_ref_dequantize_q8_0, byoai_ref_quantize_q8_0, byoai_ref_dot_q8_0, BYOAI_TYPE_Q8_0},
+    /* activation-only types: quantize/dequantize, no dot of their own */
+    [BYOAI_TYPE_Q8_1] = {byoai_ref_dequantize_q8_1, byoai_ref_quantize_q8_1, NULL, BYOAI_TYPE_Q8_1},
+    [BYOAI_TYPE_Q8_K] = {byoai_ref_dequantize_q8_k, byoai_ref_quantize_q8_k, NULL, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q2_K] = {byoai_ref_dequantize_q2_k, byoai_ref_quantize_q2_k, byoai_ref_dot_q2_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q3_K] = {byoai_ref_dequantize_q3_k, byoai_ref_quantize_q3_k, byoai_ref_dot_q3_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q4_K] = {byoai_ref_dequantize_q4_k, byoai_ref_quantize_q4_k, byoai_ref_dot_q4_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q5_K] = {byoai_ref_dequantize_q5_k, byoai_ref_quantize_q5_k, byoai_ref_dot_q5_k, BYOAI_TYPE_Q8_K},
+    [BYOAI_TYPE_Q6_K] = {byoai_ref_dequantize_q6_k, byoai_ref_quantize_q6_k, byoai_ref_dot_q6_k, BYOAI_TYPE_Q8_K},
 };
 
 const byoai_type_ops *byoai_type_ops_get(byoai_type t) {
@@ -82,20 +94,17 @@ static void init_tables(void) {
     g_have[BYOAI_SIMD_SCALAR] = true;
     g_best = &g_tables[BYOAI_SIMD_SCALAR];
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-                __builtin_cpu_supports("bmi2");
-    bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                  __builtin_cpu_supports("avx512vnni");
-    if (__builtin_cpu_supports("avx")) add_feature("avx");
-    if (__builtin_cpu_supports("avx2")) add_feature("avx2");
-    if (__builtin_cpu_supports("fma")) add_feature("fma");
-    if (__builtin_cpu_supports("f16c")) add_feature("f16c");
-    if (__builtin_cpu_supports("avx512f")) add_feature("avx512f");
-    if (__builtin_cpu_supports("avx512bw")) add_feature("avx512bw");
-    if (__builtin_cpu_supports("avx512vl")) add_feature("avx512vl");
-    if (__builtin_cpu_supports("avx512vnni")) add_feature("avx512vnni");
+    byoai_cpu cpu;
+    byoai_cpu_detect(&cpu);
+    bool avx2 = cpu.avx2 && cpu.fma && cpu.f16c && cpu.bmi2;
+    bool avx512 = avx2 && cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq && cpu.avx512vnni;
+    const struct { bool on; const char *name; } feats[] = {
+        {cpu.avx, "avx"},          {cpu.avx2, "avx2"},         {cpu.fma, "fma"},           {cpu.f16c, "f16c"},
+        {cpu.avx512f, "avx512f"},  {cpu.avx512bw, "avx512bw"}, {cpu.avx512vl, "avx512vl"}, {cpu.avx512vnni, "avx512vnni"},
+        {cpu.avx_vnni, "avx_vnni"}, {cpu.amx_int8, "amx_int8"}, {cpu.amx_bf16, "amx_bf16"},
+    };
+    for (size_t i = 0; i < sizeof feats / sizeof feats[0]; i++)
+        if (feats[i].on) add_feature(feats[i].name);
     const char *cap = getenv("BYOAI_SIMD");
     int max = 99;
     if (cap && !strcmp(cap, "scalar")) max = BYOAI_SIMD_SCALAR;
