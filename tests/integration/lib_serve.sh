@@ -1,7 +1,8 @@
 # Helpers for tests that run `byoai serve` (sourced after lib.sh).
 #   start_server ARGS...   start it on a free port of 127.0.0.1; sets URL, PORT, SERVER_PID
 #   stop_server            SIGTERM, wait, and check it exited 0 (and ASan found nothing)
-#   http METHOD PATH [BODY] [CURL ARGS...]   body to $T/body, status to stdout
+#   http METHOD PATH [BODY] [CURL ARGS...]   body to $T/body, status to stdout (BODY: JSON, @FILE
+#                          or ""; curl args start with -)
 SERVER_PID=""
 start_server() {
   local log="$T/server.log"
@@ -31,7 +32,7 @@ stop_server() {
 http() {
   local method=$1 path=$2; shift 2
   local args=(-s -o "$T/body" -w '%{http_code}' -X "$method" --max-time 60)
-  if [ $# -gt 0 ]; then args+=(-H 'Content-Type: application/json' --data-binary "$1"); shift; fi
+  if [ $# -gt 0 ] && [[ "$1" != -* ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$1"); shift; fi
   curl "${args[@]}" "$@" "$URL$path"
 }
 # require_node_modules: the npm packages the node tests use (installed by `make test`)
