@@ -60,7 +60,7 @@ json_t *srv_parse_object(const char *body, size_t len, srv_error *e) {
         return NULL;
     }
     json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
+    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
     if (!root) {
         BAD(NULL, "the request body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return NULL;

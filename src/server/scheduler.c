@@ -203,6 +203,11 @@ static void slot_clear(srv_sched *s, slot *sl) {
 static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *err) {
     srv_job *j = sl->job;
     if (!err && sl->pend_len && strcmp(reason, "cancelled")) push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
+    /* the slot is free before anyone can see the job done */
+    slot_clear(s, sl);
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&j->mu);
     snprintf(j->finish, sizeof j->finish, "%s", reason);
     if (err) j->err = *err;
@@ -212,10 +217,6 @@ static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *
     pthread_mutex_unlock(&j->mu);
     if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
     srv_job_unref(j);
-    slot_clear(s, sl);
-    pthread_mutex_lock(&s->mu);
-    s->n_active--;
-    pthread_mutex_unlock(&s->mu);
 }
 
 /* a job that never got a slot */
