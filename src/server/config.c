@@ -62,7 +62,7 @@ static int parse_size(const char *key, const char *v, uint64_t lo, uint64_t hi, 
         mult = s == 'k' ? 1024ull : s == 'm' ? 1024ull * 1024 : 1024ull * 1024 * 1024;
         buf[n - 1] = '\0';
     }
-    uint64_t x;
+    uint64_t x = 0;
     int rc = parse_u64(key, buf, 0, UINT64_MAX / mult, &x, err);
     if (rc) return rc;
     x *= mult;
@@ -133,7 +133,7 @@ int byoai_server_config_add_model(byoai_server_config *c, const char *path, cons
 }
 
 int byoai_server_config_set(byoai_server_config *c, const char *key, const char *v, byoai_error *err) {
-    uint64_t x;
+    uint64_t x = 0;
     int rc;
     if (!key || !v) return byoai_error_set(err, BYOAI_EINVAL, "missing key or value");
 #define U(name, field, lo, hi)                                                                                         \

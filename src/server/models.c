@@ -276,6 +276,7 @@ void srv_models_cancel_all(srv_models *m) {
     pthread_mutex_lock(&m->mu);
     m->stop = true;
     pthread_cond_broadcast(&m->cv);
+    pthread_cond_broadcast(&m->reaper_cv);
     for (uint32_t i = 0; i < m->n_loaded; i++)
         if (!m->loaded[i]->loading) srv_sched_stop(m->loaded[i]->sched);
     pthread_mutex_unlock(&m->mu);
