@@ -240,8 +240,9 @@ static json_t *completion_logprobs(const byoai_tokenizer *tok, const srv_piece *
 }
 
 static json_t *usage(const srv_job *j) {
-    return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)j->n_prompt, "completion_tokens",
-                     (json_int_t)j->n_gen, "total_tokens", (json_int_t)(j->n_prompt + j->n_gen));
+    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)j->n_prompt, "completion_tokens",
+                     (json_int_t)j->n_gen, "total_tokens", (json_int_t)(j->n_prompt + j->n_gen),
+                     "prompt_tokens_details", "cached_tokens", (json_int_t)j->n_prompt_cached);
 }
 
 /* ---- non-streaming ----------------------------------------------------------------------- */

@@ -4,7 +4,9 @@
  *
  * One thread per loaded model runs this loop:
  *   1. admit queued jobs into free slots (each slot is a sequence with its
- *      own KV cache, cleared on admission);
+ *      own KV cache; a job goes to the free slot whose cache already holds
+ *      the longest start of its prompt, and only the rest is evaluated, so
+ *      the next turn of a conversation does not re-read the whole chat);
  *   2. build one batch: the last sampled token of every generating slot,
  *      then prompt chunks of slots still reading their prompt, up to n_batch
  *      rows;
@@ -129,6 +131,12 @@ static char *utf8_sanitize(const char *s, size_t n, size_t *out_len) {
 /* ---- the scheduler -------------------------------------------------------------- */
 typedef struct slot {
     srv_job *job;
+    /* the tokens in this sequence's KV cache, kept after a job ends so the
+     * next job that starts with the same tokens (the same conversation, one
+     * turn later) skips evaluating them again */
+    int32_t *hist;
+    uint32_t n_hist, cap_hist;
+    bool hist_lost; /* out of memory once: reuse nothing until the cache restarts */
     uint32_t n_fed, n_take;
     bool generating;
     int32_t next;
@@ -190,13 +198,41 @@ static void push_piece(srv_job *j, const char *text, size_t len, int32_t token, 
     pthread_mutex_unlock(&j->mu);
 }
 
+/* end a slot's job, keeping its token history */
 static void slot_clear(srv_sched *s, slot *sl) {
     byoai_sampler_free(sl->sampler);
     byoai_json_filter_free(sl->jf);
     free(sl->pend);
     free(sl->emb_sum);
-    memset(sl, 0, sizeof *sl);
+    slot keep = {.hist = sl->hist, .n_hist = sl->n_hist, .cap_hist = sl->cap_hist, .hist_lost = sl->hist_lost};
+    *sl = keep;
     (void)s;
+}
+
+static bool hist_push(slot *sl, int32_t tok) {
+    if (sl->hist_lost) return false;
+    if (sl->n_hist == sl->cap_hist) {
+        uint32_t cap = sl->cap_hist ? sl->cap_hist * 2 : 256;
+        int32_t *h = realloc(sl->hist, cap * sizeof *h);
+        if (!h) { /* forget rather than lie: the next job starts afresh */
+            sl->n_hist = 0;
+            sl->hist_lost = true;
+            return false;
+        }
+        sl->hist = h;
+        sl->cap_hist = cap;
+    }
+    sl->hist[sl->n_hist++] = tok;
+    return true;
+}
+
+/* tokens at the start of the job's prompt already in the slot's cache */
+static uint32_t reusable(const slot *sl, const srv_job *j) {
+    if (j->embed || sl->hist_lost) return 0; /* embeddings need every token's hidden state */
+    uint32_t n = 0, max = sl->n_hist < j->n_prompt ? sl->n_hist : j->n_prompt;
+    while (n < max && sl->hist[n] == j->prompt[n]) n++;
+    /* the last prompt token is always evaluated again: its logits start the answer */
+    return n == j->n_prompt ? n - 1 : n;
 }
 
 /* End a slot's job: flush held-back text (unless an error), publish, free. */
@@ -234,9 +270,13 @@ static void finish_unstarted(srv_sched *s, srv_job *j, const char *reason, const
 
 static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, srv_error *e) {
     slot *sl = &s->slots[seq];
-    memset(sl, 0, sizeof *sl);
     sl->job = j;
-    byoai_kv_truncate(s->ctx, seq, 0);
+    uint32_t keep = reusable(sl, j);
+    byoai_kv_truncate(s->ctx, seq, keep);
+    sl->n_hist = keep;
+    sl->hist_lost = false;
+    sl->n_fed = keep;
+    j->n_prompt_cached = keep;
     byoai_error err;
     if (j->embed) {
         sl->emb_sum = calloc(s->n_embd, sizeof(double));
@@ -387,6 +427,7 @@ static void step(srv_sched *s) {
         slot *sl = &s->slots[i];
         if (!sl->job || !sl->generating) continue;
         s->b_tok[rows] = sl->next;
+        hist_push(sl, sl->next);
         s->b_seq[rows] = (int32_t)i;
         s->b_want[rows] = 1;
         s->row_slot[rows] = i;
@@ -403,6 +444,7 @@ static void step(srv_sched *s) {
         for (uint32_t k = 0; k < take; k++) {
             uint32_t pi = sl->n_fed + k;
             s->b_tok[rows] = j->prompt[pi];
+            hist_push(sl, j->prompt[pi]);
             s->b_seq[rows] = (int32_t)i;
             s->b_want[rows] = !j->embed && pi == j->n_prompt - 1;
             s->row_slot[rows] = i;
@@ -410,7 +452,7 @@ static void step(srv_sched *s) {
             rows++;
         }
         sl->n_take = take;
-        if (sl->n_fed == 0 && take) j->t_start = now;
+        if (sl->n_fed == j->n_prompt_cached && take) j->t_start = now;
     }
     if (rows == 0) return;
     byoai_batch b = {.n_tokens = rows, .tokens = s->b_tok, .seq = s->b_seq, .want = s->b_want};
@@ -418,8 +460,10 @@ static void step(srv_sched *s) {
     if (byoai_decode(s->ctx, &b, &err)) {
         srv_error e;
         srv_err(&e, 500, "server_error", NULL, NULL, "decoding failed: %s", err.msg);
-        for (uint32_t i = 0; i < n_seq; i++)
+        for (uint32_t i = 0; i < n_seq; i++) {
+            s->slots[i].n_hist = 0; /* the histories no longer match the caches */
             if (s->slots[i].job) finish(s, &s->slots[i], "error", &e);
+        }
         return;
     }
     /* prompt progress and embeddings */
@@ -451,10 +495,17 @@ static void *sched_main(void *arg) {
     for (;;) {
         while (!s->stopping && s->q_len == 0 && s->n_active == 0) pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping) break;
-        /* admit queued jobs into free slots */
-        for (uint32_t i = 0; i < s->p.n_seq && s->q_len; i++) {
-            if (s->slots[i].job) continue;
+        /* admit queued jobs into free slots, each into the one whose cache
+         * already holds the longest start of its prompt */
+        while (s->q_len && s->n_active < s->p.n_seq) {
             srv_job *j = s->queue[s->q_head];
+            uint32_t i = UINT32_MAX, best = 0;
+            for (uint32_t k = 0; k < s->p.n_seq; k++) {
+                if (s->slots[k].job) continue;
+                uint32_t r = reusable(&s->slots[k], j);
+                if (i == UINT32_MAX || r > best) i = k, best = r;
+            }
+            if (i == UINT32_MAX) break;
             s->q_head = (s->q_head + 1) % s->p.queue_max;
             s->q_len--;
             pthread_mutex_unlock(&s->mu);
@@ -584,6 +635,7 @@ void srv_sched_stop(srv_sched *s) {
 void srv_sched_free(srv_sched *s) {
     if (!s) return;
     srv_sched_stop(s);
+    for (uint32_t i = 0; s->slots && i < s->p.n_seq; i++) free(s->slots[i].hist);
     byoai_context_free(s->ctx);
     free(s->queue);
     free(s->slots);

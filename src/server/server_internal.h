@@ -149,6 +149,7 @@ typedef struct srv_job {
     char finish[16];             /* "stop", "length", "cancelled", "error" */
     srv_error err;               /* status != 0 when the job failed */
     uint32_t n_gen, n_prompt_eval;
+    uint32_t n_prompt_cached;    /* prompt tokens reused from the slot's cache */
     double t_submit, t_start, t_first, t_end;
     float *embedding;            /* n_embd, L2-normalised */
     uint32_t n_embd;

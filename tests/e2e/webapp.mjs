@@ -16,6 +16,9 @@ const context = await chromium.launchPersistentContext(profile, {
          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const step = (s) => console.log('- ' + s);
+// an answer is over when an assistant message exists and none is streaming
+const answered = (page, n) => page.waitForFunction((n) =>
+  document.querySelectorAll('.msg.assistant').length === n && !document.querySelector('.msg.streaming'), n, { timeout: 90000 });
 const errors = [];
 try {
   const page = context.pages()[0] || await context.newPage();
@@ -46,8 +49,7 @@ try {
   });
   await page.fill('#input', 'Once upon a time');
   await page.press('#input', 'Enter');
-  await page.waitForSelector('.msg.assistant.streaming');
-  await page.waitForSelector('.msg.assistant.streaming', { state: 'detached', timeout: 60000 });
+  await answered(page, 1);
   const paints = await page.evaluate(() => window.__paints);
   const lengths = [...new Set(paints.filter((n) => n > 0))];
   assert.ok(lengths.length >= 3, `answer should appear in several steps, saw ${JSON.stringify(lengths)}`);
@@ -66,8 +68,7 @@ try {
   assert.equal(await page.locator('.msg').count(), 0);
   await page.fill('#input', 'The little dog');
   await page.click('#send');
-  await page.waitForSelector('.msg.assistant.streaming');
-  await page.waitForSelector('.msg.assistant.streaming', { state: 'detached', timeout: 60000 });
+  await answered(page, 1);
   await page.waitForFunction(() => document.querySelectorAll('#conversations li').length === 2);
   step('second conversation saved');
 
@@ -88,10 +89,11 @@ try {
   step('conversations kept across a reload');
 
   // regenerate replaces the last answer
+  const old = await page.$('.msg.assistant');
   await page.click('#regenerate');
-  await page.waitForSelector('.msg.assistant.streaming');
-  await page.waitForSelector('.msg.assistant.streaming', { state: 'detached', timeout: 60000 });
-  assert.equal(await page.locator('.msg.assistant').count(), 1);
+  await page.waitForFunction((o) => !o.isConnected, old);
+  await answered(page, 1);
+  assert.equal(await page.textContent('.msg.user .body'), 'The little dog');
   step('regenerate');
 
   // model output cannot inject markup: store such an answer and open it

@@ -136,6 +136,45 @@ static void test_batched_equals_alone(void **state) {
     srv_sched_free(s);
 }
 
+/* A job whose prompt starts with what a slot's cache holds evaluates only
+ * the rest, and answers exactly as from scratch. */
+static void test_prefix_reuse(void **state) {
+    (void)state;
+    srv_sched *fresh = sched(1, 256, 4);
+    char *want = run_alone(fresh, "Once upon a time, there was a little girl named Lily. She", 20);
+    char *want_same = run_alone(fresh, "Once upon a time", 8); /* cache holds something else */
+    srv_sched_free(fresh);
+    srv_sched *s = sched(2, 256, 4);
+    srv_error e;
+    srv_job *a = job("Once upon a time", 11);
+    assert_int_equal(srv_sched_submit(s, a, &e), 0);
+    wait_done(a);
+    assert_int_equal(a->n_prompt_cached, 0);
+    srv_job_unref(a);
+    /* the same conversation one step on: its start is in a slot's cache */
+    srv_job *b = job("Once upon a time, there was a little girl named Lily. She", 20);
+    assert_int_equal(srv_sched_submit(s, b, &e), 0);
+    wait_done(b);
+    assert_true(b->n_prompt_cached >= 5);
+    assert_int_equal(b->n_prompt_eval + b->n_prompt_cached, b->n_prompt);
+    char *t = text_of(b);
+    assert_string_equal(t, want);
+    free(t);
+    srv_job_unref(b);
+    /* the very same prompt again: all but its last token reused */
+    srv_job *c = job("Once upon a time", 8);
+    assert_int_equal(srv_sched_submit(s, c, &e), 0);
+    wait_done(c);
+    assert_int_equal(c->n_prompt_cached, c->n_prompt - 1);
+    t = text_of(c);
+    assert_string_equal(t, want_same);
+    free(t);
+    srv_job_unref(c);
+    free(want);
+    free(want_same);
+    srv_sched_free(s);
+}
+
 static void test_cancel_frees_slot(void **state) {
     (void)state;
     srv_sched *s = sched(1, 4096, 4);
@@ -310,7 +349,7 @@ static void test_stop(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),      cmocka_unit_test(test_batched_equals_alone),
-        cmocka_unit_test(test_cancel_frees_slot), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_prefix_reuse), cmocka_unit_test(test_cancel_frees_slot), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_stop_strings), cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_json_mode),   cmocka_unit_test(test_stop),
     };
