@@ -20,6 +20,7 @@
 #include "server/server_internal.h"
 
 enum { KIND_CHAT, KIND_COMPLETION };
+#define EMBED_WINDOW 16 /* embedding inputs queued at once per request */
 
 void srv_random_id(const char *prefix, char *out, size_t cap) {
     unsigned char rnd[12];
@@ -497,46 +498,52 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
     size_t n = rq.n_inputs;
     srv_job **jobs = calloc(n, sizeof *jobs);
     int rc = jobs ? 0 : srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-    for (size_t i = 0; i < n && !rc; i++) {
-        srv_job *j = srv_job_new();
-        if (!j) {
-            rc = srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-            break;
-        }
-        j->embed = true;
-        j->deadline = byoai_time_now() + s->cfg.request_timeout;
-        int32_t *toks = NULL;
-        size_t nt = 0;
-        if (rq.input_text[i]) {
-            rc = tokenize(lm, rq.input_text[i], rq.input_len[i], &toks, &nt, &e);
-        } else {
-            nt = rq.input_ntok[i];
-            toks = malloc(nt * sizeof *toks);
-            if (toks) memcpy(toks, rq.input_tokens[i], nt * sizeof *toks);
-            else rc = srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-        }
-        j->prompt = toks;
-        j->n_prompt = (uint32_t)nt;
-        if (!rc) rc = srv_sched_submit(lm->sched, j, &e);
-        if (rc) { /* never submitted: nobody else holds it */
-            snprintf(e.param, sizeof e.param, "input[%zu]", i);
-            srv_job_unref(j);
-            break;
-        }
-        jobs[i] = j;
-    }
-    /* wait for every submitted job (cancelling on error or a vanished client) */
+    /* inputs go to the scheduler in windows, so that a long input list does
+     * not fill the model's queue and starve other requests */
     bool gone = false;
-    for (size_t i = 0; i < n && jobs; i++) {
-        if (!jobs[i]) continue;
-        if (rc) srv_job_cancel(jobs[i]);
-        while (!srv_job_wait(jobs[i], SIZE_MAX, 0.1)) {
-            if (!gone && byoai_http_client_gone(r)) {
-                gone = true;
-                for (size_t k = 0; k < n; k++) if (jobs[k]) srv_job_cancel(jobs[k]);
+    for (size_t w0 = 0; w0 < n && !rc && !gone; w0 += EMBED_WINDOW) {
+        size_t w1 = w0 + EMBED_WINDOW < n ? w0 + EMBED_WINDOW : n;
+        for (size_t i = w0; i < w1 && !rc; i++) {
+            srv_job *j = srv_job_new();
+            if (!j) {
+                rc = srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
+                break;
+            }
+            j->embed = true;
+            j->deadline = byoai_time_now() + s->cfg.request_timeout;
+            int32_t *toks = NULL;
+            size_t nt = 0;
+            if (rq.input_text[i]) {
+                rc = tokenize(lm, rq.input_text[i], rq.input_len[i], &toks, &nt, &e);
+            } else {
+                nt = rq.input_ntok[i];
+                toks = malloc(nt * sizeof *toks);
+                if (toks) memcpy(toks, rq.input_tokens[i], nt * sizeof *toks);
+                else rc = srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
+            }
+            j->prompt = toks;
+            j->n_prompt = (uint32_t)nt;
+            if (!rc) rc = srv_sched_submit(lm->sched, j, &e);
+            if (rc) { /* never submitted: nobody else holds it */
+                snprintf(e.param, sizeof e.param, "input[%zu]", i);
+                srv_job_unref(j);
+                break;
+            }
+            jobs[i] = j;
+        }
+        /* wait for the window's jobs (cancelling on error or a vanished client) */
+        for (size_t i = w0; i < w1; i++) {
+            if (!jobs[i]) continue;
+            if (rc) srv_job_cancel(jobs[i]);
+            while (!srv_job_wait(jobs[i], SIZE_MAX, 0.1)) {
+                if (!gone && byoai_http_client_gone(r)) {
+                    gone = true;
+                    for (size_t k = w0; k < w1; k++) if (jobs[k]) srv_job_cancel(jobs[k]);
+                }
             }
         }
     }
+    if (gone && !rc) rc = srv_err(&e, 499, "invalid_request_error", "client_closed_request", NULL, "cancelled");
     json_t *data = json_array();
     json_int_t prompt_tokens = 0;
     for (size_t i = 0; i < n && jobs && !rc; i++) {

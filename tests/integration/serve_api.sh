@@ -104,6 +104,9 @@ expect_error 400 "token id 99999 is outside" POST /v1/completions '{"model":"sto
 expect_status 200 POST /v1/embeddings '{"model":"stories260k","input":"Once upon a time"}'
 json_check "$T/body" 'import math; v=d["data"][0]["embedding"]; assert len(v)==64 and abs(math.sqrt(sum(x*x for x in v))-1)<1e-4'
 expect_error 400 "'input' is required" POST /v1/embeddings '{"model":"stories260k"}'
+python3 -c 'import json; print(json.dumps({"model": "stories260k", "input": ["story %d" % i for i in range(200)]}))' >"$T/many.json"
+expect_status 200 POST /v1/embeddings "@$T/many.json"
+json_check "$T/body" 'assert len(d["data"]) == 200 and d["data"][199]["index"] == 199'
 expect_error 405 "accepts POST" GET /v1/chat/completions
 expect_error 404 "unknown endpoint" GET /v1/nothing
 expect_error 501 "needs the model store" POST /api/models/install '{"model":"x"}'
