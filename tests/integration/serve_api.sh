@@ -96,6 +96,51 @@ json_check "$T/body" 'assert d["error"]["code"] == "context_length_exceeded"'
 serving
 pass "10,000-message conversation refused clearly"
 
+# a hostile client: 400 mutated bodies (bit flips, cuts, junk, swapped types)
+# from 4 threads; every answer is 2xx or 4xx, and the server goes on
+python3 - "$URL" <<'PY' || fail "mutated requests"
+import json, random, sys, threading, http.client, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+base = {"model": "stories260k", "messages": [{"role": "user", "content": "Once upon a time"}],
+        "max_tokens": 4, "temperature": 0.5, "stop": ["x"], "logprobs": True, "top_logprobs": 2,
+        "response_format": {"type": "json_object"}, "stream": False}
+junk = [None, True, -1, 1e308, "", "x" * 300, [], {}, [1, "a"], {"a": {"b": []}}, 2**63, -2**63]
+def mutate(rng):
+    d = json.loads(json.dumps(base))
+    for _ in range(rng.randint(1, 3)):
+        k = rng.choice(list(base) + ["messages0", "extra"])
+        if k == "messages0": d["messages"] = [rng.choice(junk)] if rng.random() < .5 else [{"role": rng.choice(["user", "x", None]), "content": rng.choice(junk)}]
+        elif k == "extra": d[rng.choice(["n", "seed", "top_k", "min_p", "stream_options"])] = rng.choice(junk)
+        else: d[k] = rng.choice(junk)
+    b = json.dumps(d).encode()
+    r = rng.random()
+    if r < .2: b = b[:rng.randint(0, len(b))]
+    elif r < .35:
+        b = bytearray(b)
+        for _ in range(rng.randint(1, 4)): b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        b = bytes(b)
+    elif r < .4: b = bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+    return b
+bad = []
+def worker(seed):
+    rng = random.Random(seed)
+    c = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    for i in range(100):
+        path = rng.choice(["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+        try:
+            c.request("POST", path, body=mutate(rng), headers={"Content-Type": "application/json"})
+            r = c.getresponse(); body = r.read()
+        except (http.client.HTTPException, OSError) as e:
+            c.close(); c = http.client.HTTPConnection(url.hostname, url.port, timeout=60); continue
+        if r.status >= 500 or not (200 <= r.status < 500): bad.append((path, r.status, body[:200]))
+        elif r.status >= 400 and "message" not in json.loads(body)["error"]: bad.append((path, r.status, body[:200]))
+threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+if bad: print(bad[:5]); sys.exit(1)
+PY
+serving
+pass "400 mutated requests: only 2xx and 4xx answers"
+
 # ---- other endpoints
 expect_status 200 POST /v1/completions '{"model":"stories260k","prompt":"Once upon a time","max_tokens":5,"temperature":0}'
 json_check "$T/body" 'assert d["choices"][0]["text"] == ", there was a little", d'
