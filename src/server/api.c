@@ -125,19 +125,24 @@ static void static_file(srv_server *s, byoai_http_req *r, const char *path) {
 }
 
 static void models_admin(srv_server *s, byoai_http_req *r, const char *rest) {
-    (void)s;
     const char *m = byoai_http_method(r);
     if (!strcmp(rest, "/install")) {
         if (strcmp(m, "POST")) return method_not_allowed(r, "POST");
-    } else if (rest[0] == '/' && rest[1]) {
-        if (strcmp(m, "DELETE")) return method_not_allowed(r, "DELETE");
-    } else {
-        return send_error(r, 404, "not_found_error", "not_found", "nothing at /api/models%s", rest);
+        srv_install_handle(s, r);
+        return;
     }
-    /* honest until the store and registry modules are part of this build */
-    send_error(r, 501, "server_error", "not_implemented",
-               "%s is not available in this build: installing and removing models needs the model store; serve "
-               "model files with `byoai serve FILE.gguf` meanwhile", byoai_http_path(r));
+    if (rest[0] != '/' || !rest[1]) {
+        send_error(r, 404, "not_found_error", "not_found", "nothing at /api/models%s", rest);
+        return;
+    }
+    if (strcmp(m, "DELETE")) return method_not_allowed(r, "DELETE");
+    const char *name = rest + 1;
+    srv_error e = {0};
+    if (srv_models_remove(s->models, name, &e)) {
+        srv_send_error(r, &e);
+        return;
+    }
+    srv_send_json(r, 200, json_pack("{s:s,s:s,s:b}", "id", name, "object", "model", "deleted", 1));
 }
 
 /* ---- the router ----------------------------------------------------------------------- */

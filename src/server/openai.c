@@ -112,8 +112,40 @@ static void job_params(srv_server *s, srv_job *j, const srv_request *rq) {
     j->s = rq->s;
     for (size_t i = 0; i < rq->s.n_stop; i++) j->s.stop[i] = strdup(rq->s.stop[i]);
     if (!j->s.has_seed) randombytes_buf(&j->s.seed, sizeof j->s.seed);
-    j->max_new = rq->s.max_tokens > 0 ? (uint32_t)rq->s.max_tokens : s->cfg.max_tokens;
+    j->max_new = rq->s.max_tokens > 0 && rq->s.max_tokens < s->cfg.max_tokens ? (uint32_t)rq->s.max_tokens
+                                                                               : s->cfg.max_tokens;
     j->deadline = byoai_time_now() + s->cfg.request_timeout;
+}
+
+/* A bundle's sampling parameters, for those the request does not set. */
+static void apply_bundle_params(const srv_loaded *lm, srv_request *rq) {
+    if (!lm->params_json[0]) return;
+    json_t *p = json_loads(lm->params_json, 0, NULL);
+    if (!json_is_object(p)) {
+        json_decref(p);
+        return;
+    }
+    json_t *v;
+    /* bundle parameters use byoai run's names (temp, n_predict); OpenAI's are accepted too */
+#define NUM(req_key, key, alt, field, lo, hi)                                                                          \
+    if (!json_object_get(rq->root, req_key) &&                                                                       \
+        (json_is_number(v = json_object_get(p, key)) || json_is_number(v = json_object_get(p, alt))) &&             \
+        json_number_value(v) >= lo && json_number_value(v) <= hi)                                                    \
+        rq->s.field = (__typeof__(rq->s.field))json_number_value(v);
+    NUM("temperature", "temp", "temperature", temperature, 0, 2)
+    NUM("top_p", "top_p", "top_p", top_p, 0.001, 1)
+    NUM("top_k", "top_k", "top_k", top_k, 0, 1 << 24)
+    NUM("min_p", "min_p", "min_p", min_p, 0, 1)
+    NUM("repeat_penalty", "repeat_penalty", "repeat_penalty", repeat_penalty, 0.01, 10)
+#undef NUM
+    if (!json_object_get(rq->root, "seed") && json_is_integer(v = json_object_get(p, "seed"))) {
+        rq->s.has_seed = true;
+        rq->s.seed = (uint64_t)json_integer_value(v);
+    }
+    if (rq->s.max_tokens < 0 && ((json_is_integer(v = json_object_get(p, "n_predict")) && json_integer_value(v) > 0) ||
+                                 (json_is_integer(v = json_object_get(p, "max_tokens")) && json_integer_value(v) > 0)))
+        rq->s.max_tokens = json_integer_value(v);
+    json_decref(p);
 }
 
 /* Prepare g->job from a parsed request: acquire the model, build the prompt. */
@@ -139,8 +171,21 @@ static int prepare(gen *g, srv_request *rq, srv_error *e) {
         char *text;
         size_t tl;
         byoai_error err;
-        if (byoai_chat_render(g->lm->family, rq->messages, rq->n_messages, true, bos, eos, &text, &tl, &err))
-            return srv_err(e, 400, "invalid_request_error", NULL, "messages", "%s", err.msg);
+        /* a bundle's system prompt, unless the conversation has its own */
+        const byoai_chat_message *msgs = rq->messages;
+        size_t n_msgs = rq->n_messages;
+        byoai_chat_message *with_sys = NULL;
+        bool has_sys = false;
+        for (size_t i = 0; i < n_msgs; i++) has_sys |= msgs[i].role == BYOAI_ROLE_SYSTEM;
+        if (g->lm->system_prompt[0] && !has_sys && (with_sys = malloc((n_msgs + 1) * sizeof *with_sys))) {
+            with_sys[0] = (byoai_chat_message){BYOAI_ROLE_SYSTEM, g->lm->system_prompt, strlen(g->lm->system_prompt)};
+            memcpy(with_sys + 1, msgs, n_msgs * sizeof *msgs);
+            msgs = with_sys;
+            n_msgs++;
+        }
+        rc = byoai_chat_render(g->lm->family, msgs, n_msgs, true, bos, eos, &text, &tl, &err);
+        free(with_sys);
+        if (rc) return srv_err(e, 400, "invalid_request_error", NULL, "messages", "%s", err.msg);
         rc = tokenize(g->lm, text, tl, &toks, &n, e);
         free(text);
         if (rc) return rc;
@@ -158,6 +203,7 @@ static int prepare(gen *g, srv_request *rq, srv_error *e) {
     }
     g->job->prompt = toks;
     g->job->n_prompt = (uint32_t)n;
+    apply_bundle_params(g->lm, rq);
     job_params(s, g->job, rq);
     if (g->kind == KIND_COMPLETION && rq->s.echo) {
         if (rq->prompt) {

@@ -53,6 +53,9 @@ void byoai_server_shutdown(byoai_server *bs, double grace_s) {
     while (__atomic_load_n(&s->open, __ATOMIC_ACQUIRE) > 0 && byoai_time_now() < end2) usleep(20000);
     byoai_http_stop(s->http);
     s->http = NULL;
+    /* installs see the draining flag in their progress callback and stop;
+     * they use the store, so wait for them before anything is freed */
+    while (__atomic_load_n(&s->installs, __ATOMIC_ACQUIRE) > 0) usleep(20000);
 }
 
 void byoai_server_free(byoai_server *bs) {

@@ -26,7 +26,9 @@
 #include "byoai/http.h"
 #include "byoai/model.h"
 #include "byoai/sampler.h"
+#include "byoai/registry.h"
 #include "byoai/server.h"
+#include "byoai/store.h"
 #include "byoai/tokenizer.h"
 
 /* ---- errors in OpenAI's shape ------------------------------------------------ */
@@ -187,12 +189,26 @@ size_t srv_stop_scan(const char *buf, size_t n, char *const *stops, size_t n_sto
                      size_t *stop_at);
 
 /* ---- models (models.c) ------------------------------------------------------------ */
+/* Where a model name leads (srv_models_resolve). */
+typedef struct srv_resolved {
+    char path[4096];
+    byoai_chat_family family;
+    bool family_forced;
+    bool installed;             /* from the store (else a file given to this server) */
+    bool is_bundle;
+    char system_prompt[4096];   /* bundles: used when a chat has no system message */
+    char params_json[2048];     /* bundles: default sampling parameters, a JSON object */
+} srv_resolved;
+
 typedef struct srv_loaded {
     char name[129];
     char path[4096];
     byoai_model *model;
     srv_sched *sched;
     byoai_chat_family family;
+    bool is_bundle;
+    char system_prompt[4096];
+    char params_json[2048];
     int refs;                /* under the manager's lock */
     double last_used;
     bool loading;
@@ -204,8 +220,7 @@ void srv_models_free(srv_models *m);
 /* The one place a model name becomes a file: names from the command line
  * and config first (byoai serve x.gguf --alias N, --model N=PATH). 404
  * with a message listing what is available otherwise. */
-int srv_models_resolve(srv_models *m, const char *name, char *path, size_t cap, byoai_chat_family *family,
-                       bool *family_forced, srv_error *e);
+int srv_models_resolve(srv_models *m, const char *name, srv_resolved *out, srv_error *e);
 /* Get a loaded model, loading it on first use. Release when done. */
 int srv_models_acquire(srv_models *m, const char *name, srv_loaded **out, srv_error *e);
 void srv_models_release(srv_models *m, srv_loaded *l);
@@ -214,6 +229,12 @@ json_t *srv_models_list(srv_models *m);
 void srv_models_gauges(srv_models *m, srv_gauges *g);
 /* Cancel every job of every loaded model (shutdown). */
 void srv_models_cancel_all(srv_models *m);
+/* The model store (NULL when it could not be opened). */
+struct byoai_store *srv_models_store(srv_models *m);
+/* Uninstall an installed model or bundle (unloading it first): 404 when not
+ * installed, 409 while requests use it, 400 for a file given on the
+ * command line. */
+int srv_models_remove(srv_models *m, const char *name, srv_error *e);
 
 /* ---- the database (db.c), auth (auth.c), conversations ---------------------------- */
 typedef struct srv_db {
@@ -256,6 +277,7 @@ typedef struct srv_server {
     srv_auth *auth;
     int draining;     /* atomic */
     int open;         /* atomic: requests being answered (streams until their end) */
+    int installs;     /* atomic: install threads running */
     double started;
 } srv_server;
 
@@ -267,6 +289,8 @@ bool srv_openai_chat(srv_server *s, byoai_http_req *r);
 bool srv_openai_completions(srv_server *s, byoai_http_req *r);
 void srv_openai_embeddings(srv_server *s, byoai_http_req *r);
 void srv_openai_models(srv_server *s, byoai_http_req *r, const char *id);
+/* POST /api/models/install (install.c) */
+void srv_install_handle(srv_server *s, byoai_http_req *r);
 void srv_open_inc(srv_server *s);
 void srv_open_dec(srv_server *s);
 /* A random id with a prefix ("chatcmpl-..."). */

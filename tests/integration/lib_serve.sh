@@ -8,7 +8,10 @@ start_server() {
   local log="$T/server.log"
   "$BYOAI_BIN" serve "$@" --port 0 >"$T/server.out" 2>"$log" &
   SERVER_PID=$!
-  CLEANUP_EXTRA='[ -n "$SERVER_PID" ] && kill -9 $SERVER_PID 2>/dev/null; true'
+  if [ -z "${SERVE_CLEANUP:-}" ]; then # once, after any cleanup set before
+    SERVE_CLEANUP=1
+    CLEANUP_EXTRA="${CLEANUP_EXTRA:+$CLEANUP_EXTRA; }"'[ -n "$SERVER_PID" ] && kill -9 $SERVER_PID 2>/dev/null; true'
+  fi
   for _ in $(seq 1 200); do
     PORT=$(grep -oE 'http://127\.0\.0\.1:[0-9]+/' "$T/server.out" 2>/dev/null | grep -oE '[0-9]+/$' | tr -d / || true)
     [ -n "$PORT" ] && break
@@ -34,6 +37,24 @@ http() {
   local args=(-s -o "$T/body" -w '%{http_code}' -X "$method" --max-time 60)
   if [ $# -gt 0 ] && [[ "$1" != -* ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$1"); shift; fi
   curl "${args[@]}" "$@" "$URL$path"
+}
+# expect_status WANT METHOD PATH [BODY] [CURL ARGS]; expect_error STATUS
+# PATTERN METHOD PATH ...: also checks OpenAI's error shape and the message
+expect_status() {
+  local want=$1; shift
+  local got; got=$(http "$@")
+  [ "$got" = "$want" ] || fail "$1 $2: status $got, want $want: $(head -c 400 "$T/body")"
+}
+expect_error() {
+  local st=$1 pat=$2; shift 2
+  expect_status "$st" "$@"
+  python3 - "$T/body" "$pat" <<'PY' || fail "$2 $3: error body: $(head -c 400 "$T/body")"
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+e = d["error"]
+assert set(e) == {"message", "type", "param", "code"}, e
+assert re.search(sys.argv[2], e["message"]), e["message"]
+PY
 }
 # require_node_modules: the npm packages the node tests use (installed by `make test`)
 require_node_modules() {

@@ -24,17 +24,17 @@ static void test_lifecycle(void **state) {
     c.max_loaded = 1;
     c.idle_timeout = 1;
     c.parallel = 2;
+    const char *home = tu_tmpdir();
+    snprintf(c.home, sizeof c.home, "%s", home);
     srv_metrics *met;
     srv_metrics_new(&met);
     srv_models *m;
     assert_int_equal(srv_models_new(&c, met, &m, &err), 0);
     srv_error e;
-    char path[4096];
-    byoai_chat_family fam;
-    bool forced;
-    assert_int_equal(srv_models_resolve(m, "b", path, sizeof path, &fam, &forced, &e), 0);
-    assert_true(forced && fam == BYOAI_CHAT_ZEPHYR);
-    assert_int_equal(srv_models_resolve(m, "zzz", path, sizeof path, &fam, &forced, &e), 404);
+    srv_resolved res;
+    assert_int_equal(srv_models_resolve(m, "b", &res, &e), 0);
+    assert_true(res.family_forced && res.family == BYOAI_CHAT_ZEPHYR && !res.installed);
+    assert_int_equal(srv_models_resolve(m, "zzz", &res, &e), 404);
     assert_non_null(strstr(e.message, "available: a, b, broken"));
     srv_loaded *la, *lb;
     assert_int_equal(srv_models_acquire(m, "a", &la, &e), 0);
@@ -74,8 +74,12 @@ static void test_lifecycle(void **state) {
     json_t *list = srv_models_list(m);
     assert_int_equal(json_array_size(json_object_get(list, "data")), 3);
     json_decref(list);
+    /* installed models: none here; removing a file model is refused */
+    assert_int_equal(srv_models_remove(m, "a", &e), 400);
+    assert_int_equal(srv_models_remove(m, "nothing-installed", &e), 404);
     srv_models_free(m);
     srv_metrics_free(met);
+    tu_rmtree(home);
 }
 
 static void test_metrics_text(void **state) {

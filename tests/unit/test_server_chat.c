@@ -135,6 +135,7 @@ static void test_chatml_model(void **state) {
     byoai_server_config_defaults(&c);
     c.port = 0;
     snprintf(c.db_path, sizeof c.db_path, "%s", db);
+    snprintf(c.home, sizeof c.home, "%s", dir);
     char spec[700];
     snprintf(spec, sizeof spec, "chatty=%s", path);
     assert_int_equal(byoai_server_config_set(&c, "model", spec, &err), 0);
