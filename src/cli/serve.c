@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "byoai/server.h"
+#include "byoai/store.h"
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -14,9 +15,11 @@ static void usage(FILE *f) {
 "\n"
 "Serve models over HTTP: the OpenAI API (/v1/chat/completions, /v1/completions,\n"
 "/v1/embeddings, /v1/models), a native API (/api/health, /api/version,\n"
-"/metrics, /api/conversations) and a web app to chat in at /. MODEL is a\n"
-".gguf file; its name in the API is the file name without .gguf (lower\n"
-"case), or --alias. Models load on first use and unload when idle.\n"
+"/metrics, /api/conversations, /api/models) and a web app to chat in at /.\n"
+"Installed models and bundles are always served by name. A MODEL given here\n"
+"is a .gguf file, named in the API after the file (lower case, without\n"
+".gguf) or --alias; or an installed name (checked at start). Models load on\n"
+"first use and unload when idle.\n"
 "Prints the address it listens on; stops gracefully on SIGTERM or Ctrl-C.\n"
 "\n"
 "Options (each also a config-file key and a BYOAI_<KEY> environment variable):\n"
@@ -128,7 +131,11 @@ int cli_serve(int argc, char **argv) {
     if (alias && n_pos != 1) return cli_usage_error("serve", "--alias names the one MODEL given; use --model NAME=PATH for several");
     for (int i = optind; i < argc; i++) {
         char path[4096];
-        if (!cli_resolve_model("serve", argv[i], path, sizeof path)) return CLI_ERROR;
+        byoai_store_model info;
+        if (!cli_resolve_model_info("serve", argv[i], path, sizeof path, &info)) return CLI_ERROR;
+        /* an installed name is served from the store as it is (bundles keep
+         * their prompt and parameters); a file, or a renamed model, by path */
+        if (info.name[0] && !alias) continue;
         if (byoai_server_config_add_model(&cfg, path, alias, &err)) return cli_usage_error("serve", "%s", err.msg);
     }
     for (int i = 0; i < n_flags; i++)

@@ -71,6 +71,17 @@ expect_status 200 GET /v1/models
 json_check "$T/body" 'b = {m["id"]: m["byoai"]["bundle"] for m in d["data"]}; assert b == {"storyteller": True, "stories260k": False}, b'
 pass "bundles"
 
+# an installed name on the command line: served under its name; a typo fails at start
+stop_server
+start_server stories260k
+grep -q "model stories260k" "$T/server.out" && fail "an installed name is not a file model: $(cat "$T/server.out")"
+expect_status 200 GET /v1/models
+json_check "$T/body" 'assert sorted(m["id"] for m in d["data"]) == ["stories260k", "storyteller"], d'
+stop_server
+expect_exit 1 "$BYOAI_BIN" serve stories260q --port 0
+grep -q "stories260q" "$T/err" || fail "unknown installed name: $(cat "$T/err")"
+start_server
+
 # remove
 expect_status 200 DELETE /api/models/storyteller
 expect_status 200 DELETE /api/models/stories260k
