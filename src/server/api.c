@@ -38,8 +38,37 @@ static bool same_origin(byoai_http_req *r, const char *origin) {
     return p && !strcmp(p, host);
 }
 
+/* DNS rebinding: a web page whose name resolves to 127.0.0.1 would look
+ * same-origin to the browser. A server that listens on loopback only
+ * answers requests addressed to a loopback name. */
+static bool loopback_bind(const char *host) {
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
+static bool loopback_host_header(const char *h) {
+    char name[256];
+    size_t n = 0;
+    if (h[0] == '[') { /* [v6]:port */
+        const char *e = strchr(h, ']');
+        if (!e || (size_t)(e - h - 1) >= sizeof name) return false;
+        memcpy(name, h + 1, (size_t)(e - h - 1));
+        name[e - h - 1] = '\0';
+        return !strcmp(name, "::1");
+    }
+    while (h[n] && h[n] != ':' && n < sizeof name - 1) name[n] = h[n], n++;
+    name[n] = '\0';
+    return !strcasecmp(name, "localhost") || !strncmp(name, "127.", 4);
+}
+
 /* Returns false when the request has been answered (403 or preflight). */
 static bool cors(srv_server *s, byoai_http_req *r) {
+    const char *host = byoai_http_header(r, "Host");
+    if (loopback_bind(s->cfg.host) && host && !loopback_host_header(host)) {
+        send_error(r, 403, "invalid_request_error", "host_not_allowed",
+                   "this server listens on loopback only and answers requests for localhost or 127.0.0.1, not "
+                   "'%s' (start it with --host 0.0.0.0 to serve other names)", host);
+        return false;
+    }
     const char *origin = byoai_http_header(r, "Origin");
     if (!origin || same_origin(r, origin)) return true;
     bool allowed = false, any = false;

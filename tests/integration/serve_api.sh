@@ -218,6 +218,11 @@ expect_status 200 GET /v1/models -H "Origin: https://b.example" -D "$T/hdr"
 grep -qi "^Access-Control-Allow-Origin: https://b.example" "$T/hdr" || fail "CORS header"
 expect_error 403 "not allowed" POST /v1/chat/completions "$(chat 2)" -H "Origin: http://evil.example"
 expect_status 200 POST /v1/chat/completions "$(chat 2)" -H "Origin: $URL" # the web app itself
+# DNS rebinding: a page at evil.example resolving to 127.0.0.1 looks same-origin to a browser
+expect_error 403 "loopback only" GET /v1/models -H "Host: evil.example:$PORT" -H "Origin: http://evil.example:$PORT"
+expect_error 403 "loopback only" GET / -H "Host: evil.example"
+expect_status 200 GET /api/version -H "Host: localhost:$PORT"
+expect_status 200 GET /api/version -H "Host: 127.0.0.1"
 stop_server
 pass "CORS"
 
