@@ -10,6 +10,8 @@ const ui = {
   stop: $('stop'), regenerate: $('regenerate'), status: $('status'), keyButton: $('key-button'),
   toggle: $('toggle-sidebar'), scrim: $('scrim'),
   temperature: $('temperature'), maxTokens: $('max-tokens'), system: $('system-prompt'),
+  installForm: $('install-form'), installName: $('install-name'), installButton: $('install-button'),
+  installProgress: $('install-progress'),
 };
 
 // Sampling settings, kept in this browser.
@@ -283,7 +285,66 @@ async function send(text) {
   await answer();
 }
 
+// ---- installing models -------------------------------------------------------------------------
+function mib(n) { return (n / 1048576).toFixed(1) + ' MiB'; }
+
+async function install(name) {
+  ui.installButton.disabled = true;
+  const line = document.createElement('div');
+  const bar = document.createElement('progress');
+  bar.max = 1;
+  bar.value = 0;
+  ui.installProgress.replaceChildren(line, bar);
+  line.textContent = 'starting...';
+  try {
+    const res = await fetch('/api/models/install', { method: 'POST', headers: headers(true), body: JSON.stringify({ model: name }) });
+    if (res.status === 401) { askKey('This server needs an API key.'); throw new Error('an API key is needed'); }
+    if (!res.ok) {
+      const data = await res.json().catch(() => null);
+      throw new Error((data && data.error && data.error.message) || res.status + ' ' + res.statusText);
+    }
+    let result = null;
+    await readEvents(res, (data) => {
+      if (data === '[DONE]') return;
+      const ev = JSON.parse(data);
+      if (ev.error) throw new Error(ev.error.message);
+      if (ev.status === 'success') { result = ev.model; return; }
+      line.textContent = ev.status + (ev.what ? ' ' + ev.what : '') + (ev.total ? ': ' + mib(ev.completed) + ' of ' + mib(ev.total) : '');
+      if (ev.total) bar.value = ev.completed / ev.total;
+    });
+    if (!result) throw new Error('the install ended without a result');
+    bar.value = 1;
+    line.textContent = 'installed ' + result.id + (result.variant ? ':' + result.variant : '') + ' (' + mib(result.size) + ')';
+    await loadModels(result.id);
+  } catch (e) {
+    line.textContent = 'install failed: ' + e.message;
+    bar.remove();
+  } finally {
+    ui.installButton.disabled = false;
+  }
+}
+
+async function loadModels(select) {
+  const models = await api('GET', '/v1/models');
+  const keep = select || ui.model.value;
+  ui.model.replaceChildren();
+  for (const m of models.data) {
+    const o = document.createElement('option');
+    o.value = m.id;
+    o.textContent = m.id + (m.byoai && m.byoai.bundle ? ' (bundle)' : '');
+    ui.model.append(o);
+  }
+  if (keep && models.data.some((m) => m.id === keep)) ui.model.value = keep;
+  if (state.current && !state.controller) state.current.model = ui.model.value;
+  return models;
+}
+
 // ---- events and start-up ---------------------------------------------------------------------
+ui.installForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const name = ui.installName.value.trim();
+  if (name) install(name);
+});
 ui.form.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const text = ui.input.value.trim();
@@ -318,16 +379,7 @@ async function init() {
   try {
     const health = await api('GET', '/api/health');
     ui.keyButton.hidden = !health.auth;
-    const models = await api('GET', '/v1/models');
-    ui.model.replaceChildren();
-    for (const m of models.data) {
-      const o = document.createElement('option');
-      o.value = m.id;
-      o.textContent = m.id;
-      ui.model.append(o);
-    }
-    const last = localStorage.getItem('byoai-model');
-    if (last && models.data.some((m) => m.id === last)) ui.model.value = last;
+    await loadModels(localStorage.getItem('byoai-model'));
     await loadList();
     const cur = localStorage.getItem('byoai-current');
     if (cur && state.conversations.some((c) => c.id === cur)) await openConversation(cur);

@@ -29,7 +29,7 @@ try {
   await page.goto(url);
   await page.waitForSelector('body[data-ready="1"]');
   assert.equal(await page.locator('#model option').count(), 1);
-  assert.equal(await page.inputValue('#model'), 'stories260k');
+  assert.equal(await page.inputValue('#model'), 'tiny');
   step('app loaded, model listed');
 
   // greedy decoding: the tiny model tells its known story, long enough to watch it stream
@@ -101,7 +101,7 @@ try {
     '**bold** and [a link](javascript:window.__pwned=1) and [ok](https://example.org)\n\n```html\n<b>code</b>\n```';
   const created = await page.evaluate(async (content) => {
     const r = await fetch('/api/conversations', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ title: 'evil', model: 'stories260k', messages: [{ role: 'user', content: '<i>hi</i>' }, { role: 'assistant', content }] }) });
+      body: JSON.stringify({ title: 'evil', model: 'tiny', messages: [{ role: 'user', content: '<i>hi</i>' }, { role: 'assistant', content }] }) });
     return (await r.json()).id;
   }, evil);
   await page.reload();
@@ -121,6 +121,25 @@ try {
   assert.equal(safe.code, '<b>code</b>');
   assert.equal(safe.user, '<i>hi</i>');
   step('model output rendered safely');
+
+  // install a model from the app, with progress, then talk to it
+  await page.click('#new-chat');
+  if (!(await page.$eval('#settings', (d) => d.open))) await page.click('#settings summary');
+  await page.fill('#install-name', 'stories260k');
+  await page.click('#install-button');
+  await page.waitForFunction(() => /installed stories260k/.test(document.getElementById('install-progress').textContent),
+    null, { timeout: 60000 });
+  assert.deepEqual(await page.$$eval('#model option', (os) => os.map((o) => o.value).sort()), ['stories260k', 'tiny']);
+  assert.equal(await page.inputValue('#model'), 'stories260k');
+  await page.fill('#input', 'Once upon a time');
+  await page.press('#input', 'Enter');
+  await answered(page, 1);
+  assert.ok((await page.textContent('.msg.assistant .body')).startsWith(', there was a little girl named Lily.'));
+  assert.equal(await page.textContent('.msg.assistant .role'), 'stories260k');
+  await page.fill('#install-name', 'no-such-model');
+  await page.click('#install-button');
+  await page.waitForFunction(() => /install failed: .*no-such-model/.test(document.getElementById('install-progress').textContent));
+  step('installed a model from the app and used it');
 
   // phone-sized screen: the sidebar folds away behind a button
   await page.setViewportSize({ width: 390, height: 844 });
