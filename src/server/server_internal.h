@@ -3,7 +3,8 @@
  *
  *   request.c        parse and validate OpenAI request bodies
  *   scheduler.c      per-model continuous batching over one context
- *   models.c         which models exist, loading, idle unloading, the cap
+ *   models.c         which models exist (files, the store), loading, idle unloading, the cap
+ *   install.c        POST /api/models/install: byoai_install with SSE progress
  *   openai.c         /v1/... handlers, SSE streams
  *   api.c            routing, auth, CORS, native endpoints, static files
  *   metrics.c        counters and the Prometheus text
