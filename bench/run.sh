@@ -2,7 +2,7 @@
 # make bench: the speed benchmarks, one JSON document on stdout.
 #   bench/run.sh BUILD_DIR            everything below
 #   BENCH_TYPES="Q8_0 Q4_0" ...       only these model types
-#   BENCH_CLUSTER=0 ...                skip the cluster benchmark (bench/cluster_bench.sh)
+#   BENCH_ONLY=engine|server|cluster  one part only (cluster: bench/cluster_bench.sh)
 # Models are generated once and cached in BUILD_DIR/bench/: a synthetic
 # TinyLlama-1.1B-shaped model (random F16 weights written by the project's
 # GGUF writer), quantized with `byoai quantize`.
@@ -27,11 +27,33 @@ for t in $types; do
   [ -f "$f" ] || "$byoai" quantize "$base" "$f" "$t" -q -t "$threads" >&2
 done
 
+server_bench() {
+  # byoai serve: stories260K for the server's own costs, and a 4-layer
+  # TinyLlama-shaped Q4_0 model (real widths and vocabulary) for batching
+  local small4=$cache/tinyllama-4l-q4_0.gguf
+  if [ ! -f "$small4" ]; then
+    "$build/make_tinyllama" "$cache/tinyllama-4l-f16.gguf.tmp" "$shared" --layers 4 >&2 &&
+      "$byoai" quantize "$cache/tinyllama-4l-f16.gguf.tmp" "$small4" Q4_0 -q -t "$threads" >&2
+    rm -f "$cache/tinyllama-4l-f16.gguf.tmp"
+  fi
+  node "$here/bench_server.mjs" "$byoai" "$shared/models/stories260K.gguf" "$small4"
+}
+if [ "${BENCH_ONLY:-}" = server ]; then server_bench; exit 0; fi
+# the cluster: 1, 2 and 3 local nodes on the Q8_0 model (bench/cluster_bench.sh)
+cluster_bench() {
+  local q8=$cache/tinyllama-Q8_0.gguf
+  [ -f "$q8" ] || "$byoai" quantize "$base" "$q8" Q8_0 -q -t "$threads" >&2
+  bash "$here/cluster_bench.sh" "$build" "$q8"
+}
+if [ "${BENCH_ONLY:-}" = cluster ]; then cluster_bench; exit 0; fi
+server_json=""
+if [ -z "${BENCH_ONLY:-}" ]; then server_json=$(server_bench); fi
+
 hw=$("$byoai" hw --json -t "$threads")
 bw=$(printf '%s' "$hw" | python3 -c 'import json,sys; print(json.load(sys.stdin)["read_bandwidth_gbps"])')
 echo "bench: read bandwidth ${bw} GB/s" >&2
 {
-  printf '{"hw": %s, "models": [' "$hw"
+  printf '{"server": %s, "hw": %s, "models": [' "${server_json:-null}" "$hw"
   sep=""
   for t in $types; do
     r=$("$byoai" bench "$cache/tinyllama-$t.gguf" --json -p 64 -n 32 -t "$threads" -r "$reps")
@@ -40,12 +62,7 @@ echo "bench: read bandwidth ${bw} GB/s" >&2
     echo "bench: $t $r" >&2
   done
   printf ']'
-  if [ "${BENCH_CLUSTER:-1}" != 0 ]; then
-    # 1, 2 and 3 local nodes on the Q8_0 model (bench/cluster_bench.sh)
-    q8=$cache/tinyllama-Q8_0.gguf
-    [ -f "$q8" ] || "$byoai" quantize "$base" "$q8" Q8_0 -q -t "$threads" >&2
-    printf ', "cluster": %s' "$(bash "$here/cluster_bench.sh" "$build" "$q8")"
-  fi
+  if [ -z "${BENCH_ONLY:-}" ]; then printf ', "cluster": %s' "$(cluster_bench)"; fi
   printf '}\n'
 } | python3 -c '
 import json, sys

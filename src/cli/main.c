@@ -8,6 +8,8 @@ static const cli_command COMMANDS[] = {
     {"run", "generate text with a model", cli_run},
     {"info", "describe a GGUF model file", cli_info},
     {"tokenize", "show how a model splits text into tokens", cli_tokenize},
+    {"serve", "serve models over the OpenAI API, with a web app to chat", cli_serve},
+    {"apikey", "create, list and revoke API keys for byoai serve", cli_apikey},
     {"search", "search the registries' models", cli_search},
     {"list", "list installed models (--available: offered ones)", cli_list},
     {"show", "describe an installed or offered model", cli_show},
