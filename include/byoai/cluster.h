@@ -131,7 +131,8 @@ int byoai_cluster_alive_count(byoai_cluster *c);
 /* Announce to the members that this node leaves, then stop talking to them. */
 void byoai_cluster_announce_leave(byoai_cluster *c);
 /* True once `byoai cluster leave` (through the control socket) asked this
- * node to leave: the host process should then call byoai_cluster_stop. */
+ * node to leave. From then on it neither links nor announces; the host
+ * process should call byoai_cluster_stop when convenient. */
 bool byoai_cluster_left(byoai_cluster *c);
 
 /* ---- models across the cluster -------------------------------------------- */
@@ -186,6 +187,9 @@ int byoai_cluster_undeploy(byoai_cluster *c, const char *name, byoai_error *err)
 /* True when a completion for name can run here (deployed by this node or by
  * an alive member). */
 bool byoai_cluster_has_model(byoai_cluster *c, const char *name);
+/* Names of the models completions can run for (deployed here or by an alive
+ * member), without duplicates; returns how many were written (at most cap). */
+size_t byoai_cluster_list_models(byoai_cluster *c, char (*names)[64], size_t cap);
 /* The model's vocabulary (tokenizer, chat template, hyper-parameters; no
  * weights) for tokenizing requests. Fetched from the coordinator when this
  * node lacks the file. Owned by the cluster until byoai_cluster_stop. */

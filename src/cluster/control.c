@@ -210,8 +210,12 @@ static void handle_request(byoai_cluster *c, int fd, json_t *req) {
     } else if (!strcmp(cmd, "generate")) {
         do_generate(c, fd, req);
     } else if (!strcmp(cmd, "leave")) {
+        __atomic_store_n(&c->left_requested, true, __ATOMIC_RELAXED); /* no new links from now on */
         byoai_cluster_announce_leave(c);
-        __atomic_store_n(&c->left_requested, true, __ATOMIC_RELAXED);
+        /* and close the ones there are */
+        pthread_mutex_lock(&c->mu);
+        for (cl_conn *k = c->conns; k; k = k->next) cl_link_shutdown(k->link);
+        pthread_mutex_unlock(&c->mu);
         write_line(fd, json_pack("{s:b,s:b}", "done", 1, "ok", 1));
     } else {
         byoai_error_set(&err, BYOAI_EINVAL, "unknown command '%s'", cmd);

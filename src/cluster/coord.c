@@ -412,6 +412,7 @@ int byoai_cluster_deploy(byoai_cluster *c, const byoai_cluster_model_opts *o, by
     }
     cl_event(c, BYOAI_LOG_INFO, "deployed %s on %u node(s) in %.2f s: %s", d->name, d->plan.n_stages,
              byoai_time_now() - t0, desc);
+    cl_announce_now(c); /* members can route completions for it from now on */
     return 0;
 }
 
@@ -454,6 +455,28 @@ bool byoai_cluster_has_model(byoai_cluster *c, const char *name) {
     }
     pthread_mutex_unlock(&c->mu);
     return found;
+}
+
+size_t byoai_cluster_list_models(byoai_cluster *c, char (*names)[64], size_t cap) {
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+#define ADD(nm)                                                                                                        \
+    do {                                                                                                               \
+        const char *name_ = (nm); /* evaluated once, outside the loop below (its index would shadow) */              \
+        bool dup = false;                                                                                              \
+        for (size_t i_ = 0; i_ < n; i_++) dup |= !strcmp(names[i_], name_);                                          \
+        if (!dup && n < cap) snprintf(names[n++], 64, "%s", name_);                                                    \
+    } while (0)
+    for (cl_dep *d = c->deps; d; d = d->next)
+        if (d->ready && !d->removing) ADD(d->name);
+    for (int i = 0; i < CL_MAX_PEERS; i++) {
+        cl_peer *p = &c->peers[i];
+        if (!cl_peer_usable(p) || !p->have_info) continue;
+        for (int k = 0; k < p->info.n_deployed; k++) ADD(p->info.deployed[k]);
+    }
+#undef ADD
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 /* ---- completions this node coordinates ------------------------------------------------------------ */

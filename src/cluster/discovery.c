@@ -130,7 +130,7 @@ static void *disc_main(void *arg) {
     while (!c->stopping) {
         double now = byoai_time_now();
         if (now >= next) {
-            announce(c);
+            if (!__atomic_load_n(&c->left_requested, __ATOMIC_RELAXED)) announce(c);
             n_sent++;
             next = n_sent < 4 ? start + quick[n_sent] : now + c->heartbeat_s;
         }
@@ -143,7 +143,7 @@ static void *disc_main(void *arg) {
         struct sockaddr_in src;
         socklen_t sl = sizeof src;
         ssize_t n = recvfrom(c->udp_fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&src, &sl);
-        if (n <= 0 || src.sin_family != AF_INET) continue;
+        if (n <= 0 || src.sin_family != AF_INET || __atomic_load_n(&c->left_requested, __ATOMIC_RELAXED)) continue;
         char s[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &src.sin_addr, s, sizeof s);
         heard(c, buf, (size_t)n, s);

@@ -254,6 +254,19 @@ static cl_conn *conn_get_locked(cl_peer *p) {
 
 static void send_hello_view(byoai_cluster *c, const uint8_t pk[32]);
 
+void cl_announce_now(byoai_cluster *c) {
+    uint8_t to[CL_MAX_PEERS][32];
+    int n = 0;
+    pthread_mutex_lock(&c->mu);
+    uint64_t bw = c->self.mem_bw;
+    cl_refresh_self_info(c);
+    c->self.mem_bw = bw;
+    for (int i = 0; i < CL_MAX_PEERS; i++)
+        if (cl_peer_usable(&c->peers[i])) memcpy(to[n++], c->peers[i].pk, 32);
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < n; i++) send_hello_view(c, to[i]);
+}
+
 static void *reader_main(void *arg) {
     cl_conn *k = arg;
     byoai_cluster *c = k->c;
@@ -334,7 +347,8 @@ static int conn_register(byoai_cluster *c, cl_link *link, const char *remote_hos
     k->refs = 2; /* the list and the reader */
     cl_link_set_send_timeout(link, c->failure_s > 2 ? c->failure_s : 2);
     pthread_mutex_lock(&c->mu);
-    cl_peer *p = c->stopping ? NULL : cl_peer_upsert(c, pk);
+    bool gone = c->stopping || __atomic_load_n(&c->left_requested, __ATOMIC_RELAXED);
+    cl_peer *p = gone ? NULL : cl_peer_upsert(c, pk);
     if (!p) {
         pthread_mutex_unlock(&c->mu);
         cl_link_free(link);
@@ -791,6 +805,10 @@ static void *maint_main(void *arg) {
         uint8_t ping_to[CL_MAX_PEERS][32];
         int n_ping = 0;
         bool gossip = now - last_gossip > 5 * c->heartbeat_s;
+        if (__atomic_load_n(&c->left_requested, __ATOMIC_RELAXED)) { /* left: talk to nobody */
+            reap_conns(c, false);
+            continue;
+        }
         pthread_mutex_lock(&c->mu);
         /* has our own info changed (a deployment appeared)? then tell everyone now */
         char sig[256] = "";

@@ -256,6 +256,8 @@ int cl_send_linked(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg);
 int cl_connect_peer(byoai_cluster *c, const uint8_t pk[32], double timeout_s, byoai_error *err);
 bool cl_is_self(const byoai_cluster *c, const uint8_t pk[32]);
 void cl_refresh_self_info(byoai_cluster *c); /* under mu */
+/* Tell every linked member what this node has now (after a deployment). */
+void cl_announce_now(byoai_cluster *c);
 /* Decode and act on a message (takes buf); BYOAI_EFORMAT when malformed. */
 int cl_handle(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, byoai_error *err);
 /* Run fn(c, arg) on a counted helper thread (joined by byoai_cluster_stop). */

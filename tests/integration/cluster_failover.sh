@@ -24,12 +24,15 @@ cl_member c "${DELAY[@]}" --model-file "$SYNTH"
 cl_wait_alive a 3
 cl a deploy synth="$SYNTH" --ctx 512 --min-nodes 3 >/dev/null || fail "deploy"
 
-node_of_stage() { # INDEX: the name (a, b, c) of the node running that stage
+node_of_stage() { # INDEX: the name (a, b, c, e) of the node running that stage of model synth
   cl_status a
   local id n
-  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["deployments"][0]["stages"][int(sys.argv[2])]["node_id"])' "$T/a.status" "$1")
+  id=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print([x for x in d["deployments"] if x["model"] == "synth"][0]["stages"][int(sys.argv[2])]["node_id"])' "$T/a.status" "$1")
   for n in a b c; do
-    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
+    [ -f "$T/$n.pid" ] && kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
     cl_status $n
     [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$T/$n.status")" = "$id" ] && { echo $n; return; }
   done
@@ -75,7 +78,7 @@ run_bg
 cl_kill "$mid" KILL
 finish_bg 60
 cl_status a
-json_check "$T/a.status" 'dep=d["deployments"][0]; assert dep["failovers"]>=1 and len(dep["stages"])==2, dep'
+json_check "$T/a.status" 'dep=[x for x in d["deployments"] if x["model"]=="synth"][0]; assert dep["failovers"]>=1 and len(dep["stages"])==2, dep'
 grep -q "re-planned on 2 node(s)" "$T/a.status" || fail "no re-plan event"
 pass "kill -9 of a node mid-generation: the completion finishes with the same tokens"
 
@@ -96,6 +99,50 @@ pass "a frozen node (partition) is bounded by the failure timeout; the completio
 got=$(cluster_ids a synth "$PROMPT" 50) || fail "run alone: $(cat "$T/run.err")"
 [ "$got" = "$(echo "$want" | cut -d' ' -f1-50)" ] || fail "coordinator alone differs"
 cl_kill a
+
+# ---- the same through the OpenAI API of byoai serve: a stream survives kill -9 -----------------------
+if [ "$CL_DAEMON" = serve ]; then
+  cl_admin f "${DELAY[@]}"
+  cl_member g "${DELAY[@]}" --model-file "$SYNTH"
+  cl_member h "${DELAY[@]}" --model-file "$SYNTH"
+  cl_wait_alive f 3
+  cl f deploy synth2="$SYNTH" --ctx 512 --min-nodes 3 >/dev/null || fail "deploy synth2"
+  cl_status f
+  victim=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+st = [x for x in d["deployments"] if x["model"] == "synth2"][0]["stages"]
+print(st[-1]["node_id"])' "$T/f.status")
+  vname=""
+  for n in g h; do
+    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
+    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && vname=$n
+  done
+  [ -n "$vname" ] || fail "no last stage found for synth2"
+  "$BYOAI_BIN" run "$SYNTH" -p "$PROMPT" -n $N --temp 0 -t 1 >"$T/single.txt" 2>/dev/null
+  curl -sSN --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\": \"synth2\", \"prompt\": \"$PROMPT\", \"max_tokens\": $N, \"temperature\": 0, \"stream\": true}" >"$T/sse.txt" &
+  sse=$!
+  for i in $(seq 1 200); do [ "$(grep -c '^data: {' "$T/sse.txt" 2>/dev/null || true)" -ge 30 ] && break; sleep 0.05; done
+  cl_kill "$vname" KILL
+  for i in $(seq 1 600); do kill -0 $sse 2>/dev/null || break; sleep 0.1; done
+  kill -0 $sse 2>/dev/null && { kill -9 $sse; fail "the stream hung after kill -9"; }
+  wait $sse || fail "the stream failed"
+  python3 - "$T/sse.txt" "$T/single.txt" <<'PY' || fail "the streamed answer after kill -9 differs from one machine"
+import json, sys
+text, done, errors = "", False, []
+for line in open(sys.argv[1]):
+    if not line.startswith("data: "): continue
+    if line.strip() == "data: [DONE]": done = True; continue
+    d = json.loads(line[6:])
+    if "error" in d: errors.append(d)
+    elif d["choices"]: text += d["choices"][0]["text"]
+assert done and not errors, errors
+assert "Once upon a time" + text + "\n" == open(sys.argv[2]).read()
+PY
+  pass "kill -9 of the last stage while byoai serve streams: no client-visible error, the same text"
+  for n in g h f; do kill -0 "$(cat "$T/$n.pid")" 2>/dev/null && cl_kill $n; done
+fi
 
 # ---- no room left: a clear error, not a hang ---------------------------------------------------
 # two nodes offering 9 MiB each; the model with its KV cache needs about 13

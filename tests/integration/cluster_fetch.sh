@@ -20,7 +20,7 @@ start_server() { # LOG [--corrupt N]: a Range server over $T/www, port in $T/srv
   python3 -u "$(dirname "$0")/range_server.py" "$T/www" "$log" "$@" >"$T/srv.out" 2>&1 &
   echo $! >>"$T/srv.pids"
   local i
-  for i in $(seq 1 100); do grep -q "^port" "$T/srv.out" && break; sleep 0.05; done
+  for i in $(seq 1 100); do grep -q "^port" "$T/srv.out" 2>/dev/null && break; sleep 0.05; done
   sed -n 's/^port //p' "$T/srv.out" >"$T/srv.port"
   [ -s "$T/srv.port" ] || fail "range server did not start ($*): $(cat "$T/srv.out")"
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Membership and security with real processes: create, invite (single use),
+# Membership and security with real processes (byoai serve --cluster; the
+# CLI's own node daemon with CL_DAEMON=node): create, invite (single use),
 # join, discovery within seconds by signed announcements, nodes of another
 # cluster and nodes with the wrong key refused, a tampered frame detected and
 # the link dropped, leave.
@@ -68,7 +69,12 @@ pass "a node of another cluster is refused (and its announcements ignored)"
 # ---- the wrong key: a node whose key does not match its certificate ------------------------------
 cp -r "$T/c" "$T/w" 2>/dev/null || true
 rm "$T/w/cluster/node.key" "$T/w/cluster/control.sock" 2>/dev/null || true
-cl_expect w 1 "$BYOAI_BIN" cluster node "${CL_OPTS[@]}"
+if [ "$CL_DAEMON" = serve ]; then
+  mapfile -t sargs < <(serve_args "${CL_OPTS[@]}")
+  cl_expect w 1 "$BYOAI_BIN" serve --port 0 --cluster "${sargs[@]}"
+else
+  cl_expect w 1 "$BYOAI_BIN" cluster node "${CL_OPTS[@]}"
+fi
 grep -q "certificate is for another node" "$T/err" || fail "wrong key: $(cat "$T/err")"
 # and an ordinary process (no key at all) that speaks garbage is refused
 python3 - "$(cat "$T/a.port")" <<'PY'
@@ -165,12 +171,24 @@ relay=""
 
 # ---- leave: the others see the node go -------------------------------------------------------------
 cl c leave >/dev/null || fail "leave"
-for i in $(seq 1 50); do kill -0 "$(cat "$T/c.pid")" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$(cat "$T/c.pid")" 2>/dev/null && fail "the node did not stop after leave"
-cl_check_log c
-CL_NODES=$(echo "$CL_NODES" | sed "s/ c\b//")
+if [ "$CL_DAEMON" = serve ]; then
+  # byoai serve keeps serving its own models; its node talks to nobody any more
+  sleep 1.5
+  kill -0 "$(cat "$T/c.pid")" 2>/dev/null || fail "byoai serve stopped after leave"
+  cl_kill c
+else
+  for i in $(seq 1 50); do kill -0 "$(cat "$T/c.pid")" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$(cat "$T/c.pid")" 2>/dev/null && fail "the node did not stop after leave"
+  cl_check_log c
+  CL_NODES=$(echo "$CL_NODES" | sed "s/ c\b//")
+fi
 cl_status a
 grep -q "left the cluster" "$T/a.status" || fail "a did not see c leave"
+python3 - "$T/a.status" "$(cat "$T/c/cluster/node.key" >/dev/null 2>&1; echo)" <<'PY' || fail "c still counted alive after leaving"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["alive"] == 3, d["alive"]  # a, b, d
+PY
 cl_expect c 0 "$BYOAI_BIN" cluster status
 grep -q "not in a cluster" "$T/out" || fail "c still a member"
 # the admin needs --force

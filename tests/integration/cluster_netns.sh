@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Three nodes in their own network namespaces, joined by veth pairs to a
-# bridge, with 10 ms of link latency: they find each other by broadcast
-# within seconds, run a model together with the single-machine output, and
-# survive kill -9 of a node mid-generation.
+# Three `byoai serve --cluster` processes in their own network namespaces,
+# joined by veth pairs to a bridge, with 10 ms of link latency: they find
+# each other by broadcast within seconds, run a model together with the
+# single-machine output (also through the OpenAI API), and survive kill -9
+# of a node mid-generation.
 #
 # Needs root and iproute2 (CI runs as root). Latency comes from `tc qdisc
 # ... netem delay 10ms` on every node's interface; where the kernel lacks
@@ -49,14 +50,20 @@ fi
 
 # nodes listen on the default ports inside their namespaces and announce by broadcast
 CL_OPTS=(--heartbeat 0.2 --failure-timeout 2 --step-timeout 15 -t 1 --memory 1G "${DELAY[@]}")
-ns_start() { # NAME [options]: start NAME's node inside its namespace
+ns_start() { # NAME [options]: start NAME's node (byoai serve --cluster by default) inside its namespace
   local n=$1; shift
-  rm -f "$T/$n.out"
-  BYOAI_HOME="$T/$n" ip netns exec "bx$n$S" "$BYOAI_BIN" cluster node "${CL_OPTS[@]}" "$@" >"$T/$n.out" 2>"$T/$n.log" &
+  rm -f "$T/$n.out" "$T/$n/cluster/run.json"
+  if [ "$CL_DAEMON" = serve ]; then
+    local args=()
+    mapfile -t args < <(serve_args "${CL_OPTS[@]}" "$@")
+    BYOAI_HOME="$T/$n" ip netns exec "bx$n$S" "$BYOAI_BIN" serve --port 8080 --cluster "${args[@]}" >"$T/$n.out" 2>"$T/$n.log" &
+  else
+    BYOAI_HOME="$T/$n" ip netns exec "bx$n$S" "$BYOAI_BIN" cluster node "${CL_OPTS[@]}" "$@" >"$T/$n.out" 2>"$T/$n.log" &
+  fi
   echo $! >"$T/$n.pid"
   CL_NODES="$CL_NODES $n"
   local i
-  for i in $(seq 1 200); do grep -q "listening on" "$T/$n.out" 2>/dev/null && return 0; sleep 0.05; done
+  for i in $(seq 1 300); do grep -q "listening on" "$T/$n.out" 2>/dev/null && return 0; sleep 0.05; done
   cat "$T/$n.log" >&2
   fail "node $n did not start"
 }
@@ -95,6 +102,17 @@ got=$(cluster_ids a synth "$PROMPT" $N) || fail "run across namespaces: $(cat "$
 [ "$want" = "$got" ] || fail "output across namespaces differs"
 rtt=$(python3 -c 'import json,sys; print("%.1f" % max(m.get("rtt_ms", 0) for m in json.load(open(sys.argv[1]))["members"]))' "$T/a.status")
 echo "   ($(grep -o 'generation.*tokens/s' "$T/run.err"); heartbeat round trip up to ${rtt} ms)"
+if [ "$CL_DAEMON" = serve ]; then
+  "$BYOAI_BIN" run "$SYNTH" -p "$PROMPT" -n 60 --temp 0 -t 1 >"$T/single.txt" 2>/dev/null
+  ip netns exec "bxb$S" curl -sS --max-time 60 http://127.0.0.1:8080/v1/completions -H 'Content-Type: application/json' \
+    -d "{\"model\": \"synth\", \"prompt\": \"$PROMPT\", \"max_tokens\": 60, \"temperature\": 0}" >"$T/api.json" ||
+    fail "the API inside namespace b"
+  python3 - "$T/api.json" "$T/single.txt" <<'PY' || fail "the API answer across namespaces differs: $(cat "$T/api.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert "Once upon a time" + d["choices"][0]["text"] + "\n" == open(sys.argv[2]).read()
+PY
+fi
 pass "3 nodes across namespaces with 10 ms links: greedy output equals one machine"
 
 # kill -9 the node of the middle stage while a completion runs

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Two and three real node processes on 127.0.0.1 run a model together; the
-# greedy output equals a single machine's token for token (stories260K and a
-# synthetic 12-layer model), seeded sampling too, and any member can run a
-# completion for a model another member coordinates.
+# Two and three `byoai serve --cluster` processes on 127.0.0.1 run a model
+# together; the greedy output equals a single machine's token for token
+# (stories260K and a synthetic 12-layer model), seeded sampling too, and any
+# member's OpenAI API answers for a model another member coordinates.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_cluster.sh"
 
@@ -62,6 +62,39 @@ got=$(cluster_ids b stories "$PROMPT" 80) || fail "run from b: $(cat "$T/run.err
 cl_expect b 1 "$BYOAI_BIN" cluster run nosuchmodel -p x -n 3
 grep -q "no node of the cluster runs model 'nosuchmodel'" "$T/err" || fail "unknown model message: $(cat "$T/err")"
 pass "any member runs completions for a model the cluster runs"
+
+# ---- the OpenAI API of byoai serve, on the coordinator and on the other member ------------------
+if [ "$CL_DAEMON" = serve ]; then
+  api_wait_model b stories
+  for n in a b; do
+    api $n /v1/completions '{"model": "stories", "prompt": "Once upon a time", "max_tokens": 80, "temperature": 0}' >"$T/api.json"
+    python3 - "$T/api.json" "$T/single.txt" <<'PY' || fail "/v1/completions on $n differs from one machine: $(cat "$T/api.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = open(sys.argv[2]).read()
+got = "Once upon a time" + d["choices"][0]["text"] + "\n"
+assert got == want, (got, want)
+assert d["usage"]["completion_tokens"] == 80 and d["choices"][0]["finish_reason"] == "length", d
+PY
+  done
+  # streamed, through the member that does not coordinate the model
+  curl -sSN --max-time 60 "http://127.0.0.1:$(cat "$T/b.http")/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"model": "stories", "prompt": "Once upon a time", "max_tokens": 80, "temperature": 0, "stream": true}' >"$T/sse.txt"
+  python3 - "$T/sse.txt" "$T/single.txt" <<'PY' || fail "streamed completion differs"
+import json, sys
+text, done = "", False
+for line in open(sys.argv[1]):
+    if not line.startswith("data: "): continue
+    if line.strip() == "data: [DONE]": done = True; continue
+    d = json.loads(line[6:])
+    text += d["choices"][0]["text"] if d["choices"] else ""
+assert done
+assert "Once upon a time" + text + "\n" == open(sys.argv[2]).read()
+PY
+  api b /v1/models | grep -q '"source":"cluster"' || fail "b's /v1/models does not list the cluster's model"
+  api b /v1/completions '{"model": "nosuch", "prompt": "x"}' | grep -q model_not_found || fail "unknown model over the API"
+  pass "byoai serve answers OpenAI requests for the cluster's model on any member (whole and streamed)"
+fi
 
 # ---- a third node: the plan is made again for new deployments ------------------------------
 # c has the model installed in its store (no --model-file): it announces it

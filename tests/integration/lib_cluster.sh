@@ -9,6 +9,7 @@
 #   cl_status NAME                     `byoai cluster status --json` of NAME, in $T/NAME.status
 #   cl_kill NAME [SIGNAL]              stop a node (TERM by default, waits for it)
 #   cl <NAME> ARGS...                  run `byoai cluster ARGS` with NAME's home
+#   api NAME PATH [JSON]               an HTTP request to NAME's byoai serve (POST when JSON is given)
 
 CL_DPORT=${CL_DPORT:-$((20000 + ($$ * 7 + RANDOM) % 30000))}
 CL_NODES=""
@@ -16,16 +17,49 @@ CL_OPTS=(--bind 127.0.0.1 --port 0 --discovery-port "$CL_DPORT" --heartbeat 0.2 
 
 cl() { local n=$1; shift; BYOAI_HOME="$T/$n" "$BYOAI_BIN" cluster "$@"; }
 
+# Nodes run inside `byoai serve --cluster` (CL_DAEMON=serve, the default: the
+# API server hosts the node and answers OpenAI requests for cluster models)
+# or as `byoai cluster node` (CL_DAEMON=node). Options are given in the
+# node's spelling and translated for serve.
+CL_DAEMON=${CL_DAEMON:-serve}
+serve_args() { # node options -> serve options, on stdout one per line
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --bind) echo --cluster-bind; echo "$2"; shift ;;
+      --port) echo --cluster-port; echo "$2"; shift ;;
+      --discovery-port) echo --cluster-discovery-port; echo "$2"; shift ;;
+      --heartbeat) echo --cluster-heartbeat; echo "$2"; shift ;;
+      --failure-timeout) echo --cluster-failure-timeout; echo "$2"; shift ;;
+      --step-timeout) echo --cluster-step-timeout; echo "$2"; shift ;;
+      --memory) echo --cluster-memory; echo "$2"; shift ;;
+      --peer) echo --cluster-peer; echo "$2"; shift ;;
+      --test-link-delay-ms) echo --cluster-test-link-delay-ms; echo "$2"; shift ;;
+      --no-discovery) echo --no-cluster-discovery ;;
+      --model-file) # served locally as file-NAME; its layers serve the cluster too
+        local b; b=$(basename "$2" .gguf | tr 'A-Z' 'a-z'); echo --model; echo "file-$b=$2"; shift ;;
+      *) echo "$1" ;;
+    esac
+    shift
+  done
+}
+
 cl_start() { # NAME [options]: start the node of an existing home
   local n=$1; shift
-  rm -f "$T/$n.out" "$T/$n.port" # a restarted node must not find its old port
-  BYOAI_HOME="$T/$n" "$BYOAI_BIN" cluster node "${CL_OPTS[@]}" "$@" >"$T/$n.out" 2>"$T/$n.log" &
+  rm -f "$T/$n.out" "$T/$n.port" "$T/$n.http" "$T/$n/cluster/run.json" # a restarted node must not find its old port
+  if [ "$CL_DAEMON" = serve ]; then
+    local args=()
+    mapfile -t args < <(serve_args "${CL_OPTS[@]}" "$@")
+    BYOAI_HOME="$T/$n" "$BYOAI_BIN" serve --port 0 --cluster "${args[@]}" >"$T/$n.out" 2>"$T/$n.log" &
+  else
+    BYOAI_HOME="$T/$n" "$BYOAI_BIN" cluster node "${CL_OPTS[@]}" "$@" >"$T/$n.out" 2>"$T/$n.log" &
+  fi
   echo $! >"$T/$n.pid"
   CL_NODES="$CL_NODES $n"
   local i
-  for i in $(seq 1 200); do
-    if grep -q "listening on" "$T/$n.out" 2>/dev/null; then
-      sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$T/$n.out" | head -1 >"$T/$n.port"
+  for i in $(seq 1 300); do
+    if grep -q "listening on" "$T/$n.out" 2>/dev/null && [ -f "$T/$n/cluster/run.json" ]; then
+      python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["port"])' "$T/$n/cluster/run.json" >"$T/$n.port"
+      sed -n 's|.*listening on http://[^:]*:\([0-9]*\)/.*|\1|p' "$T/$n.out" | head -1 >"$T/$n.http"
       return 0
     fi
     kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || { cat "$T/$n.log" >&2; fail "node $n exited at start"; }
@@ -122,4 +156,23 @@ cl_expect() {
   export BYOAI_HOME="$T/$n"
   expect_exit "$@"
   export BYOAI_HOME="$old"
+}
+
+# an HTTP request to a node's byoai serve: api NAME PATH [JSON BODY]
+api() {
+  local n=$1 path=$2
+  if [ $# -ge 3 ]; then
+    curl -sS --max-time 120 "http://127.0.0.1:$(cat "$T/$n.http")$path" -H 'Content-Type: application/json' -d "$3"
+  else
+    curl -sS --max-time 30 "http://127.0.0.1:$(cat "$T/$n.http")$path"
+  fi
+}
+# wait until NAME's /v1/models lists MODEL
+api_wait_model() {
+  local i
+  for i in $(seq 1 100); do
+    api "$1" /v1/models 2>/dev/null | grep -q "\"id\":\"$2\"" && return 0
+    sleep 0.1
+  done
+  fail "node $1 does not list model $2: $(api "$1" /v1/models); its view: $(cl "$1" status --json | python3 -c 'import json,sys; print([(m["node_id"][:8], m["state"], m.get("info", {}).get("deployed")) for m in json.load(sys.stdin)["members"]])')"
 }

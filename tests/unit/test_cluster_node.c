@@ -164,6 +164,19 @@ static void test_three_nodes(void **state) {
     if (byoai_cluster_generate(n[2], "stories", PROMPT, 5, &gp, on_token, &got3, &res, &err)) fail_msg("proxy: %s", err.msg);
     assert_int_equal(got3.n, nw);
     assert_memory_equal(got3.toks, want, (size_t)nw * sizeof(int32_t));
+    /* the models every member can run completions for (names once each) */
+    byoai_cluster_model_opts o2 = o;
+    o2.name = "stories-too";
+    if (byoai_cluster_deploy(n[0], &o2, &err)) fail_msg("deploy 2: %s", err.msg);
+    deadline = byoai_time_now() + 10;
+    char names[8][64];
+    size_t nn = 0;
+    while (byoai_time_now() < deadline && (nn = byoai_cluster_list_models(n[2], names, 8)) < 2) usleep(50000);
+    assert_int_equal(nn, 2);
+    assert_true((!strcmp(names[0], "stories") && !strcmp(names[1], "stories-too")) ||
+                (!strcmp(names[1], "stories") && !strcmp(names[0], "stories-too")));
+    assert_int_equal(byoai_cluster_list_models(n[0], names, 1), 1); /* at most cap */
+    assert_int_equal(byoai_cluster_undeploy(n[0], "stories-too", &err), 0);
     /* an unknown model */
     assert_int_equal(byoai_cluster_generate(n[2], "nope", PROMPT, 5, &gp, on_token, &got3, &res, &err), BYOAI_ENOTFOUND);
 
