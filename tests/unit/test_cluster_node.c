@@ -4,6 +4,7 @@
  * that does not coordinate, and a member leaving mid-generation. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,23 @@ static int on_token(void *user, const byoai_cluster_token *t) {
         c->victim = NULL;
     }
     return 0;
+}
+
+typedef struct {
+    byoai_cluster *c;
+    byoai_cluster_gen_params p;
+    collect got;
+    int rc;
+    char msg[256];
+} gen_thread;
+
+static void *gen_main(void *arg) {
+    gen_thread *g = arg;
+    byoai_error err = {0};
+    byoai_cluster_gen_result res;
+    g->rc = byoai_cluster_generate(g->c, "stories", PROMPT, 5, &g->p, on_token, &g->got, &res, &err);
+    snprintf(g->msg, sizeof g->msg, "%s", err.msg);
+    return NULL;
 }
 
 static byoai_cluster *start(const char *home, const char *peer) {
@@ -180,6 +198,20 @@ static void test_three_nodes(void **state) {
     /* an unknown model */
     assert_int_equal(byoai_cluster_generate(n[2], "nope", PROMPT, 5, &gp, on_token, &got3, &res, &err), BYOAI_ENOTFOUND);
 
+    /* two completions at once, one of them seeded, while the middle node leaves under them */
+    {
+        gen_thread g[2] = {{.c = n[0], .p = {.sampler = greedy, .n_predict = 60, .top_logprobs = -1}},
+                           {.c = n[0], .p = {.sampler = seeded, .n_predict = 50, .top_logprobs = -1}}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, gen_main, &g[i]);
+        for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < 2; i++)
+            if (g[i].rc) fail_msg("concurrent %d: %s", i, g[i].msg);
+        assert_int_equal(g[0].got.n, nw);
+        assert_memory_equal(g[0].got.toks, want, (size_t)nw * sizeof(int32_t));
+        assert_int_equal(g[1].got.n, nw2);
+        assert_memory_equal(g[1].got.toks, want2, (size_t)nw2 * sizeof(int32_t));
+    }
     /* the middle node leaves after 10 tokens: the answer continues, unchanged */
     collect got4 = {.stop_after = 10, .victim = n[1]};
     if (byoai_cluster_generate(n[0], "stories", PROMPT, 5, &gp, on_token, &got4, &res, &err)) fail_msg("failover: %s", err.msg);
@@ -189,7 +221,23 @@ static void test_three_nodes(void **state) {
     assert_true(res.failovers >= 1);
     assert_int_equal(byoai_cluster_alive_count(n[0]), 2);
 
-    byoai_cluster_stop(n[2]);
+    /* concurrent completions survive a member leaving under them */
+    {
+        gen_thread g[2] = {{.c = n[0], .p = {.sampler = greedy, .n_predict = 60, .top_logprobs = -1}},
+                           {.c = n[0], .p = {.sampler = seeded, .n_predict = 50, .top_logprobs = -1}}};
+        g[0].got.stop_after = 15;
+        g[0].got.victim = n[2];
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, gen_main, &g[i]);
+        for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < 2; i++)
+            if (g[i].rc) fail_msg("concurrent failover %d: %s", i, g[i].msg);
+        assert_int_equal(g[0].got.n, nw);
+        assert_memory_equal(g[0].got.toks, want, (size_t)nw * sizeof(int32_t));
+        assert_int_equal(g[1].got.n, nw2);
+        assert_memory_equal(g[1].got.toks, want2, (size_t)nw2 * sizeof(int32_t));
+        n[2] = NULL;
+    }
     /* the last other node gone: the coordinator carries on alone */
     collect got5 = {0};
     if (byoai_cluster_generate(n[0], "stories", PROMPT, 5, &gp, on_token, &got5, &res, &err)) fail_msg("alone: %s", err.msg);
