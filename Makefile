@@ -3,6 +3,7 @@
 #   make test   install build and test deps (chromium, node, npm packages), build
 #               with ASan+UBSan, run every test (unit, integration, e2e)
 #   make bench  build optimized and run the benchmarks (JSON on stdout)
+#   make bench-cluster  only the cluster benchmark (1, 2, 3 local nodes)
 #   make fuzz   build libFuzzer targets with clang and run each briefly
 SHELL   := /bin/bash
 JOBS    ?= $(shell nproc)
@@ -13,7 +14,7 @@ FUZZDIR := build/fuzz
 MODEL   ?= $(SHARED)/models/stories260K.gguf
 PROMPT  ?= Once upon a time
 
-.PHONY: all deps build run test test-build bench fuzz clean e2e-deps
+.PHONY: all deps build run test test-build bench bench-cluster fuzz clean e2e-deps
 
 all: build
 
@@ -47,6 +48,9 @@ test: test-build e2e-deps
 
 bench: build
 	bash bench/run.sh $(RELEASE)
+
+bench-cluster: build
+	bash bench/cluster_bench.sh $(RELEASE)
 
 fuzz: deps
 	@cmake -S . -B $(FUZZDIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_FUZZ=ON -DBYOAI_TESTS=OFF -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null

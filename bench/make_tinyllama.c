@@ -3,7 +3,9 @@
  * layers, 32 heads, 4 KV heads, vocab 32000) with random F16 weights and the
  * Llama SentencePiece vocabulary from ../shared/vocab, using byoai's own
  * GGUF writer. Speed benchmarks quantize it with `byoai quantize`.
- *   make_tinyllama OUT.gguf [SHARED_DIR] [--layers N]
+ *   make_tinyllama OUT.gguf [SHARED_DIR] [--layers N] [--dim D] [--ff F] [--heads H] [--kv-heads K]
+ * The shape options make small synthetic models for tests (the cluster's
+ * many-layer equality tests use --dim 64 --ff 128 --layers 12).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,8 @@
 #include "byoai/gguf.h"
 #include "byoai/quant.h"
 
-enum { DIM = 2048, FF = 5632, HEADS = 32, KV_HEADS = 4, VOCAB = 32000, CTX = 2048 };
+enum { VOCAB = 32000, CTX = 2048 };
+static int DIM = 2048, FF = 5632, HEADS = 32, KV_HEADS = 4;
 
 static uint64_t next(uint64_t *s) {
     uint64_t x = *s;
@@ -43,14 +46,22 @@ static int fill(void *user, const char *name, void *dst, uint64_t size, byoai_er
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: make_tinyllama OUT.gguf [SHARED_DIR] [--layers N]\n");
+        fprintf(stderr, "usage: make_tinyllama OUT.gguf [SHARED_DIR] [--layers N] [--dim D] [--ff F] [--heads H] "
+                        "[--kv-heads K]\n");
         return 2;
     }
     const char *shared = argc > 2 && argv[2][0] != '-' ? argv[2] : "../shared";
     int layers = 22;
-    for (int i = 2; i + 1 < argc; i++)
+    for (int i = 2; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--layers")) layers = atoi(argv[i + 1]);
-    if (layers < 1 || layers > 200) return 2;
+        if (!strcmp(argv[i], "--dim")) DIM = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--ff")) FF = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--heads")) HEADS = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--kv-heads")) KV_HEADS = atoi(argv[i + 1]);
+    }
+    if (layers < 1 || layers > 200 || DIM < 32 || DIM % 32 || FF < 32 || FF % 32 || HEADS < 1 || DIM % HEADS ||
+        KV_HEADS < 1 || HEADS % KV_HEADS || (DIM / HEADS) % 2)
+        return 2;
     char vpath[4096];
     snprintf(vpath, sizeof vpath, "%s/vocab/ggml-vocab-llama-spm.gguf", shared);
     byoai_error err;

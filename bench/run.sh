@@ -2,7 +2,7 @@
 # make bench: the speed benchmarks, one JSON document on stdout.
 #   bench/run.sh BUILD_DIR            everything below
 #   BENCH_TYPES="Q8_0 Q4_0" ...       only these model types
-#   BENCH_ONLY=engine|server          one part only
+#   BENCH_ONLY=engine|server|cluster  one part only (cluster: bench/cluster_bench.sh)
 # Models are generated once and cached in BUILD_DIR/bench/: a synthetic
 # TinyLlama-1.1B-shaped model (random F16 weights written by the project's
 # GGUF writer), quantized with `byoai quantize`.
@@ -39,6 +39,13 @@ server_bench() {
   node "$here/bench_server.mjs" "$byoai" "$shared/models/stories260K.gguf" "$small4"
 }
 if [ "${BENCH_ONLY:-}" = server ]; then server_bench; exit 0; fi
+# the cluster: 1, 2 and 3 local nodes on the Q8_0 model (bench/cluster_bench.sh)
+cluster_bench() {
+  local q8=$cache/tinyllama-Q8_0.gguf
+  [ -f "$q8" ] || "$byoai" quantize "$base" "$q8" Q8_0 -q -t "$threads" >&2
+  bash "$here/cluster_bench.sh" "$build" "$q8"
+}
+if [ "${BENCH_ONLY:-}" = cluster ]; then cluster_bench; exit 0; fi
 server_json=""
 if [ -z "${BENCH_ONLY:-}" ]; then server_json=$(server_bench); fi
 
@@ -54,7 +61,9 @@ echo "bench: read bandwidth ${bw} GB/s" >&2
     sep=","
     echo "bench: $t $r" >&2
   done
-  printf ']}\n'
+  printf ']'
+  if [ -z "${BENCH_ONLY:-}" ]; then printf ', "cluster": %s' "$(cluster_bench)"; fi
+  printf '}\n'
 } | python3 -c '
 import json, sys
 d = json.load(sys.stdin)

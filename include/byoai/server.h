@@ -65,6 +65,27 @@ typedef struct byoai_server_config {
     uint32_t n_cors_origins;
     byoai_server_model_spec models[BYOAI_SERVER_MAX_MODELS]; /* model NAME=PATH (repeatable) */
     uint32_t n_models;
+    /* The private cluster (docs/cluster.md): with `cluster`, the server runs
+     * a cluster node for its home (which must have joined one), coordinates
+     * the cluster-model entries across the members, and answers requests for
+     * any model the cluster runs. */
+    bool cluster;                   /* cluster: false */
+    char cluster_bind[64];          /* cluster-bind: address for links and announcements ("0.0.0.0") */
+    uint16_t cluster_port;          /* cluster-port: TCP port for links (47475; 0 picks one) */
+    uint16_t cluster_discovery_port; /* cluster-discovery-port: UDP announcements (47474) */
+    bool cluster_discovery;         /* cluster-discovery: find members by broadcast (true) */
+    char cluster_peers[16][80];     /* cluster-peer HOST:PORT (repeatable) */
+    uint32_t n_cluster_peers;
+    uint64_t cluster_memory;        /* cluster-memory: bytes offered (0: 90% of free memory) */
+    byoai_server_model_spec cluster_models[8]; /* cluster-model NAME=PATH (repeatable): deployed at start */
+    uint32_t n_cluster_models;
+    char cluster_model_url[1024];   /* cluster-model-url: where members lacking a file fetch its tensors */
+    uint32_t cluster_min_nodes;     /* cluster-min-nodes: wait for this many members before deploying (1) */
+    char cluster_wire[8];           /* cluster-wire: f32 or f16 hidden states ("f32") */
+    double cluster_heartbeat;       /* cluster-heartbeat: seconds (1) */
+    double cluster_failure_timeout; /* cluster-failure-timeout: seconds of silence before a member is dead (5) */
+    double cluster_step_timeout;    /* cluster-step-timeout: seconds per pipeline step (30) */
+    double cluster_test_link_delay_ms; /* cluster-test-link-delay-ms: testing only (0) */
 } byoai_server_config;
 
 void byoai_server_config_defaults(byoai_server_config *c);

@@ -45,6 +45,7 @@ int cli_key(int argc, char **argv);
 int cli_hw(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_cluster(int argc, char **argv);
 
 /* Report a usage error ("byoai CMD: MESSAGE" + a hint to --help); returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -26,6 +26,7 @@ static const cli_command COMMANDS[] = {
     {"quantize", "convert a model to another tensor type or mix", cli_quantize},
     {"bench", "measure a model's prompt and generation speed", cli_bench},
     {"hw", "show this machine's CPU, memory and bandwidth", cli_hw},
+    {"cluster", "pool machines into a private cluster that runs models together", cli_cluster},
     {"version", "print the version", cli_version},
 };
 

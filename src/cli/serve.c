@@ -49,6 +49,25 @@ static void usage(FILE *f) {
 "      --db PATH             server database (default $BYOAI_HOME/server.db)\n"
 "      --config FILE         read 'key = value' settings (default $BYOAI_HOME/server.conf\n"
 "                            when it exists; also $BYOAI_CONFIG)\n"
+"\n"
+"The private cluster (docs/cluster.md; this home must have joined one with\n"
+"`byoai cluster create` or `byoai cluster join`):\n"
+"      --cluster             run a cluster node in the server and answer requests\n"
+"                            for every model the cluster runs\n"
+"      --cluster-model NAME=PATH  coordinate this model across the cluster (repeatable;\n"
+"                            PATH may be an installed name)\n"
+"      --cluster-model-url URL   where members lacking a file fetch its tensors\n"
+"      --cluster-min-nodes N wait for N members before deploying (default 1)\n"
+"      --cluster-peer H:P    a member to connect to directly (repeatable)\n"
+"      --cluster-bind ADDR   address for links and announcements (default 0.0.0.0)\n"
+"      --cluster-port N      TCP port for links (default 47475; 0 picks one)\n"
+"      --cluster-discovery-port N  UDP port for announcements (default 47474)\n"
+"      --no-cluster-discovery      no broadcast announcements (use --cluster-peer)\n"
+"      --cluster-memory SIZE memory offered to the cluster (default 90%% of free)\n"
+"      --cluster-wire f32|f16      hidden states on the wire (default f32: exact)\n"
+"      --cluster-heartbeat S, --cluster-failure-timeout S, --cluster-step-timeout S\n"
+"                            heartbeat interval (1), silence before a member is\n"
+"                            declared dead (5), longest pipeline step (30)\n"
 "  -h, --help                show this help\n"
 "\n"
 "Precedence: flags over environment over config file over defaults.\n"
@@ -68,7 +87,9 @@ typedef struct {
 
 int cli_serve(int argc, char **argv) {
     enum { O_HOST = 1, O_ALIAS, O_MODEL, O_CHAT, O_KEY, O_CORS, O_PAR, O_MAXLOADED, O_IDLE, O_QUEUE, O_MAXTOK,
-           O_MAXMSG, O_MAXBODY, O_REQTO, O_GRACE, O_NOWEB, O_DB, O_CONFIG, O_HOME };
+           O_MAXMSG, O_MAXBODY, O_REQTO, O_GRACE, O_NOWEB, O_DB, O_CONFIG, O_HOME, O_CLUSTER, O_CL_MODEL, O_CL_URL,
+           O_CL_MIN, O_CL_PEER, O_CL_BIND, O_CL_PORT, O_CL_DPORT, O_CL_NODISC, O_CL_MEM, O_CL_WIRE, O_CL_HB,
+           O_CL_FAIL, O_CL_STEP, O_CL_DELAY };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},          {"port", required_argument, 0, 'p'},
         {"alias", required_argument, 0, O_ALIAS},        {"model", required_argument, 0, O_MODEL},
@@ -81,13 +102,28 @@ int cli_serve(int argc, char **argv) {
         {"request-timeout", required_argument, 0, O_REQTO}, {"shutdown-grace", required_argument, 0, O_GRACE},
         {"no-web", no_argument, 0, O_NOWEB},             {"db", required_argument, 0, O_DB},
         {"config", required_argument, 0, O_CONFIG},      {"home", required_argument, 0, O_HOME},
+        {"cluster", no_argument, 0, O_CLUSTER},          {"cluster-model", required_argument, 0, O_CL_MODEL},
+        {"cluster-model-url", required_argument, 0, O_CL_URL}, {"cluster-min-nodes", required_argument, 0, O_CL_MIN},
+        {"cluster-peer", required_argument, 0, O_CL_PEER}, {"cluster-bind", required_argument, 0, O_CL_BIND},
+        {"cluster-port", required_argument, 0, O_CL_PORT}, {"cluster-discovery-port", required_argument, 0, O_CL_DPORT},
+        {"no-cluster-discovery", no_argument, 0, O_CL_NODISC}, {"cluster-memory", required_argument, 0, O_CL_MEM},
+        {"cluster-wire", required_argument, 0, O_CL_WIRE}, {"cluster-heartbeat", required_argument, 0, O_CL_HB},
+        {"cluster-failure-timeout", required_argument, 0, O_CL_FAIL},
+        {"cluster-step-timeout", required_argument, 0, O_CL_STEP},
+        {"cluster-test-link-delay-ms", required_argument, 0, O_CL_DELAY},
         {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
     static const char *keys[] = {[O_HOST] = "host", [O_MODEL] = "model", [O_CHAT] = "chat-template",
                                  [O_KEY] = "api-key", [O_CORS] = "cors-origin", [O_PAR] = "parallel",
                                  [O_MAXLOADED] = "max-loaded", [O_IDLE] = "idle-timeout", [O_QUEUE] = "queue",
                                  [O_MAXTOK] = "max-tokens", [O_MAXMSG] = "max-messages", [O_MAXBODY] = "max-body",
                                  [O_REQTO] = "request-timeout", [O_GRACE] = "shutdown-grace", [O_DB] = "db",
-                                 [O_HOME] = "home"};
+                                 [O_HOME] = "home", [O_CL_MODEL] = "cluster-model", [O_CL_URL] = "cluster-model-url",
+                                 [O_CL_MIN] = "cluster-min-nodes", [O_CL_PEER] = "cluster-peer",
+                                 [O_CL_BIND] = "cluster-bind", [O_CL_PORT] = "cluster-port",
+                                 [O_CL_DPORT] = "cluster-discovery-port", [O_CL_MEM] = "cluster-memory",
+                                 [O_CL_WIRE] = "cluster-wire", [O_CL_HB] = "cluster-heartbeat",
+                                 [O_CL_FAIL] = "cluster-failure-timeout", [O_CL_STEP] = "cluster-step-timeout",
+                                 [O_CL_DELAY] = "cluster-test-link-delay-ms"};
     setting flags[256];
     int n_flags = 0;
     const char *alias = NULL, *config = getenv("BYOAI_CONFIG");
@@ -102,6 +138,8 @@ int cli_serve(int argc, char **argv) {
         case O_ALIAS: alias = optarg; break;
         case O_CONFIG: config = optarg; break;
         case O_NOWEB: flags[n_flags++] = (setting){"web", "false"}; break;
+        case O_CLUSTER: flags[n_flags++] = (setting){"cluster", "true"}; break;
+        case O_CL_NODISC: flags[n_flags++] = (setting){"cluster-discovery", "false"}; break;
         case 'h': usage(stdout); return CLI_OK;
         case ':': return cli_usage_error("serve", "option %s needs a value", argv[optind - 1]);
         case '?': return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
@@ -141,7 +179,9 @@ int cli_serve(int argc, char **argv) {
     for (int i = 0; i < n_flags; i++)
         if (byoai_server_config_set(&cfg, flags[i].key, flags[i].value, &err))
             return cli_usage_error("serve", "--%s: %s", flags[i].key, err.msg);
-    if (cfg.n_models == 0)
+    if (cfg.n_cluster_models && !cfg.cluster)
+        return cli_usage_error("serve", "--cluster-model needs --cluster (or cluster = true in the config)");
+    if (cfg.n_models == 0 && !cfg.cluster)
         fprintf(stderr, "byoai serve: no models given: the API will answer, but has no model to run (give a MODEL.gguf "
                         "or --model NAME=PATH)\n");
 
@@ -159,6 +199,8 @@ int cli_serve(int argc, char **argv) {
     printf("byoai serve: listening on http://%s%s%s:%u/\n", v6 ? "[" : "", cfg.host, v6 ? "]" : "",
            byoai_server_port(srv));
     for (uint32_t i = 0; i < cfg.n_models; i++) printf("  model %s: %s\n", cfg.models[i].name, cfg.models[i].path);
+    for (uint32_t i = 0; i < cfg.n_cluster_models; i++)
+        printf("  cluster model %s: %s\n", cfg.cluster_models[i].name, cfg.cluster_models[i].path);
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

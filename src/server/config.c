@@ -16,7 +16,9 @@
 const char *const byoai_server_config_keys[] = {
     "host", "port", "home", "db", "max-body", "max-tokens", "max-messages", "request-timeout", "idle-timeout",
     "max-loaded", "parallel", "ctx", "threads", "queue", "shutdown-grace", "web", "api-key", "cors-origin", "model",
-    "chat-template", NULL};
+    "chat-template", "cluster", "cluster-bind", "cluster-port", "cluster-discovery-port", "cluster-discovery",
+    "cluster-peer", "cluster-memory", "cluster-model", "cluster-model-url", "cluster-min-nodes", "cluster-wire",
+    "cluster-heartbeat", "cluster-failure-timeout", "cluster-step-timeout", "cluster-test-link-delay-ms", NULL};
 
 void byoai_server_config_defaults(byoai_server_config *c) {
     memset(c, 0, sizeof *c);
@@ -34,6 +36,23 @@ void byoai_server_config_defaults(byoai_server_config *c) {
     c->queue = 64;
     c->shutdown_grace = 10;
     c->web = true;
+    snprintf(c->cluster_bind, sizeof c->cluster_bind, "0.0.0.0");
+    c->cluster_port = 47475;
+    c->cluster_discovery_port = 47474;
+    c->cluster_discovery = true;
+    c->cluster_min_nodes = 1;
+    snprintf(c->cluster_wire, sizeof c->cluster_wire, "f32");
+}
+
+/* seconds (or milliseconds): a decimal number in a range */
+static int parse_seconds(const char *key, const char *v, double lo, double hi, double *out, byoai_error *err) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
+        return byoai_error_set(err, BYOAI_EINVAL, "%s expects a number from %g to %g, got '%s'", key, lo, hi, v);
+    *out = x;
+    return 0;
 }
 
 static int parse_u64(const char *key, const char *v, uint64_t lo, uint64_t hi, uint64_t *out, byoai_error *err) {
@@ -161,7 +180,6 @@ int byoai_server_config_set(byoai_server_config *c, const char *key, const char 
     U("threads", threads, 0, 512)
     U("queue", queue, 1, 100000)
     U("shutdown-grace", shutdown_grace, 0, 3600)
-#undef U
     if (!strcmp(key, "web")) return parse_bool(key, v, &c->web, err);
     if (!strcmp(key, "api-key")) {
         if (strlen(v) < 8 || strlen(v) >= sizeof c->api_keys[0])
@@ -220,6 +238,43 @@ int byoai_server_config_set(byoai_server_config *c, const char *key, const char 
                                    "NAME=FAMILY after model NAME=PATH)", v);
         return 0;
     }
+    if (!strcmp(key, "cluster")) return parse_bool(key, v, &c->cluster, err);
+    if (!strcmp(key, "cluster-bind")) return copy_str(key, v, c->cluster_bind, sizeof c->cluster_bind, err);
+    U("cluster-port", cluster_port, 0, 65535)
+    U("cluster-discovery-port", cluster_discovery_port, 1, 65535)
+    U("cluster-min-nodes", cluster_min_nodes, 1, 64)
+    if (!strcmp(key, "cluster-discovery")) return parse_bool(key, v, &c->cluster_discovery, err);
+    if (!strcmp(key, "cluster-peer")) {
+        if (!strchr(v, ':')) return byoai_error_set(err, BYOAI_EINVAL, "cluster-peer expects HOST:PORT, got '%s'", v);
+        if (c->n_cluster_peers >= 16) return byoai_error_set(err, BYOAI_EINVAL, "at most 16 cluster-peer values");
+        return copy_str(key, v, c->cluster_peers[c->n_cluster_peers++], sizeof c->cluster_peers[0], err);
+    }
+    if (!strcmp(key, "cluster-memory")) return parse_size(key, v, 0, 1ull << 50, &c->cluster_memory, err);
+    if (!strcmp(key, "cluster-model")) { /* NAME=PATH */
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v || !eq[1] || (size_t)(eq - v) >= sizeof c->cluster_models[0].name ||
+            strlen(eq + 1) >= sizeof c->cluster_models[0].path)
+            return byoai_error_set(err, BYOAI_EINVAL, "cluster-model expects NAME=PATH, got '%s'", v);
+        if (c->n_cluster_models >= 8) return byoai_error_set(err, BYOAI_EINVAL, "at most 8 cluster-model values");
+        byoai_server_model_spec *sp = &c->cluster_models[c->n_cluster_models];
+        memset(sp, 0, sizeof *sp);
+        memcpy(sp->name, v, (size_t)(eq - v));
+        if ((rc = check_model_name(sp->name, err))) return rc;
+        snprintf(sp->path, sizeof sp->path, "%s", eq + 1);
+        c->n_cluster_models++;
+        return 0;
+    }
+    if (!strcmp(key, "cluster-model-url")) return copy_str(key, v, c->cluster_model_url, sizeof c->cluster_model_url, err);
+    if (!strcmp(key, "cluster-wire")) {
+        if (strcmp(v, "f32") && strcmp(v, "f16")) return byoai_error_set(err, BYOAI_EINVAL, "cluster-wire is f32 or f16");
+        return copy_str(key, v, c->cluster_wire, sizeof c->cluster_wire, err);
+    }
+    if (!strcmp(key, "cluster-heartbeat")) return parse_seconds(key, v, 0.05, 60, &c->cluster_heartbeat, err);
+    if (!strcmp(key, "cluster-failure-timeout")) return parse_seconds(key, v, 0.1, 3600, &c->cluster_failure_timeout, err);
+    if (!strcmp(key, "cluster-step-timeout")) return parse_seconds(key, v, 0.1, 3600, &c->cluster_step_timeout, err);
+    if (!strcmp(key, "cluster-test-link-delay-ms"))
+        return parse_seconds(key, v, 0, 10000, &c->cluster_test_link_delay_ms, err);
+#undef U
     return byoai_error_set(err, BYOAI_EINVAL, "unknown setting '%s' (see `byoai serve --help`)", key);
 }
 
@@ -279,13 +334,13 @@ int byoai_server_config_load_env(byoai_server_config *c, byoai_error *err) {
         const char *v = getenv(env);
         if (!v || !v[0]) continue;
         int rc;
-        if (!strcmp(k, "api-key") || !strcmp(k, "model")) {
+        if (!strcmp(k, "api-key") || !strcmp(k, "model") || !strcmp(k, "cluster-model") || !strcmp(k, "cluster-peer")) {
             /* several values: separated by commas (api keys) or semicolons (models) */
             char buf[8192];
             snprintf(buf, sizeof buf, "%s", v);
             char *save = NULL;
-            for (char *t = strtok_r(buf, !strcmp(k, "model") ? ";" : ",", &save); t;
-                 t = strtok_r(NULL, !strcmp(k, "model") ? ";" : ",", &save))
+            const char *sep = !strcmp(k, "model") || !strcmp(k, "cluster-model") ? ";" : ",";
+            for (char *t = strtok_r(buf, sep, &save); t; t = strtok_r(NULL, sep, &save))
                 if ((rc = byoai_server_config_set(c, k, trim(t), err))) return byoai_error_prefix(err, "%s", env);
             continue;
         }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byoai/cluster.h"
 #include "server/server_internal.h"
 
 enum { KIND_CHAT, KIND_COMPLETION };
@@ -95,7 +96,10 @@ typedef struct gen {
 static void gen_free(gen *g) {
     if (!g) return;
     if (g->job) srv_job_unref(g->job);
-    if (g->lm) srv_models_release(g->srv->models, g->lm);
+    if (g->lm) {
+        if (g->lm->cluster) srv_cluster_release(g->lm);
+        else srv_models_release(g->srv->models, g->lm);
+    }
     free(g->buf);
     free(g->echo);
     free(g);
@@ -152,6 +156,8 @@ static void apply_bundle_params(const srv_loaded *lm, srv_request *rq) {
 static int prepare(gen *g, srv_request *rq, srv_error *e) {
     srv_server *s = g->srv;
     int rc = srv_models_acquire(s->models, rq->model, &g->lm, e);
+    if (rc == 404 && s->cluster && byoai_cluster_has_model(s->cluster, rq->model)) /* the cluster runs it */
+        rc = srv_cluster_acquire(s, rq->model, &g->lm, e);
     if (rc) return rc;
     g->job = srv_job_new();
     if (!g->job) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -220,6 +226,7 @@ static int prepare(gen *g, srv_request *rq, srv_error *e) {
             g->echo_len = len;
         }
     }
+    if (g->lm->cluster) return srv_cluster_submit(s, g->lm, g->job, e);
     return srv_sched_submit(g->lm->sched, g->job, e);
 }
 
@@ -634,6 +641,7 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
 
 void srv_openai_models(srv_server *s, byoai_http_req *r, const char *id) {
     json_t *list = srv_models_list(s->models);
+    srv_cluster_list(s, json_object_get(list, "data"));
     if (!id) {
         srv_send_json(r, 200, list);
         return;

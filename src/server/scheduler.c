@@ -169,8 +169,8 @@ struct srv_sched {
     uint32_t *want_slot, *row_slot;
 };
 
-static void push_piece(srv_job *j, const char *text, size_t len, int32_t token, float lp, const int32_t *ids,
-                       const float *lps, int n_top) {
+void srv_job_push_piece(srv_job *j, const char *text, size_t len, int32_t token, float lp, const int32_t *ids,
+                        const float *lps, int n_top) {
     srv_piece pc = {0};
     pc.token = token;
     pc.logprob = lp;
@@ -238,7 +238,7 @@ static uint32_t reusable(const slot *sl, const srv_job *j) {
 /* End a slot's job: flush held-back text (unless an error), publish, free. */
 static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *err) {
     srv_job *j = sl->job;
-    if (!err && sl->pend_len && strcmp(reason, "cancelled")) push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
+    if (!err && sl->pend_len && strcmp(reason, "cancelled")) srv_job_push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
     /* the slot is free before anyone can see the job done */
     slot_clear(s, sl);
     pthread_mutex_lock(&s->mu);
@@ -253,6 +253,16 @@ static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *
     pthread_mutex_unlock(&j->mu);
     if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
     srv_job_unref(j);
+}
+
+void srv_job_end(srv_job *j, const char *reason, const srv_error *err) {
+    pthread_mutex_lock(&j->mu);
+    snprintf(j->finish, sizeof j->finish, "%s", reason);
+    if (err) j->err = *err;
+    j->t_end = byoai_time_now();
+    j->done = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
 }
 
 /* a job that never got a slot */
@@ -362,7 +372,7 @@ static void sample(srv_sched *s, uint32_t seq, const float *logits) {
     bool found;
     size_t at = 0;
     size_t release = srv_stop_scan(sl->pend, sl->pend_len, j->s.stop, j->s.n_stop, false, &found, &at);
-    push_piece(j, sl->pend, release, tok, lp, ids, lps, n_top);
+    srv_job_push_piece(j, sl->pend, release, tok, lp, ids, lps, n_top);
     if (found) {
         sl->pend_len = 0;
         finish(s, sl, "stop", NULL);

@@ -25,12 +25,14 @@ int byoai_server_start(const byoai_server_config *c, byoai_server **out, byoai_e
     if ((rc = srv_db_open(db, &s->db, err))) goto fail;
     if ((rc = srv_auth_new(&s->cfg, s->db, &s->auth, err))) goto fail;
     if ((rc = srv_models_new(&s->cfg, s->metrics, &s->models, err))) goto fail;
+    if ((rc = srv_cluster_start(s, err))) goto fail;
     byoai_http_config hc = {.bind_addr = s->cfg.host, .port = s->cfg.port, .max_body = s->cfg.max_body,
                             .timeout_s = 120, .max_connections = 512};
     if ((rc = byoai_http_start(&hc, srv_api_handle, s, &s->http, err))) goto fail;
     *out = (byoai_server *)s;
     return 0;
 fail:
+    srv_cluster_stop(s);
     srv_models_free(s->models);
     srv_auth_free(s->auth);
     srv_db_close(s->db);
@@ -49,6 +51,7 @@ void byoai_server_shutdown(byoai_server *bs, double grace_s) {
     while (__atomic_load_n(&s->open, __ATOMIC_ACQUIRE) > 0 && byoai_time_now() < end) usleep(20000);
     /* what is still running is cancelled; streams then end within a step */
     srv_models_cancel_all(s->models);
+    srv_cluster_stop(s); /* cancels what runs through the cluster and leaves it */
     double end2 = byoai_time_now() + 5;
     while (__atomic_load_n(&s->open, __ATOMIC_ACQUIRE) > 0 && byoai_time_now() < end2) usleep(20000);
     byoai_http_stop(s->http);
@@ -62,6 +65,7 @@ void byoai_server_free(byoai_server *bs) {
     srv_server *s = (srv_server *)bs;
     if (!s) return;
     if (s->http) byoai_server_shutdown(bs, 0);
+    srv_cluster_stop(s);
     srv_models_free(s->models);
     srv_auth_free(s->auth);
     srv_db_close(s->db);

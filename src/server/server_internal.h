@@ -160,6 +160,13 @@ typedef struct srv_job {
 } srv_job;
 
 srv_job *srv_job_new(void);
+/* Append a piece to a job and wake its readers (the scheduler, and the
+ * cluster runner): text is sanitised to valid UTF-8. */
+void srv_job_push_piece(srv_job *j, const char *text, size_t len, int32_t token, float lp, const int32_t *ids,
+                        const float *lps, int n_top);
+/* Mark a job done with a finish reason ("stop", "length", "cancelled",
+ * "error") and an optional error, and wake its readers. */
+void srv_job_end(srv_job *j, const char *reason, const srv_error *err);
 void srv_job_ref(srv_job *j);
 void srv_job_unref(srv_job *j);
 void srv_job_cancel(srv_job *j);
@@ -213,6 +220,7 @@ typedef struct srv_loaded {
     int refs;                /* under the manager's lock */
     double last_used;
     bool loading;
+    bool cluster;            /* a model the cluster runs: model is its vocabulary, no scheduler (cluster.c) */
 } srv_loaded;
 
 typedef struct srv_models srv_models;
@@ -280,7 +288,23 @@ typedef struct srv_server {
     int open;         /* atomic: requests being answered (streams until their end) */
     int installs;     /* atomic: install threads running */
     double started;
+    struct byoai_cluster *cluster; /* the cluster node, with the cluster setting */
+    int cluster_jobs; /* atomic: completions running through the cluster */
 } srv_server;
+
+/* ---- the cluster (cluster.c) --------------------------------------------------------- */
+/* Start the cluster node and deploy the cluster-model entries (cluster setting). */
+int srv_cluster_start(srv_server *s, byoai_error *err);
+/* Cancel what runs through the cluster, wait for it, stop the node. */
+void srv_cluster_stop(srv_server *s);
+/* A handle for a model the cluster runs and this server does not (404
+ * otherwise); free with srv_cluster_release. */
+int srv_cluster_acquire(srv_server *s, const char *name, srv_loaded **out, srv_error *e);
+void srv_cluster_release(srv_loaded *l);
+/* Run a job through the cluster on its own thread (takes a reference). */
+int srv_cluster_submit(srv_server *s, srv_loaded *l, srv_job *j, srv_error *e);
+/* Append the cluster's models that are not the server's own to a /v1/models list. */
+void srv_cluster_list(srv_server *s, json_t *data);
 
 void srv_api_handle(void *user, byoai_http_req *r);
 /* /v1/... handlers (openai.c) */

@@ -1,0 +1,190 @@
+/*
+ * LAN discovery: every node broadcasts a signed announcement (its
+ * certificate, link port, addresses best first, free memory, speed,
+ * models) on the discovery port, a few times quickly at start and then
+ * every heartbeat. Announcements that are unsigned, signed by a key the
+ * cluster did not certify, stale (more than five minutes off this clock) or
+ * not newer than the last one from the same node are ignored.
+ *
+ * Interfaces are ranked: wired and wireless first, then others, then
+ * container bridges and virtual pairs (docker*, br-*, virbr*, veth*, ...),
+ * then loopback. A node bound to loopback announces on loopback only (many
+ * nodes on one machine); one bound to 0.0.0.0 announces on every interface.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cluster/node_internal.h"
+
+int cl_iface_rank(const char *name, bool loopback) {
+    if (loopback) return 3;
+    static const char *virt[] = {"docker", "br-", "virbr", "veth", "cni", "flannel", "cali", "vmnet", "vboxnet",
+                                 "podman", "lxc", "lxd", "kube", "weave", "tun", "tap"};
+    for (size_t i = 0; i < sizeof virt / sizeof virt[0]; i++)
+        if (!strncmp(name, virt[i], strlen(virt[i]))) return 2;
+    static const char *real[] = {"eth", "en", "wl", "ww", "ib"};
+    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++)
+        if (!strncmp(name, real[i], strlen(real[i]))) return 0;
+    return 1;
+}
+
+int cl_ifaces(cl_iface *out, int cap) {
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0) return 0;
+    int n = 0;
+    for (int rank = 0; rank <= 3; rank++) {
+        for (struct ifaddrs *i = ifa; i && n < cap; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
+            bool lo = (i->ifa_flags & IFF_LOOPBACK) != 0;
+            if (cl_iface_rank(i->ifa_name, lo) != rank) continue;
+            cl_iface *f = &out[n];
+            memset(f, 0, sizeof *f);
+            snprintf(f->name, sizeof f->name, "%s", i->ifa_name);
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, f->addr, sizeof f->addr);
+            if (lo) snprintf(f->bcast, sizeof f->bcast, "127.255.255.255");
+            else if (i->ifa_flags & IFF_BROADCAST) {
+                struct in_addr b = {0};
+                if (i->ifa_broadaddr) b = ((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr;
+                if (b.s_addr == 0 && i->ifa_netmask) /* no broadcast address set: derive it */
+                    b.s_addr = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr |
+                               ~((struct sockaddr_in *)i->ifa_netmask)->sin_addr.s_addr;
+                if (b.s_addr) inet_ntop(AF_INET, &b, f->bcast, sizeof f->bcast);
+            }
+            f->rank = rank;
+            n++;
+        }
+    }
+    freeifaddrs(ifa);
+    return n;
+}
+
+static void announce(byoai_cluster *c) {
+    uint8_t buf[CL_DGRAM_MAX];
+    size_t len;
+    pthread_mutex_lock(&c->mu);
+    cl_node_info info = c->self;
+    pthread_mutex_unlock(&c->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (cl_announce_encode(&c->id, &info, ms, buf, sizeof buf, &len) != 0) return;
+    char dests[CL_MAX_ADDRS + 1][CL_ADDR_MAX];
+    int nd = 0;
+    if (c->bind_loopback) {
+        snprintf(dests[nd++], CL_ADDR_MAX, "127.255.255.255");
+    } else {
+        cl_iface ifs[CL_MAX_ADDRS];
+        int n = cl_ifaces(ifs, CL_MAX_ADDRS);
+        for (int i = 0; i < n; i++) {
+            if (!ifs[i].bcast[0]) continue;
+            if (!c->bind_any && strcmp(ifs[i].addr, c->bind_addr)) continue;
+            snprintf(dests[nd++], CL_ADDR_MAX, "%s", ifs[i].bcast);
+        }
+    }
+    for (int i = 0; i < nd; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(c->disc_port)};
+        if (inet_pton(AF_INET, dests[i], &a.sin_addr) != 1) continue;
+        sendto(c->udp_fd, buf, len, MSG_NOSIGNAL, (struct sockaddr *)&a, sizeof a);
+    }
+}
+
+static void heard(byoai_cluster *c, const uint8_t *buf, size_t len, const char *src) {
+    cl_cert cert;
+    cl_node_info info;
+    uint64_t ts;
+    byoai_error err = {0};
+    if (cl_announce_decode(buf, len, c->id.cluster_pk, byoai_time_unix(), &cert, &ts, &info, &err) != 0) {
+        byoai_log(BYOAI_LOG_DEBUG, "cluster: ignored an announcement from %s: %s", src, err.msg);
+        return;
+    }
+    if (cl_is_self(c, cert.node_pk)) return;
+    /* connect to the datagram's source when the sender lists it, else to its best address */
+    const char *addr = info.n_addrs ? info.addrs[0] : src;
+    for (int i = 0; i < info.n_addrs; i++)
+        if (!strcmp(info.addrs[i], src)) addr = src;
+    pthread_mutex_lock(&c->mu);
+    bool is_new = cl_peer_find(c, cert.node_pk) == NULL;
+    cl_note_heard(c, cert.node_pk, &cert, &info, addr, ts);
+    pthread_mutex_unlock(&c->mu);
+    if (is_new) {
+        char id[BYOAI_CLUSTER_ID_LEN + 1];
+        cl_fingerprint(cert.node_pk, id);
+        cl_event(c, BYOAI_LOG_INFO, "discovered node %.12s (%s) at %s:%u", id, cert.name, addr, info.port);
+    }
+}
+
+static void *disc_main(void *arg) {
+    byoai_cluster *c = arg;
+    static const double quick[] = {0, 0.2, 0.5, 1.0};
+    double start = byoai_time_now(), next = start;
+    int n_sent = 0;
+    while (!c->stopping) {
+        double now = byoai_time_now();
+        if (now >= next) {
+            if (!__atomic_load_n(&c->left_requested, __ATOMIC_RELAXED)) announce(c);
+            n_sent++;
+            next = n_sent < 4 ? start + quick[n_sent] : now + c->heartbeat_s;
+        }
+        int ms = (int)((next - byoai_time_now()) * 1000) + 1;
+        if (ms < 1) ms = 1;
+        struct pollfd p[2] = {{c->udp_fd, POLLIN, 0}, {c->wake_pipe[0], POLLIN, 0}};
+        int r = poll(p, 2, ms > 250 ? 250 : ms);
+        if (r <= 0 || !(p[0].revents & POLLIN)) continue;
+        uint8_t buf[CL_DGRAM_MAX + 1];
+        struct sockaddr_in src;
+        socklen_t sl = sizeof src;
+        ssize_t n = recvfrom(c->udp_fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&src, &sl);
+        if (n <= 0 || src.sin_family != AF_INET || __atomic_load_n(&c->left_requested, __ATOMIC_RELAXED)) continue;
+        char s[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &src.sin_addr, s, sizeof s);
+        heard(c, buf, (size_t)n, s);
+    }
+    return NULL;
+}
+
+int cl_discovery_start(byoai_cluster *c, byoai_error *err) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return byoai_error_set(err, BYOAI_EIO, "socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(c->disc_port), .sin_addr.s_addr = htonl(INADDR_ANY)};
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        int e = errno;
+        close(fd);
+        return byoai_error_set(err, BYOAI_EIO, "cannot listen for announcements on UDP port %u: %s (use "
+                               "--discovery-port or --no-discovery)", c->disc_port, strerror(e));
+    }
+    c->udp_fd = fd;
+    if (pthread_create(&c->disc, NULL, disc_main, c) != 0) {
+        close(fd);
+        c->udp_fd = -1;
+        return byoai_error_set(err, BYOAI_ENOMEM, "cannot start the discovery thread");
+    }
+    c->disc_started = true;
+    return 0;
+}
+
+void cl_discovery_stop(byoai_cluster *c) {
+    if (!c->disc_started) return;
+    pthread_join(c->disc, NULL);
+    c->disc_started = false;
+    close(c->udp_fd);
+    c->udp_fd = -1;
+}
+
+int byoai_cluster_best_address(char *out, size_t cap) {
+    cl_iface ifs[CL_MAX_ADDRS];
+    int n = cl_ifaces(ifs, CL_MAX_ADDRS);
+    snprintf(out, cap, "%s", n > 0 ? ifs[0].addr : "127.0.0.1");
+    return n > 0 ? 0 : BYOAI_ENOTFOUND;
+}

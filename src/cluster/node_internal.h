@@ -1,0 +1,286 @@
+/*
+ * The running node: shared by node.c (peers, links, heartbeats, the view),
+ * discovery.c, stage.c (layer ranges serving pipeline steps), coord.c
+ * (deployments, completions, failover) and control.c (the local socket).
+ *
+ * Locking: one mutex per node (c->mu) guards the peer table, the
+ * connection list, stage queues, deployments and request mailboxes; it is
+ * never held across network I/O or compute. c->cond is broadcast on every
+ * event a waiter may care about (a token, a link lost, a load reply, a
+ * re-plan finished); waiters re-check their condition with a deadline.
+ */
+#ifndef BYOAI_CLUSTER_NODE_INTERNAL_H
+#define BYOAI_CLUSTER_NODE_INTERNAL_H
+
+#include "cluster/cluster_internal.h"
+
+typedef struct cl_conn {
+    struct byoai_cluster *c;
+    cl_link *link;
+    uint8_t pk[32];
+    int refs;              /* the list holds one; users take more under c->mu */
+    bool dead;
+    bool joined;           /* reader thread joined */
+    pthread_t reader;
+    struct cl_conn *next;
+} cl_conn;
+
+typedef enum { PEER_NEW = 0, PEER_ALIVE, PEER_SUSPECT, PEER_DEAD, PEER_LEFT } cl_peer_state;
+
+typedef struct cl_peer {
+    bool used;
+    uint8_t pk[32];
+    char id[BYOAI_CLUSTER_ID_LEN + 1];
+    bool have_cert;
+    cl_cert cert;
+    bool have_info;
+    cl_node_info info;
+    char addr[CL_ADDR_MAX]; /* where to connect */
+    uint16_t port;
+    cl_conn *conn;
+    cl_peer_state state;
+    double first_seen, last_heard, last_try, state_since;
+    int fails;
+    bool connecting;
+    double rtt_ms;
+    uint64_t ann_ts;        /* newest announcement timestamp heard (replay guard) */
+    double left_at;
+} cl_peer;
+
+typedef struct cl_target { /* a static peer */
+    char host[CL_ADDR_MAX];
+    uint16_t port;
+    bool have_pk;
+    uint8_t pk[32];
+    double last_try;
+    int fails;
+    bool connecting;
+} cl_target;
+
+#define CL_EVENTS 64
+
+typedef struct cl_work {
+    uint8_t type;          /* a CL_MSG_* */
+    uint8_t *buf;          /* the message, owned */
+    size_t len;
+    cl_msg msg;            /* decoded, borrowing from buf */
+    uint8_t from[32];
+    struct cl_work *next;
+} cl_work;
+
+typedef struct cl_stage {
+    struct byoai_cluster *c;
+    uint64_t dep_id;
+    pthread_t thread;
+    pthread_cond_t cond;
+    cl_work *head, *tail;
+    bool stop, done;
+    bool orphan;           /* unlinked and unjoinable: the worker frees itself */
+    /* configuration (written by the worker; read for status under c->mu) */
+    uint32_t epoch;
+    uint8_t coord_pk[32];
+    bool has_next;
+    uint8_t next_pk[32];
+    char model_name[CL_NAME_MAX];
+    uint8_t file_sha[32];
+    uint32_t begin, end, n_layer, n_ctx, n_seq, n_batch;
+    uint8_t wire;
+    bool loaded;
+    char path[4096];
+    uint64_t fetched_bytes;
+    double load_s;
+    uint64_t steps, rows;
+    /* compute state, owned by the worker thread */
+    byoai_model *model;
+    byoai_context *ctx;
+    byoai_sampler **samplers;  /* per slot, last stage only */
+    int8_t *top_lp;            /* per slot */
+    float *hidden;             /* conversion scratch */
+    size_t hidden_cap;
+    struct cl_stage *next;
+} cl_stage;
+
+typedef struct cl_dep {
+    uint64_t id;
+    char name[CL_NAME_MAX];
+    char path[4096];
+    char url[CL_URL_MAX];
+    cl_manifest man;
+    char *man_json;
+    size_t man_len;
+    cl_model_cost cost;
+    byoai_model *vocab;
+    uint32_t n_ctx, n_seq, n_batch;
+    uint8_t wire;
+    byoai_cluster_weighting weighting;
+    char **only;               /* node id prefixes, or NULL */
+    size_t n_only;
+    /* the current plan */
+    uint32_t epoch;
+    byoai_cluster_plan plan;
+    uint8_t stage_pk[BYOAI_CLUSTER_MAX_NODES][32];
+    bool replanning;
+    bool ready;
+    uint32_t failovers;
+    double last_failover_s;
+    /* load replies for the epoch being loaded */
+    uint32_t load_epoch;
+    uint32_t load_n;
+    uint8_t load_pk[BYOAI_CLUSTER_MAX_NODES][32];
+    bool load_got[BYOAI_CLUSTER_MAX_NODES];
+    cl_load_reply load_reply[BYOAI_CLUSTER_MAX_NODES];
+    bool *slot_busy;
+    uint32_t active;
+    bool removing;
+    struct cl_dep *next;
+} cl_dep;
+
+typedef struct cl_req { /* a completion this node coordinates */
+    uint64_t id;
+    cl_dep *dep;
+    uint32_t slot;
+    uint32_t epoch, step;
+    bool has_token;
+    cl_token_msg tok;
+    bool has_err;
+    cl_stage_err serr;
+    struct cl_req *next;
+} cl_req;
+
+typedef struct cl_proxy { /* a completion this node asked another node to run */
+    uint64_t id;
+    uint8_t coord_pk[32];
+    cl_token_msg *toks;        /* queued tokens */
+    size_t n_toks, cap_toks;
+    bool ended;
+    cl_gen_end end;
+    struct cl_proxy *next;
+} cl_proxy;
+
+typedef struct cl_served { /* a completion run here for another node */
+    uint64_t id;
+    uint8_t from[32];
+    bool cancel;
+    pthread_t thread;
+    bool finished;
+    uint8_t *buf;              /* the GEN message, owned */
+    size_t len;
+    cl_gen gen;
+    struct cl_served *next;
+} cl_served;
+
+typedef struct cl_vocab { /* vocabulary-only models by name */
+    char name[CL_NAME_MAX];
+    byoai_model *model;
+    bool fetching;
+    struct cl_vocab *next;
+} cl_vocab;
+
+typedef struct cl_header_wait {
+    char model[CL_NAME_MAX];
+    bool done;
+    int code;
+    uint8_t *manifest, *header;
+    uint32_t manifest_len, header_len;
+    struct cl_header_wait *next;
+} cl_header_wait;
+
+struct byoai_cluster {
+    cl_identity id;
+    /* configuration, copied */
+    char bind_addr[CL_ADDR_MAX];
+    uint16_t disc_port;
+    bool no_discovery;
+    bool bind_loopback, bind_any;
+    uint64_t memory;
+    double heartbeat_s, failure_s, step_s, load_s, delay_s;
+    int n_threads;
+    char **model_files;
+    size_t n_model_files;
+    bool measure_bw;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stopping;
+
+    int listen_fd;
+    uint16_t port;
+    pthread_t listener, maint, disc;
+    bool disc_started;
+    int udp_fd;
+    int wake_pipe[2];
+
+    cl_peer peers[CL_MAX_PEERS];
+    cl_target targets[32];
+    int n_targets;
+    cl_conn *conns;
+    cl_node_info self;
+    char store_models[CL_MAX_MODELS][CL_NAME_MAX]; /* installed in the store (announced) */
+    int n_store_models;
+
+    char events[CL_EVENTS][300];
+    double event_t[CL_EVENTS];
+    int n_events, event_head;
+
+    cl_stage *stages;
+    cl_dep *deps;
+    cl_req *reqs;
+    cl_proxy *proxies;
+    cl_served *served;
+    cl_vocab *vocabs;
+    cl_header_wait *header_waits;
+    uint64_t n_handshake_failures, n_auth_failures;
+    int n_generating;      /* byoai_cluster_generate calls running */
+    int n_helpers;         /* detached helper threads running (handshakes, connects, served completions) */
+
+    /* control socket */
+    int ctl_fd;
+    pthread_t ctl_thread;
+    bool ctl_started;
+    bool ctl_stop;
+    bool left_requested;   /* `byoai cluster leave` asked this node to go */
+    char ctl_path[4400];
+};
+
+/* node.c */
+void cl_event(byoai_cluster *c, byoai_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+cl_peer *cl_peer_find(byoai_cluster *c, const uint8_t pk[32]);       /* under mu */
+cl_peer *cl_peer_upsert(byoai_cluster *c, const uint8_t pk[32]);     /* under mu; NULL when full */
+bool cl_peer_usable(const cl_peer *p);                               /* alive with a live connection */
+/* Send a message to a node (this node included: delivered in place). Tries
+ * to connect when there is no link. Never call with mu held. */
+int cl_send(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg, byoai_error *err);
+/* Send only over a link that is up (best-effort messages: no connect attempt). */
+int cl_send_linked(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg);
+/* Connect to a known peer now (no-op when connected). */
+int cl_connect_peer(byoai_cluster *c, const uint8_t pk[32], double timeout_s, byoai_error *err);
+bool cl_is_self(const byoai_cluster *c, const uint8_t pk[32]);
+void cl_refresh_self_info(byoai_cluster *c); /* under mu */
+/* Tell every linked member what this node has now (after a deployment). */
+void cl_announce_now(byoai_cluster *c);
+/* Decode and act on a message (takes buf); BYOAI_EFORMAT when malformed. */
+int cl_handle(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, byoai_error *err);
+/* Run fn(c, arg) on a counted helper thread (joined by byoai_cluster_stop). */
+bool cl_spawn(byoai_cluster *c, void (*fn)(byoai_cluster *, void *), void *arg);
+void cl_note_heard(byoai_cluster *c, const uint8_t pk[32], const cl_cert *cert, const cl_node_info *info,
+                   const char *src_addr, uint64_t ann_ts); /* under mu */
+
+/* discovery.c */
+int cl_discovery_start(byoai_cluster *c, byoai_error *err);
+void cl_discovery_stop(byoai_cluster *c);
+
+/* stage.c */
+void cl_stage_enqueue(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_msg *m); /* takes buf */
+void cl_stages_stop_all(byoai_cluster *c);
+
+/* coord.c */
+void cl_coord_on_message(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_msg *m); /* takes buf */
+void cl_coord_stop_all(byoai_cluster *c);
+int cl_coord_status(byoai_cluster *c, void *json_deps); /* json_t array, under mu */
+void cl_serve_header_req(byoai_cluster *c, const uint8_t from[32], const char *model);
+
+/* control.c */
+int cl_control_start(byoai_cluster *c, byoai_error *err);
+void cl_control_stop(byoai_cluster *c);
+
+#endif

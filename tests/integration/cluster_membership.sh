@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Membership and security with real processes (byoai serve --cluster; the
+# CLI's own node daemon with CL_DAEMON=node): create, invite (single use),
+# join, discovery within seconds by signed announcements, nodes of another
+# cluster and nodes with the wrong key refused, a tampered frame detected and
+# the link dropped, leave.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
+
+# ---- the CLI without a running node --------------------------------------------------------
+cl_expect a 0 "$BYOAI_BIN" cluster status
+grep -q "not in a cluster" "$T/out" || fail "status of a new node: $(cat "$T/out")"
+cl_expect a 2 "$BYOAI_BIN" cluster create "bad name"
+cl_expect a 2 "$BYOAI_BIN" cluster bogus
+cl_expect a 2 "$BYOAI_BIN" cluster join not-a-code
+cl_expect a 1 "$BYOAI_BIN" cluster invite --address 127.0.0.1:1
+grep -q "not in a cluster" "$T/err" || fail "invite outside a cluster: $(cat "$T/err")"
+cl_expect a 1 "$BYOAI_BIN" cluster leave
+for sub in create invite join leave status plan deploy run node; do
+  cl_expect a 0 "$BYOAI_BIN" cluster $sub --help
+  grep -q "usage: byoai cluster $sub" "$T/out" || fail "cluster $sub --help"
+done
+pass "cluster CLI: help, usage errors (exit 2) and runtime errors (exit 1)"
+
+# ---- discovery: members find each other by announcements alone --------------------------------
+cl_admin a
+start=$(date +%s.%N)
+for n in b c; do
+  code=$(cl a invite --address "127.0.0.1:$(cat "$T/a.port")" 2>/dev/null)
+  cl $n join "$code" >/dev/null || fail "join $n"
+  # forget the bootstrap address the join left: only discovery remains
+  python3 - "$T/$n/cluster/cluster.json" <<'PY'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p)); d["peers"] = []; json.dump(d, open(p, "w"))
+PY
+done
+# the code was for one use
+used=$(cl a invite --address "127.0.0.1:$(cat "$T/a.port")" 2>/dev/null)
+cl x1 join "$used" >/dev/null || fail "join x1"
+cl_expect x2 1 "$BYOAI_BIN" cluster join "$used"
+grep -q "already used" "$T/err" || grep -q "unknown, already used or expired" "$T/err" || fail "reused code: $(cat "$T/err")"
+pass "an invite code works once"
+start=$(date +%s.%N)
+cl_start b
+cl_start c
+cl_wait_alive a 3 10
+cl_wait_alive b 3 10
+cl_wait_alive c 3 10
+secs=$(python3 -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$start")
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 6 else 1)" "$secs" || fail "discovery took ${secs}s"
+grep -q "discovered node" <(cl a status) || fail "no discovery event"
+pass "discovery finds peers within seconds (${secs}s for 3 nodes)"
+
+# ---- another cluster: its announcements are ignored, its connections refused --------------------
+BYOAI_HOME="$T/z" "$BYOAI_BIN" cluster create other >/dev/null
+cl_start z --peer "127.0.0.1:$(cat "$T/a.port")"
+sleep 2
+cl_status a
+json_check "$T/a.status" '
+z = [m for m in d["members"] if m["name"] and m["state"] == "alive"]
+assert d["alive"] == 3, d["alive"]
+assert d["handshake_failures"] >= 1, d["handshake_failures"]'
+grep -q "another cluster" "$T/a.status" || fail "no refusal event: $(grep text "$T/a.status")"
+cl_status z
+json_check "$T/z.status" 'assert d["alive"] == 1, d["alive"]'
+cl_kill z
+pass "a node of another cluster is refused (and its announcements ignored)"
+
+# ---- the wrong key: a node whose key does not match its certificate ------------------------------
+cp -r "$T/c" "$T/w" 2>/dev/null || true
+rm "$T/w/cluster/node.key" "$T/w/cluster/control.sock" 2>/dev/null || true
+if [ "$CL_DAEMON" = serve ]; then
+  mapfile -t sargs < <(serve_args "${CL_OPTS[@]}")
+  cl_expect w 1 "$BYOAI_BIN" serve --port 0 --cluster "${sargs[@]}"
+else
+  cl_expect w 1 "$BYOAI_BIN" cluster node "${CL_OPTS[@]}"
+fi
+grep -q "certificate is for another node" "$T/err" || fail "wrong key: $(cat "$T/err")"
+# and an ordinary process (no key at all) that speaks garbage is refused
+python3 - "$(cat "$T/a.port")" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+s.settimeout(5)
+try:
+    assert s.recv(100) == b""
+except ConnectionResetError:
+    pass
+PY
+pass "a node with the wrong key, and a client without one, are refused"
+
+# ---- a tampered frame: detected, the link dropped ----------------------------------------------
+# d reaches a only through a relay that flips one bit of the first frame
+# after the handshake (d -> a direction)
+code=$(cl a invite --address "127.0.0.1:$(cat "$T/a.port")" 2>/dev/null)
+cl d join "$code" >/dev/null || fail "join d"
+python3 - "$T/d/cluster/cluster.json" <<'PY'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p)); d["peers"] = []; json.dump(d, open(p, "w"))
+PY
+python3 -u - "$(cat "$T/a.port")" >"$T/relay.out" 2>&1 <<'PY' &
+import socket, struct, sys, threading
+target = int(sys.argv[1])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0)); ls.listen(8)
+print("port", ls.getsockname()[1], flush=True)
+done = [False]
+def pump(src, dst, tamper):
+    buf = b""
+    stage = 0  # 0: M1 (105 bytes), 1: M3 (cert, sig, header), 2: frames
+    need = 105
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data: break
+            if not tamper or done[0]:
+                dst.sendall(data); continue
+            buf += data
+            out = b""
+            while True:
+                if stage == 0 and len(buf) >= 105:
+                    out += buf[:105]; buf = buf[105:]; stage = 1
+                elif stage == 1 and len(buf) >= 2:
+                    clen = buf[0] | buf[1] << 8
+                    n = 2 + clen + 64 + 24
+                    if len(buf) < n: break
+                    out += buf[:n]; buf = buf[n:]; stage = 2
+                elif stage == 2 and len(buf) >= 4:
+                    n = 4 + struct.unpack(">I", buf[:4])[0]
+                    if len(buf) < n: break
+                    f = bytearray(buf[:n]); f[4 + (n - 4) // 2] ^= 0x20
+                    out += bytes(f); buf = buf[n:]; done[0] = True
+                    print("tampered a frame of", n, "bytes", flush=True)
+                    out += buf; buf = b""
+                    break
+                else:
+                    break
+            dst.sendall(out)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try: s.shutdown(socket.SHUT_RDWR)
+        except OSError: pass
+while True:
+    c, _ = ls.accept()
+    u = socket.create_connection(("127.0.0.1", target))
+    threading.Thread(target=pump, args=(c, u, True), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c, False), daemon=True).start()
+PY
+relay=$!
+CLEANUP_EXTRA='[ -n "${relay:-}" ] && { kill $relay; wait $relay; } 2>/dev/null; '"$CLEANUP_EXTRA"
+for i in $(seq 1 100); do grep -q "^port" "$T/relay.out" && break; sleep 0.05; done
+rport=$(sed -n 's/^port //p' "$T/relay.out")
+[ -n "$rport" ] || fail "relay did not start"
+cl_start d --no-discovery --peer "127.0.0.1:$rport"
+for i in $(seq 1 100); do grep -q "tampered" "$T/relay.out" && break; sleep 0.1; done
+grep -q "tampered" "$T/relay.out" || fail "the relay saw no frame: $(cat "$T/relay.out")"
+for i in $(seq 1 50); do
+  cl_status a
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["auth_failures"] >= 1 else 1)' "$T/a.status" && break
+  sleep 0.1
+done
+json_check "$T/a.status" 'assert d["auth_failures"] >= 1, d["auth_failures"]'
+grep -q "failed authentication" "$T/a.status" || fail "no event for the tampered frame"
+# the relay tampers once: the nodes link up again afterwards
+cl_wait_alive a 4 15
+pass "a tampered frame is detected and the link dropped (then re-established)"
+kill $relay 2>/dev/null || true
+wait $relay 2>/dev/null || true
+relay=""
+
+# ---- leave: the others see the node go -------------------------------------------------------------
+cl c leave >/dev/null || fail "leave"
+if [ "$CL_DAEMON" = serve ]; then
+  # byoai serve keeps serving its own models; its node talks to nobody any more
+  sleep 1.5
+  kill -0 "$(cat "$T/c.pid")" 2>/dev/null || fail "byoai serve stopped after leave"
+  cl_kill c
+else
+  for i in $(seq 1 50); do kill -0 "$(cat "$T/c.pid")" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$(cat "$T/c.pid")" 2>/dev/null && fail "the node did not stop after leave"
+  cl_check_log c
+  CL_NODES=$(echo "$CL_NODES" | sed "s/ c\b//")
+fi
+cl_status a
+grep -q "left the cluster" "$T/a.status" || fail "a did not see c leave"
+python3 - "$T/a.status" "$(cat "$T/c/cluster/node.key" >/dev/null 2>&1; echo)" <<'PY' || fail "c still counted alive after leaving"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["alive"] == 3, d["alive"]  # a, b, d
+PY
+cl_expect c 0 "$BYOAI_BIN" cluster status
+grep -q "not in a cluster" "$T/out" || fail "c still a member"
+# the admin needs --force
+cl_expect a 1 "$BYOAI_BIN" cluster leave
+grep -q -- "--force" "$T/err" || fail "admin leave message"
+pass "leave: the node goes, the others see it, the admin must force it"
+for n in d b a; do cl_kill $n; done
