@@ -2,8 +2,10 @@
  * byoai/sampler.h: choose the next token from logits.
  *
  * Contract
- * - The pipeline, in order: repetition penalty over the last repeat_last_n
- *   accepted tokens, an optional caller filter (e.g. grammar constraints),
+ * - The pipeline, in order: penalties over the last repeat_last_n accepted
+ *   tokens (repetition: divide positive logits, multiply negative ones;
+ *   frequency: subtract count x penalty; presence: subtract the penalty once
+ *   per token seen, as OpenAI defines them), an optional caller filter (e.g. grammar constraints),
  *   then greedy when temp <= 0, otherwise top-k, temperature, top-p, min-p
  *   and a draw from a seeded generator. The same seed and the same inputs
  *   give the same tokens on every machine.
@@ -24,12 +26,14 @@ typedef struct byoai_sampler_params {
     float top_p;           /* >= 1: off */
     float min_p;           /* <= 0: off */
     float repeat_penalty;  /* 1: off */
-    int32_t repeat_last_n; /* window for the penalty (0: 64) */
+    int32_t repeat_last_n; /* window for the penalties (0: 64) */
     uint64_t seed;
+    float frequency_penalty; /* -2..2, 0: off */
+    float presence_penalty;  /* -2..2, 0: off */
 } byoai_sampler_params;
 
 /* Defaults: temp 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.0,
- * repeat_last_n 64, seed 0xB10A1. */
+ * repeat_last_n 64, seed 0xB10A1, frequency and presence penalties 0. */
 byoai_sampler_params byoai_sampler_defaults(void);
 /* Check ranges; BYOAI_EINVAL with a message naming the bad parameter. */
 int byoai_sampler_params_check(const byoai_sampler_params *p, byoai_error *err);

@@ -29,7 +29,9 @@ static void usage(FILE *f) {
 "      --top-p P            keep the smallest set with probability >= P (default 0.95)\n"
 "      --min-p P            drop tokens below P x the best one's probability (default 0.05)\n"
 "      --repeat-penalty R   penalise recent tokens; 1 = off (default 1.0)\n"
-"      --repeat-last-n N    tokens the penalty looks back over (default 64)\n"
+"      --frequency-penalty F subtract F x (times seen) from recent tokens' logits (default 0)\n"
+"      --presence-penalty P subtract P once from the logits of recent tokens (default 0)\n"
+"      --repeat-last-n N    tokens the penalties look back over (default 64)\n"
 "  -s, --seed S             random seed; the same seed gives the same text (default 0xB10A1)\n"
 "  -t, --threads N          compute threads (default: all cores)\n"
 "  -c, --ctx N              context size in tokens (default: the model's, at most 4096)\n"
@@ -206,6 +208,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         {"seed", required_argument, 0, 's'},      {"threads", required_argument, 0, 't'},
         {"ctx", required_argument, 0, 'c'},       {"logprobs", required_argument, 0, 7},
         {"no-special", no_argument, 0, 8},        {"help", no_argument, 0, 'h'},
+        {"frequency-penalty", required_argument, 0, 9}, {"presence-penalty", required_argument, 0, 10},
         {0, 0, 0, 0}};
     long long iv;
     double fv;
@@ -233,6 +236,8 @@ static int parse(int argc, char **argv, run_opts *o) {
         case 'c': if (!cli_parse_int("run", "--ctx", optarg, 8, 1 << 20, &iv)) return CLI_USAGE; o->ctx = (uint32_t)iv; o->set |= OPT_CTX; break;
         case 7: if (!cli_parse_int("run", "--logprobs", optarg, 0, 64, &iv)) return CLI_USAGE; o->logprobs = (int)iv; break;
         case 8: o->special = false; break;
+        case 9: if (!cli_parse_float("run", "--frequency-penalty", optarg, -2, 2, &fv)) return CLI_USAGE; o->sp.frequency_penalty = (float)fv; break;
+        case 10: if (!cli_parse_float("run", "--presence-penalty", optarg, -2, 2, &fv)) return CLI_USAGE; o->sp.presence_penalty = (float)fv; break;
         case 'h': usage(stdout); return -1;
         case ':': return cli_usage_error("run", "option %s needs a value", argv[optind - 1]);
         default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);

@@ -83,14 +83,20 @@ void cl_dec_node_info(cl_rd *r, cl_node_info *i) {
     for (uint8_t k = 0; k < i->n_deployed && !r->bad; k++) cl_rd_str(r, i->deployed[k], sizeof i->deployed[k]);
 }
 
+static void enc_sampler_params(cl_buf *b, const byoai_sampler_params *p) {
+    cl_buf_f32(b, p->temp);
+    cl_buf_i32(b, p->top_k);
+    cl_buf_f32(b, p->top_p);
+    cl_buf_f32(b, p->min_p);
+    cl_buf_f32(b, p->repeat_penalty);
+    cl_buf_i32(b, p->repeat_last_n);
+    cl_buf_u64(b, p->seed);
+    cl_buf_f32(b, p->frequency_penalty);
+    cl_buf_f32(b, p->presence_penalty);
+}
+
 static void enc_sampling(cl_buf *b, const cl_sampling *s) {
-    cl_buf_f32(b, s->sp.temp);
-    cl_buf_i32(b, s->sp.top_k);
-    cl_buf_f32(b, s->sp.top_p);
-    cl_buf_f32(b, s->sp.min_p);
-    cl_buf_f32(b, s->sp.repeat_penalty);
-    cl_buf_i32(b, s->sp.repeat_last_n);
-    cl_buf_u64(b, s->sp.seed);
+    enc_sampler_params(b, &s->sp);
     cl_buf_u32(b, s->draws);
     cl_buf_u8(b, (uint8_t)s->top_logprobs);
 }
@@ -103,6 +109,8 @@ static void dec_sampler_params(cl_rd *r, byoai_sampler_params *p) {
     p->repeat_penalty = cl_rd_f32(r);
     p->repeat_last_n = cl_rd_i32(r);
     p->seed = cl_rd_u64(r);
+    p->frequency_penalty = cl_rd_f32(r);
+    p->presence_penalty = cl_rd_f32(r);
     if (r->bad) return;
     if (byoai_sampler_params_check(p, NULL) != 0 || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20))
         r->bad = true;
@@ -115,16 +123,6 @@ static void dec_sampling(cl_rd *r, cl_sampling *s) {
     if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP) r->bad = true;
 }
 
-static void enc_sampler_params(cl_buf *b, const byoai_sampler_params *p) {
-    cl_sampling s = {.sp = *p};
-    cl_buf_f32(b, s.sp.temp);
-    cl_buf_i32(b, s.sp.top_k);
-    cl_buf_f32(b, s.sp.top_p);
-    cl_buf_f32(b, s.sp.min_p);
-    cl_buf_f32(b, s.sp.repeat_penalty);
-    cl_buf_i32(b, s.sp.repeat_last_n);
-    cl_buf_u64(b, s.sp.seed);
-}
 
 /* ---- encoders -------------------------------------------------------------------- */
 

@@ -15,6 +15,7 @@ struct byoai_sampler {
     int32_t *idx;     /* n_vocab candidate ids */
     bool *allowed;
     double *prob;     /* n_vocab candidate probabilities */
+    int32_t *count;   /* n_vocab occurrences in the window (zero between calls) */
     byoai_sampler_filter_fn filter;
     void *filter_user;
 };
@@ -35,6 +36,12 @@ int byoai_sampler_params_check(const byoai_sampler_params *p, byoai_error *err) 
         return byoai_error_set(err, BYOAI_EINVAL, "repeat penalty must be in (0, 10] (got %g)",
                                (double)p->repeat_penalty);
     if (p->top_k < 0) return byoai_error_set(err, BYOAI_EINVAL, "top-k must not be negative (got %d)", p->top_k);
+    if (!(p->frequency_penalty >= -2 && p->frequency_penalty <= 2))
+        return byoai_error_set(err, BYOAI_EINVAL, "frequency penalty must be in [-2, 2] (got %g)",
+                               (double)p->frequency_penalty);
+    if (!(p->presence_penalty >= -2 && p->presence_penalty <= 2))
+        return byoai_error_set(err, BYOAI_EINVAL, "presence penalty must be in [-2, 2] (got %g)",
+                               (double)p->presence_penalty);
     if (p->repeat_last_n < 0 || p->repeat_last_n > 1 << 20)
         return byoai_error_set(err, BYOAI_EINVAL, "repeat-last-n must be in 0..1048576 (got %d)", p->repeat_last_n);
     return 0;
@@ -79,7 +86,8 @@ int byoai_sampler_new(const byoai_sampler_params *p, int32_t n_vocab, byoai_samp
     s->idx = malloc((size_t)n_vocab * sizeof(int32_t));
     s->allowed = malloc((size_t)n_vocab * sizeof(bool));
     s->prob = malloc((size_t)n_vocab * sizeof(double));
-    if (!s->history || !s->work || !s->idx || !s->allowed || !s->prob) {
+    s->count = calloc((size_t)n_vocab, sizeof(int32_t));
+    if (!s->history || !s->work || !s->idx || !s->allowed || !s->prob || !s->count) {
         byoai_sampler_free(s);
         return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     }
@@ -95,6 +103,7 @@ void byoai_sampler_free(byoai_sampler *s) {
     free(s->idx);
     free(s->allowed);
     free(s->prob);
+    free(s->count);
     free(s);
 }
 
@@ -148,16 +157,19 @@ int32_t byoai_sampler_sample(byoai_sampler *s, const float *logits) {
     const int32_t n = s->n_vocab;
     float *w = s->work;
     memcpy(w, logits, (size_t)n * sizeof(float));
-    /* repetition penalty, as in CTRL: divide positive logits, multiply negative */
-    if (s->p.repeat_penalty != 1.0f) {
+    bool penalize = s->p.repeat_penalty != 1.0f || s->p.frequency_penalty != 0 || s->p.presence_penalty != 0;
+    if (penalize) {
+        /* count each token of the window, apply the penalties once per
+         * distinct token, and leave the counts zero for the next call */
+        for (int32_t i = 0; i < s->hist_len; i++)
+            if (s->history[i] >= 0 && s->history[i] < n) s->count[s->history[i]]++;
         for (int32_t i = 0; i < s->hist_len; i++) {
             int32_t t = s->history[i];
-            if (t < 0 || t >= n) continue;
-            /* apply once per distinct token */
-            bool seen = false;
-            for (int32_t j = 0; j < i; j++) if (s->history[j] == t) { seen = true; break; }
-            if (seen) continue;
-            w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
+            if (t < 0 || t >= n || s->count[t] == 0) continue;
+            if (s->p.repeat_penalty != 1.0f)  /* as in CTRL */
+                w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
+            w[t] -= (float)s->count[t] * s->p.frequency_penalty + s->p.presence_penalty;
+            s->count[t] = 0;
         }
     }
     if (s->filter) {

@@ -175,6 +175,8 @@ static void *run_job(void *arg) {
     p.sampler.top_k = j->s.top_k;
     p.sampler.min_p = j->s.min_p;
     p.sampler.repeat_penalty = j->s.repeat_penalty;
+    p.sampler.frequency_penalty = j->s.frequency_penalty;
+    p.sampler.presence_penalty = j->s.presence_penalty;
     p.sampler.seed = j->s.seed;
     p.n_predict = j->max_new ? (int32_t)j->max_new : -1;
     if (j->s.logprobs) p.top_logprobs = j->s.top_logprobs;

@@ -158,9 +158,12 @@ static int parse_sampling(json_t *root, const srv_limits *lim, srv_request *r, s
     d = 1.0;
     if ((rc = get_number(root, "repeat_penalty", 0.01, 10, &d, e))) return rc;
     s->repeat_penalty = (float)d;
-    /* accepted for compatibility; see docs/server.md */
+    d = 0;
     if ((rc = get_number(root, "presence_penalty", -2, 2, &d, e))) return rc;
+    s->presence_penalty = (float)d;
+    d = 0;
     if ((rc = get_number(root, "frequency_penalty", -2, 2, &d, e))) return rc;
+    s->frequency_penalty = (float)d;
 
     const char *mt = json_object_get(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     json_t *mv = json_object_get(root, mt);

@@ -299,6 +299,8 @@ static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, srv_error *e) {
     sp.top_k = j->s.top_k;
     sp.min_p = j->s.min_p;
     sp.repeat_penalty = j->s.repeat_penalty;
+    sp.frequency_penalty = j->s.frequency_penalty;
+    sp.presence_penalty = j->s.presence_penalty;
     sp.seed = j->s.seed;
     if (byoai_sampler_new(&sp, s->n_vocab, &sl->sampler, &err))
         return srv_err(e, 400, "invalid_request_error", NULL, NULL, "%s", err.msg);

@@ -57,6 +57,7 @@ void srv_send_json(byoai_http_req *r, int status, json_t *j);
 
 typedef struct srv_sampling {
     float temperature, top_p, min_p, repeat_penalty;
+    float frequency_penalty, presence_penalty;
     int32_t top_k;
     bool has_seed;
     uint64_t seed;

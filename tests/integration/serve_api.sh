@@ -41,8 +41,20 @@ expect_error 400 "expected \"system\"" POST /v1/chat/completions '{"model":"stor
 expect_error 400 "at most 4 stop strings" POST /v1/chat/completions "$(chat 5 ',"stop":["a","b","c","d","e"]')"
 expect_error 400 "not supported" POST /v1/chat/completions "$(chat 5 ',"response_format":{"type":"json_schema"}')"
 expect_error 400 "'n' must be 1" POST /v1/chat/completions "$(chat 5 ',"n":3')"
+expect_error 400 "'presence_penalty' must be between -2 and 2" POST /v1/chat/completions "$(chat 5 ',"presence_penalty":3')"
 serving
 pass "malformed JSON and wrong types"
+
+# presence and frequency penalties are applied: greedy text changes
+expect_status 200 POST /v1/chat/completions "$(chat 40)"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"])' "$T/body" >"$T/plain"
+expect_status 200 POST /v1/chat/completions "$(chat 40 ',"presence_penalty":2')"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"])' "$T/body" >"$T/pres"
+expect_status 200 POST /v1/chat/completions "$(chat 40 ',"frequency_penalty":2')"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"])' "$T/body" >"$T/freq"
+cmp -s "$T/plain" "$T/pres" && fail "presence_penalty changed nothing: $(cat "$T/plain")"
+cmp -s "$T/plain" "$T/freq" && fail "frequency_penalty changed nothing"
+pass "presence and frequency penalties"
 
 expect_error 400 "'max_tokens' must be at least 1 \(got -1\)" POST /v1/chat/completions "$(chat -1)"
 expect_error 400 "at most 4096 tokens" POST /v1/chat/completions "$(chat 100000)"

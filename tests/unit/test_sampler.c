@@ -131,6 +131,64 @@ static void test_repeat_penalty(void **state) {
     byoai_sampler_free(s);
 }
 
+/* OpenAI's frequency and presence penalties: per occurrence and once */
+static void test_frequency_presence(void **state) {
+    (void)state;
+    float l[NV];
+    for (int i = 0; i < NV; i++) l[i] = 0;
+    l[3] = 2.0f, l[4] = 1.5f;
+    byoai_sampler_params p = byoai_sampler_defaults();
+    p.temp = 0;
+    p.frequency_penalty = 0.2f;
+    byoai_sampler *s = mk(p);
+    byoai_sampler_accept(s, 3);
+    byoai_sampler_accept(s, 3); /* 2.0 - 2 x 0.2 = 1.6 > 1.5 */
+    assert_int_equal(byoai_sampler_sample(s, l), 3);
+    byoai_sampler_accept(s, 3); /* 2.0 - 3 x 0.2 = 1.4 < 1.5 */
+    assert_int_equal(byoai_sampler_sample(s, l), 4);
+    byoai_sampler_free(s);
+    p.frequency_penalty = 0;
+    p.presence_penalty = 0.4f; /* once, however often: 1.6 > 1.5 */
+    s = mk(p);
+    for (int i = 0; i < 5; i++) byoai_sampler_accept(s, 3);
+    assert_int_equal(byoai_sampler_sample(s, l), 3);
+    byoai_sampler_free(s);
+    p.presence_penalty = 0.6f; /* 1.4 < 1.5 */
+    s = mk(p);
+    byoai_sampler_accept(s, 3);
+    assert_int_equal(byoai_sampler_sample(s, l), 4);
+    /* negative penalties favour repeats */
+    byoai_sampler_free(s);
+    p.presence_penalty = -1.0f;
+    s = mk(p);
+    byoai_sampler_accept(s, 40);
+    assert_int_equal(byoai_sampler_sample(s, l), 3); /* 0 + 1 < 2 */
+    byoai_sampler_accept(s, 4);
+    assert_int_equal(byoai_sampler_sample(s, l), 4); /* 1.5 + 1 > 2 */
+    byoai_sampler_free(s);
+    byoai_error err;
+    p.presence_penalty = 2.5f;
+    assert_int_equal(byoai_sampler_params_check(&p, &err), BYOAI_EINVAL);
+    assert_non_null(strstr(err.msg, "presence"));
+}
+
+/* a huge window stays linear: 1M accepted tokens sample quickly */
+static void test_large_window(void **state) {
+    (void)state;
+    float l[NV];
+    make_logits(l, 3);
+    byoai_sampler_params p = byoai_sampler_defaults();
+    p.temp = 0;
+    p.repeat_last_n = 1 << 20;
+    p.repeat_penalty = 1.1f;
+    byoai_sampler *s = mk(p);
+    for (int i = 0; i < (1 << 20); i++) byoai_sampler_accept(s, i % NV);
+    double t0 = byoai_time_now();
+    for (int i = 0; i < 5; i++) byoai_sampler_sample(s, l);
+    assert_true(byoai_time_now() - t0 < 5.0);
+    byoai_sampler_free(s);
+}
+
 static int forbid_even(void *user, const float *logits, bool *allowed, int32_t n) {
     (void)user;
     (void)logits;
@@ -190,7 +248,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),       cmocka_unit_test(test_seed_determinism),
         cmocka_unit_test(test_top_k_p_min_p), cmocka_unit_test(test_repeat_penalty),
-        cmocka_unit_test(test_filter),        cmocka_unit_test(test_params_check),
+        cmocka_unit_test(test_filter),        cmocka_unit_test(test_frequency_presence),
+        cmocka_unit_test(test_large_window),        cmocka_unit_test(test_params_check),
         cmocka_unit_test(test_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
