@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "byoai/chat.h"
 #include "byoai/model.h"
 #include "byoai/sampler.h"
 #include "byoai/tokenizer.h"
@@ -15,10 +16,13 @@ static void usage(FILE *f) {
 "usage: byoai run MODEL [-p PROMPT] [options]\n"
 "\n"
 "Generate text with MODEL (a .gguf file, or the name of an installed model or\n"
-"bundle) and stream it to standard output as\n"
-"it is produced. With -p, the prompt is echoed and continued once. Without\n"
-"-p, byoai reads prompts from standard input, one per line, keeping the\n"
-"conversation in context (Ctrl-C stops the current answer, Ctrl-D quits).\n"
+"bundle) and stream it to standard output as it is produced.\n"
+"\n"
+"With -p, the prompt is echoed and continued once (plain completion). Without\n"
+"-p, byoai reads from standard input, one line per turn, keeping the\n"
+"conversation in context (Ctrl-C stops the current answer, Ctrl-D quits):\n"
+"as a chat, formatted with the model's chat template, when the model has one,\n"
+"otherwise as a continuing text. --chat / --no-chat choose explicitly.\n"
 "\n"
 "Options:\n"
 "  -p, --prompt TEXT        text to continue\n"
@@ -38,6 +42,10 @@ static void usage(FILE *f) {
 "      --logprobs K         print JSON lines instead of text: per token its id,\n"
 "                           text, logprob and the K most likely alternatives\n"
 "      --no-special         treat special-token text in the prompt as plain text\n"
+"      --chat               format turns with the model's chat template (also with -p:\n"
+"                           the prompt is the user's message, only the reply is printed)\n"
+"      --no-chat            plain completion even when the model has a chat template\n"
+"      --system TEXT        system message (chat), or text fed before the first prompt\n"
 "  -h, --help               show this help\n"
 "\n"
 "At the end, load time and prompt and generation speed go to standard error.\n"
@@ -58,11 +66,12 @@ typedef struct {
     int logprobs; /* -1 off */
     bool special;
     unsigned set;       /* OPT_* bits: options given on the command line */
-    const char *system; /* a bundle's system prompt, fed before the first prompt */
+    const char *system; /* --system or a bundle's system prompt */
+    int chat;           /* 1 --chat, 0 --no-chat, -1 decide (interactive with a template) */
 } run_opts;
 
 enum { OPT_N = 1, OPT_TEMP = 2, OPT_TOPK = 4, OPT_TOPP = 8, OPT_MINP = 16, OPT_PEN = 32, OPT_LASTN = 64,
-       OPT_SEED = 128, OPT_CTX = 256 };
+       OPT_SEED = 128, OPT_CTX = 256, OPT_SYSTEM = 512 };
 
 static volatile sig_atomic_t g_interrupted;
 static void on_sigint(int sig) {
@@ -78,6 +87,13 @@ typedef struct {
     const run_opts *o;
     char pending[64]; /* bytes of a UTF-8 character split across tokens */
     size_t n_pending;
+    /* chat mode */
+    byoai_chat_family family;
+    byoai_chat_message *msgs;
+    char **owned;      /* the text of each message */
+    size_t n_msgs, cap_msgs;
+    int32_t *hist;     /* every token the context holds, in order */
+    size_t n_hist, cap_hist;
     bool started;     /* BOS already sent */
 } run_state;
 
@@ -117,6 +133,113 @@ static void emit_logprobs(run_state *st, int32_t id, const float *logits) {
 }
 
 /* Feed text, then generate (unless feed_only). Returns 0, or CLI_ERROR after printing why. */
+static bool hist_push(run_state *st, const int32_t *t, size_t n) {
+    if (st->n_hist + n > st->cap_hist) {
+        size_t cap = st->cap_hist ? st->cap_hist * 2 : 1024;
+        while (cap < st->n_hist + n) cap *= 2;
+        int32_t *h = realloc(st->hist, cap * sizeof *h);
+        if (!h) return false;
+        st->hist = h;
+        st->cap_hist = cap;
+    }
+    memcpy(st->hist + st->n_hist, t, n * sizeof *t);
+    st->n_hist += n;
+    return true;
+}
+
+/* Evaluate tokens after what the context holds, in batches. */
+static int feed(run_state *st, const int32_t *toks, size_t n) {
+    byoai_error err = {0};
+    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
+    if (byoai_kv_len(st->ctx, 0) + n >= n_ctx) {
+        fprintf(stderr, "byoai run: error: the prompt (%zu tokens) does not fit the %u-token context; use a larger "
+                "--ctx or a shorter prompt\n", n, n_ctx);
+        return CLI_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) byoai_sampler_accept(st->sampler, toks[i]);
+    const uint32_t chunk = 512;
+    for (size_t off = 0; off < n; off += chunk) {
+        uint32_t m = (uint32_t)(n - off < chunk ? n - off : chunk);
+        byoai_batch b = {.n_tokens = m, .tokens = toks + off};
+        if (byoai_decode(st->ctx, &b, &err)) return cli_fail("run", &err);
+    }
+    if (!hist_push(st, toks, n)) {
+        fprintf(stderr, "byoai run: error: out of memory\n");
+        return CLI_ERROR;
+    }
+    return 0;
+}
+
+/* Generate up to limit tokens (-1: no limit), streaming them. The reply's
+ * text is collected in *reply (malloc'd) when reply is not NULL; text from
+ * stop onwards ends the turn and is not shown. */
+static int sample_loop(run_state *st, long long limit, const char *stop, char **reply) {
+    byoai_error err = {0};
+    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
+    size_t rlen = 0, rcap = 256, shown = 0, slen = stop ? strlen(stop) : 0;
+    char *r = reply ? malloc(rcap) : NULL;
+    if (reply && !r) return CLI_ERROR;
+    bool stopped = false;
+    for (long long i = 0; (limit < 0 || i < limit) && !stopped; i++) {
+        if (g_interrupted) break;
+        const float *logits = byoai_get_output(st->ctx, 0);
+        int32_t id = byoai_sampler_sample(st->sampler, logits);
+        if (id < 0 || byoai_token_is_eog(st->tok, id)) break;
+        if (st->o->logprobs >= 0) emit_logprobs(st, id, logits);
+        char piece[256];
+        int len = byoai_token_to_piece(st->tok, id, piece, sizeof piece, false);
+        if (len < 0) len = 0;
+        if ((size_t)len > sizeof piece) len = sizeof piece;
+        if (r) {
+            if (rlen + (size_t)len + 1 > rcap) {
+                while (rlen + (size_t)len + 1 > rcap) rcap *= 2;
+                char *nr = realloc(r, rcap);
+                if (!nr) { free(r); return CLI_ERROR; }
+                r = nr;
+            }
+            memcpy(r + rlen, piece, (size_t)len);
+            rlen += (size_t)len;
+            r[rlen] = '\0';
+            /* hold back a tail that may be the start of the stop text */
+            size_t safe = rlen;
+            if (slen) {
+                char *hit = strstr(r, stop);
+                if (hit) {
+                    safe = (size_t)(hit - r);
+                    rlen = safe;
+                    r[rlen] = '\0';
+                    stopped = true;
+                } else {
+                    for (size_t k = slen - 1; k > 0; k--)
+                        if (rlen >= k && !memcmp(r + rlen - k, stop, k)) { safe = rlen - k; break; }
+                }
+            }
+            if (st->o->logprobs < 0 && safe > shown) emit_text(st, r + shown, safe - shown);
+            if (safe > shown) shown = safe;
+        } else if (st->o->logprobs < 0 && len > 0) {
+            emit_text(st, piece, (size_t)len);
+        }
+        byoai_sampler_accept(st->sampler, id);
+        if (stopped || (limit >= 0 && i + 1 >= limit)) break; /* no need to evaluate the last token */
+        if (byoai_kv_len(st->ctx, 0) + 1 >= n_ctx) {
+            fprintf(stderr, "\nbyoai run: the context is full (%u tokens); stopping\n", n_ctx);
+            break;
+        }
+        byoai_batch b = {.n_tokens = 1, .tokens = &id};
+        if (byoai_decode(st->ctx, &b, &err)) { free(r); return cli_fail("run", &err); }
+        if (!hist_push(st, &id, 1)) { free(r); return CLI_ERROR; }
+    }
+    if (r && !stopped && st->o->logprobs < 0 && rlen > shown) emit_text(st, r + shown, rlen - shown);
+    if (st->n_pending) { /* a dangling partial character: show it as is */
+        fwrite(st->pending, 1, st->n_pending, stdout);
+        st->n_pending = 0;
+    }
+    if (st->o->logprobs < 0) fflush(stdout);
+    if (reply) *reply = r;
+    return 0;
+}
+
+/* Plain completion: feed text (BOS first time), then continue it. */
 static int generate(run_state *st, const char *text, bool echo, bool feed_only) {
     byoai_error err = {0};
     int32_t *toks = NULL;
@@ -125,60 +248,72 @@ static int generate(run_state *st, const char *text, bool echo, bool feed_only) 
     if (byoai_tokenize(st->tok, text, strlen(text), add_special, st->o->special, &toks, &n, &err))
         return cli_fail("run", &err);
     st->started = true;
-    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
-    if (byoai_kv_len(st->ctx, 0) + n >= n_ctx) {
-        fprintf(stderr, "byoai run: error: the prompt (%zu tokens) does not fit the %u-token context; use a larger "
-                "--ctx or a shorter prompt\n", n, n_ctx);
-        free(toks);
-        return CLI_ERROR;
-    }
     if (echo && st->o->logprobs < 0) {
         fputs(text, stdout);
         fflush(stdout);
     }
-    for (size_t i = 0; i < n; i++) byoai_sampler_accept(st->sampler, toks[i]);
-    /* the prompt, in batches */
-    const uint32_t chunk = 512;
-    for (size_t off = 0; off < n; off += chunk) {
-        uint32_t m = (uint32_t)(n - off < chunk ? n - off : chunk);
-        byoai_batch b = {.n_tokens = m, .tokens = toks + off};
-        if (byoai_decode(st->ctx, &b, &err)) {
-            free(toks);
-            return cli_fail("run", &err);
-        }
-    }
+    int rc = feed(st, toks, n);
     free(toks);
-    if (n == 0) return 0;
-    long long limit = feed_only ? 0 : st->o->n_predict;
-    for (long long i = 0; limit < 0 || i < limit; i++) {
-        if (g_interrupted) break;
-        const float *logits = byoai_get_output(st->ctx, 0);
-        int32_t id = byoai_sampler_sample(st->sampler, logits);
-        if (id < 0 || byoai_token_is_eog(st->tok, id)) break;
-        if (st->o->logprobs >= 0) emit_logprobs(st, id, logits);
-        else {
-            char piece[256];
-            int len = byoai_token_to_piece(st->tok, id, piece, sizeof piece, false);
-            if (len > 0) emit_text(st, piece, (size_t)len < sizeof piece ? (size_t)len : sizeof piece);
-        }
-        byoai_sampler_accept(st->sampler, id);
-        if (limit >= 0 && i + 1 >= limit) break; /* no need to evaluate the last token */
-        if (byoai_kv_len(st->ctx, 0) + 1 >= n_ctx) {
-            fprintf(stderr, "\nbyoai run: the context is full (%u tokens); stopping\n", n_ctx);
-            break;
-        }
-        byoai_batch b = {.n_tokens = 1, .tokens = &id};
-        if (byoai_decode(st->ctx, &b, &err)) return cli_fail("run", &err);
-    }
-    if (st->n_pending) { /* a dangling partial character: show it as is */
-        fwrite(st->pending, 1, st->n_pending, stdout);
-        st->n_pending = 0;
-    }
-    if (st->o->logprobs < 0) fflush(stdout);
-    return 0;
+    if (rc || n == 0 || feed_only) return rc;
+    return sample_loop(st, st->o->n_predict, NULL, NULL);
 }
 
-static int interactive(run_state *st) {
+static bool add_message(run_state *st, byoai_chat_role role, const char *text) {
+    if (st->n_msgs == st->cap_msgs) {
+        size_t cap = st->cap_msgs ? st->cap_msgs * 2 : 16;
+        byoai_chat_message *m = realloc(st->msgs, cap * sizeof *m);
+        if (!m) return false;
+        st->msgs = m;
+        char **o = realloc(st->owned, cap * sizeof *o);
+        if (!o) return false;
+        st->owned = o;
+        st->cap_msgs = cap;
+    }
+    char *copy = strdup(text);
+    if (!copy) return false;
+    st->owned[st->n_msgs] = copy;
+    st->msgs[st->n_msgs++] = (byoai_chat_message){role, copy, strlen(copy)};
+    return true;
+}
+
+/* One chat turn: render the whole conversation with the model's template,
+ * evaluate only what the context does not hold yet, stream the reply. */
+static int chat_turn(run_state *st, const char *user) {
+    byoai_error err = {0};
+    if (!add_message(st, BYOAI_ROLE_USER, user)) return CLI_ERROR;
+    char *text = NULL;
+    size_t tl;
+    size_t bl, el;
+    const char *bos = byoai_token_bos(st->tok) >= 0 ? byoai_token_text(st->tok, byoai_token_bos(st->tok), &bl) : NULL;
+    const char *eos = byoai_token_eos(st->tok) >= 0 ? byoai_token_text(st->tok, byoai_token_eos(st->tok), &el) : NULL;
+    char bos_s[64] = "", eos_s[64] = "";
+    if (bos) snprintf(bos_s, sizeof bos_s, "%.*s", (int)bl, bos);
+    if (eos) snprintf(eos_s, sizeof eos_s, "%.*s", (int)el, eos);
+    if (byoai_chat_render(st->family, st->msgs, st->n_msgs, true, bos ? bos_s : NULL, eos ? eos_s : NULL, &text, &tl,
+                          &err))
+        return cli_fail("run", &err);
+    int32_t *toks = NULL;
+    size_t n = 0;
+    int rc = byoai_tokenize(st->tok, text, tl, true, true, &toks, &n, &err);
+    free(text);
+    if (rc) return cli_fail("run", &err);
+    /* reuse the cached prefix */
+    size_t keep = 0;
+    while (keep < n && keep < st->n_hist && toks[keep] == st->hist[keep]) keep++;
+    if (keep == n && keep > 0) keep--; /* always evaluate at least one token */
+    byoai_kv_truncate(st->ctx, 0, (uint32_t)keep);
+    st->n_hist = keep;
+    rc = feed(st, toks + keep, n - keep);
+    free(toks);
+    if (rc) return rc;
+    char *reply = NULL;
+    rc = sample_loop(st, st->o->n_predict, byoai_chat_stop_text(st->family), &reply);
+    if (!rc && !add_message(st, BYOAI_ROLE_ASSISTANT, reply ? reply : "")) rc = CLI_ERROR;
+    free(reply);
+    return rc;
+}
+
+static int interactive(run_state *st, bool chat) {
     char *line = NULL;
     size_t cap = 0;
     bool tty = isatty(0);
@@ -190,7 +325,7 @@ static int interactive(run_state *st) {
         if (len < 0) break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) continue;
-        rc = generate(st, line, false, false);
+        rc = chat ? chat_turn(st, line) : generate(st, line, false, false);
         if (rc) break;
         printf("\n");
         fflush(stdout);
@@ -209,6 +344,8 @@ static int parse(int argc, char **argv, run_opts *o) {
         {"ctx", required_argument, 0, 'c'},       {"logprobs", required_argument, 0, 7},
         {"no-special", no_argument, 0, 8},        {"help", no_argument, 0, 'h'},
         {"frequency-penalty", required_argument, 0, 9}, {"presence-penalty", required_argument, 0, 10},
+        {"chat", no_argument, 0, 11},             {"no-chat", no_argument, 0, 12},
+        {"system", required_argument, 0, 13},
         {0, 0, 0, 0}};
     long long iv;
     double fv;
@@ -238,6 +375,9 @@ static int parse(int argc, char **argv, run_opts *o) {
         case 8: o->special = false; break;
         case 9: if (!cli_parse_float("run", "--frequency-penalty", optarg, -2, 2, &fv)) return CLI_USAGE; o->sp.frequency_penalty = (float)fv; break;
         case 10: if (!cli_parse_float("run", "--presence-penalty", optarg, -2, 2, &fv)) return CLI_USAGE; o->sp.presence_penalty = (float)fv; break;
+        case 11: o->chat = 1; break;
+        case 12: o->chat = 0; break;
+        case 13: o->system = optarg; o->set |= OPT_SYSTEM; break;
         case 'h': usage(stdout); return -1;
         case ':': return cli_usage_error("run", "option %s needs a value", argv[optind - 1]);
         default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
@@ -251,7 +391,7 @@ static int parse(int argc, char **argv, run_opts *o) {
 
 /* A bundle's parameters are defaults: options on the command line win. */
 static int apply_bundle(run_opts *o, const byoai_store_model *b) {
-    o->system = b->system_prompt;
+    if (!(o->set & OPT_SYSTEM)) o->system = b->system_prompt;
     json_t *p = json_loads(b->params_json, 0, NULL);
     const char *k;
     json_t *v;
@@ -277,7 +417,7 @@ static int apply_bundle(run_opts *o, const byoai_store_model *b) {
 }
 
 int cli_run(int argc, char **argv) {
-    run_opts o = {.n_predict = 256, .sp = byoai_sampler_defaults(), .logprobs = -1, .special = true};
+    run_opts o = {.n_predict = 256, .sp = byoai_sampler_defaults(), .logprobs = -1, .special = true, .chat = -1};
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? CLI_OK : rc;
     char path[4096];
@@ -307,13 +447,28 @@ int cli_run(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
 
-    if (o.system && o.system[0]) rc = generate(&st, o.system, false, true);
-    if (rc) {
-    } else if (o.prompt) {
-        rc = generate(&st, o.prompt, true, false);
-        if (!rc && o.logprobs < 0) printf("\n");
+    size_t tlen;
+    const char *tmpl = byoai_model_chat_template(model, &tlen);
+    bool chat = o.chat == 1 || (o.chat == -1 && !o.prompt && tmpl);
+    if (chat) {
+        st.family = byoai_chat_detect(tmpl, tmpl ? tlen : 0);
+        if (o.system && o.system[0] && !add_message(&st, BYOAI_ROLE_SYSTEM, o.system)) rc = CLI_ERROR;
+        if (rc) {
+        } else if (o.prompt) {
+            rc = chat_turn(&st, o.prompt);
+            if (!rc && o.logprobs < 0) printf("\n");
+        } else {
+            rc = interactive(&st, true);
+        }
     } else {
-        rc = interactive(&st);
+        if (o.system && o.system[0]) rc = generate(&st, o.system, false, true);
+        if (rc) {
+        } else if (o.prompt) {
+            rc = generate(&st, o.prompt, true, false);
+            if (!rc && o.logprobs < 0) printf("\n");
+        } else {
+            rc = interactive(&st, false);
+        }
     }
     fflush(stdout);
     byoai_perf perf;
@@ -322,6 +477,10 @@ int cli_run(int argc, char **argv) {
             load_s, (unsigned long long)perf.prompt_tokens,
             perf.prompt_seconds > 0 ? (double)perf.prompt_tokens / perf.prompt_seconds : 0.0,
             (unsigned long long)perf.gen_tokens, perf.gen_seconds > 0 ? (double)perf.gen_tokens / perf.gen_seconds : 0.0);
+    for (size_t i = 0; i < st.n_msgs; i++) free(st.owned[i]);
+    free(st.owned);
+    free(st.msgs);
+    free(st.hist);
     byoai_sampler_free(sampler);
     byoai_context_free(ctx);
     byoai_model_free(model);

@@ -64,3 +64,26 @@ expect_exit 0 "$BYOAI_BIN" tokenize "$STORIES" "Once upon a time" --ids
 expect_exit 0 "$BYOAI_BIN" tokenize "$STORIES" "Hello" --json
 json_check "$T/out" 'assert d[0]["id"]==1'
 pass "info and tokenize"
+
+# chat mode: a ChatML variant of stories260K (two tokens renamed to control tokens)
+python3 "$(dirname "$0")/gguf_chatml.py" "$STORIES" "$T/chat.gguf"
+render() { python3 -c 'import sys; sys.stdout.write("".join("<|im_start|>%s\n%s<|im_end|>\n" % (r, c) for r, c in zip(sys.argv[1::2], sys.argv[2::2])) + "<|im_start|>assistant\n")' "$@"; }
+n_tokens() { "$BYOAI_BIN" tokenize "$T/chat.gguf" "$1" --special --ids | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+want1=$(n_tokens "$(render user "Once upon a time"; echo x)"); want1=$((want1 - 1))   # keep the final newline
+printf 'Once upon a time\n' | "$BYOAI_BIN" run "$T/chat.gguf" -n 8 --temp 0 >"$T/out" 2>"$T/err" || fail "chat run: $(cat "$T/err")"
+grep -q "prompt $want1 tokens" "$T/err" || fail "chat prompt is not the ChatML rendering ($want1 tokens): $(cat "$T/err")"
+grep -q "im_start\|im_end" "$T/out" && fail "control tokens printed: $(cat "$T/out")"
+grep -q "Once upon a time" "$T/out" && fail "chat mode echoed the user's line"
+# with a system message and --chat -p, the same rendering rule
+wants=$(n_tokens "$(render system "Be kind" user "Once upon a time"; echo x)"); wants=$((wants - 1))
+expect_exit 0 "$BYOAI_BIN" run "$T/chat.gguf" --chat --system "Be kind" -p "Once upon a time" -n 4 --temp 0
+grep -q "prompt $wants tokens" "$T/err" || fail "--system not rendered as a system turn: $(cat "$T/err")"
+# a second turn evaluates only what the context does not hold yet
+printf 'Once upon a time\nThe cat\n' | "$BYOAI_BIN" run "$T/chat.gguf" -n 8 --temp 0 >"$T/out" 2>"$T/err" || fail "two turns"
+total=$(sed -n 's/.*prompt \([0-9]*\) tokens.*/\1/p' "$T/err")
+reply1=$(printf 'Once upon a time\n' | "$BYOAI_BIN" run "$T/chat.gguf" -n 8 --temp 0 2>/dev/null | head -1)
+full2=$(n_tokens "$(render user "Once upon a time" assistant "$reply1" user "The cat"; echo x)"); full2=$((full2 - 1))
+[ "$total" -lt $((want1 + full2)) ] || fail "second turn re-evaluated the conversation ($total >= $want1 + $full2)"
+# --no-chat: plain continuation even with a template
+printf 'Once upon a time\n' | "$BYOAI_BIN" run "$T/chat.gguf" --no-chat -n 6 --temp 0 2>/dev/null | grep -q "^, there was a little" || fail "--no-chat"
+pass "chat mode: template rendering, system message, cached turns, --no-chat"
