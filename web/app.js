@@ -314,8 +314,9 @@ async function install(name) {
     });
     if (!result) throw new Error('the install ended without a result');
     bar.value = 1;
-    line.textContent = 'installed ' + result.id + (result.variant ? ':' + result.variant : '') + ' (' + mib(result.size) + ')';
+    // refresh the picker first: once the line says "installed", the model can be chosen
     await loadModels(result.id);
+    line.textContent = 'installed ' + result.id + (result.variant ? ':' + result.variant : '') + ' (' + mib(result.size) + ')';
   } catch (e) {
     line.textContent = 'install failed: ' + e.message;
     bar.remove();
