@@ -62,8 +62,89 @@ static void matmul_rows(void *arg, int ith, int nth) {
     }
 }
 
+/* ---- packed weights: tiles of 16 rows (packed.h) ---------------------------- */
+
+#define PACK_QUANT_SERIAL 4 /* up to this many tokens, quantize on the caller */
+
+typedef struct {
+    byoai_context *ctx;
+    const float *x;
+    uint32_t n;
+    int count;
+    const byoai_packed *w[3];
+    float *y[3];
+    byoai_packed_fn fn[3];
+    uint64_t chunk_tiles[3];
+    uint64_t first[4]; /* first work item of each weight */
+    uint32_t next;     /* atomic work counter */
+} packed_job;
+
+static void packed_quantize(void *arg, int ith, int nth) {
+    packed_job *j = arg;
+    const uint32_t per = (j->n + (uint32_t)nth - 1) / (uint32_t)nth, t0 = per * (uint32_t)ith;
+    const uint32_t t1 = t0 + per < j->n ? t0 + per : j->n;
+    if (t0 < t1) byoai_act_quantize_rows(j->ctx->pk, j->x, j->ctx->act.k, t0, t1, &j->ctx->act);
+}
+
+static void packed_rows(void *arg, int ith, int nth) {
+    (void)nth;
+    packed_job *j = arg;
+    void *scratch = j->ctx->pack_scratch + (size_t)ith * j->ctx->pack_scratch_size;
+    int wi = 0;
+    for (;;) {
+        const uint64_t item = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (item >= j->first[j->count]) break;
+        while (item >= j->first[wi + 1]) wi++;
+        const byoai_packed *w = j->w[wi];
+        const uint64_t t0 = (item - j->first[wi]) * j->chunk_tiles[wi];
+        const uint64_t t1 = t0 + j->chunk_tiles[wi] < w->n_tiles ? t0 + j->chunk_tiles[wi] : w->n_tiles;
+        j->fn[wi](w, t0, t1, &j->ctx->act, j->y[wi], (size_t)w->rows, scratch);
+    }
+}
+
+/* y[i][n, rows_i] = x[n, k] . W_i^T for packed weights sharing k */
+static void matmul_packed(byoai_context *ctx, const byoai_weight *const *w, float *const *y, int count,
+                          const float *x, uint32_t n) {
+    const byoai_packed_kernels *pk = ctx->pk;
+    const uint32_t k = (uint32_t)w[0]->ne0;
+    const int nth = byoai_pool_size(ctx->pool);
+    packed_job j = {.ctx = ctx, .x = x, .n = n, .count = count};
+    ctx->act.n = n;
+    ctx->act.k = k;
+    if (n <= PACK_QUANT_SERIAL) byoai_act_quantize_rows(pk, x, k, 0, n, &ctx->act);
+    else byoai_pool_run(ctx->pool, packed_quantize, &j);
+    for (int i = 0; i < count; i++) {
+        const byoai_packed *p = &w[i]->packed;
+        const bool large = pk->large[p->type] && n >= pk->large_min_n;
+        j.w[i] = p;
+        j.y[i] = y[i];
+        j.fn[i] = large ? pk->large[p->type] : pk->small[p->type];
+        /* ~8 work items per thread: balance when threads are descheduled */
+        uint64_t ct = p->n_tiles / (uint64_t)(8 * nth);
+        j.chunk_tiles[i] = ct ? ct : 1;
+        j.first[i + 1] = j.first[i] + (p->n_tiles + j.chunk_tiles[i] - 1) / j.chunk_tiles[i];
+    }
+    if (pk->large_min_n && n >= pk->large_min_n) byoai_act_pad(&ctx->act);
+    byoai_pool_run(ctx->pool, packed_rows, &j);
+}
+
+void byoai_matmul_multi(byoai_context *ctx, const byoai_weight *const *w, float *const *y, int count, const float *x,
+                        uint32_t n) {
+    bool packed = ctx->pk != NULL;
+    for (int i = 0; i < count; i++) packed = packed && w[i]->packed.data && w[i]->ne0 == w[0]->ne0;
+    if (packed) {
+        matmul_packed(ctx, w, y, count, x, n);
+        return;
+    }
+    for (int i = 0; i < count; i++) byoai_matmul(ctx, w[i], x, n, y[i]);
+}
+
 /* y[n, ne1] = x[n, ne0] . W^T */
 void byoai_matmul(byoai_context *ctx, const byoai_weight *w, const float *x, uint32_t n, float *y) {
+    if (ctx->pk && w->packed.data) {
+        matmul_packed(ctx, &w, &y, 1, x, n);
+        return;
+    }
     const byoai_kernels *k = ctx->kernels;
     byoai_type at = byoai_type_activation(w->type);
     matmul_job j = {.w = w, .x = x, .n = n, .y = y, .dot = k->vec_dot[w->type]};
@@ -215,9 +296,9 @@ static void attention_block(byoai_context *ctx, uint32_t il, uint32_t n, const i
     } else {
         q = ctx->qkv, k = q + (size_t)n * qd, v = k + (size_t)n * kvd;
         qs = qd, ks = kvd;
-        byoai_matmul(ctx, &L->wq, ctx->xb, n, q);
-        byoai_matmul(ctx, &L->wk, ctx->xb, n, k);
-        byoai_matmul(ctx, &L->wv, ctx->xb, n, v);
+        const byoai_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+        float *const ys[3] = {q, k, v};
+        byoai_matmul_multi(ctx, ws, ys, 3, ctx->xb, n);
         add_bias(q, L->bq, n, qd, qd);
         add_bias(k, L->bk, n, kvd, kvd);
         add_bias(v, L->bv, n, kvd, kvd);
@@ -263,8 +344,9 @@ static void ffn_block(byoai_context *ctx, uint32_t il, uint32_t n) {
             for (uint32_t e = 0; e < ff; e++) h[e] = (gelu_act ? gelu(g[e]) : silu(g[e])) * u[e];
         }
     } else {
-        byoai_matmul(ctx, &L->w_gate, ctx->xb, n, ctx->hb);
-        byoai_matmul(ctx, &L->w_up, ctx->xb, n, ctx->hb2);
+        const byoai_weight *ws[2] = {&L->w_gate, &L->w_up};
+        float *const ys[2] = {ctx->hb, ctx->hb2};
+        byoai_matmul_multi(ctx, ws, ys, 2, ctx->xb, n);
         for (size_t e = 0; e < (size_t)n * ff; e++)
             ctx->hb2[e] = (gelu_act ? gelu(ctx->hb[e]) : silu(ctx->hb[e])) * ctx->hb2[e];
     }

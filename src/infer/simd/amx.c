@@ -1,0 +1,10 @@
+/*
+ * AMX-INT8 kernels for packed weights (layout in infer/packed.h).
+ */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "infer/packed.h"
+
+void byoai_packed_init_amx(byoai_packed_kernels *k) { k->name = "amx"; }
+#endif
