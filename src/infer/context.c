@@ -87,9 +87,12 @@ int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_
         c->act.s = alloc_floats(nb * max_in / 32);
         c->act.a32 = byoai_aligned_alloc(64, (size_t)(nb * max_in / 32 * sizeof(int32_t)));
         c->act.a16 = byoai_aligned_alloc(64, (size_t)(nb * max_in / 16 * sizeof(int32_t)));
+        c->act_dt = alloc_floats(nb16 * max_in / 32);
+        c->act_st = alloc_floats(nb16 * max_in / 32);
         c->pack_scratch_size = (BYOAI_PACK_SCRATCH(max_in) + 63) / 64 * 64;
         c->pack_scratch = byoai_aligned_alloc(64, c->pack_scratch_size * (size_t)c->p.n_threads);
-        ok = c->pk && c->act.q && c->act.d && c->act.s && c->act.a32 && c->act.a16 && c->pack_scratch;
+        ok = c->pk && c->act.q && c->act.d && c->act.s && c->act.a32 && c->act.a16 && c->act_dt && c->act_st &&
+             c->pack_scratch;
     }
     if (p.embeddings) {
         c->emb = alloc_floats(nb * d);
@@ -136,6 +139,8 @@ void byoai_context_free(byoai_context *c) {
     free(c->act.s);
     free(c->act.a32);
     free(c->act.a16);
+    free(c->act_dt);
+    free(c->act_st);
     free(c->pack_scratch);
     free(c->out);
     free(c->emb);

@@ -109,10 +109,15 @@ static void matmul_packed(byoai_context *ctx, const byoai_weight *const *w, floa
     const uint32_t k = (uint32_t)w[0]->ne0;
     const int nth = byoai_pool_size(ctx->pool);
     packed_job j = {.ctx = ctx, .x = x, .n = n, .count = count};
+    bool any_large = false;
+    for (int i = 0; i < count; i++) any_large = any_large || (pk->large[w[i]->type] && n >= pk->large_min_n);
     ctx->act.n = n;
     ctx->act.k = k;
+    ctx->act.dt = any_large ? ctx->act_dt : NULL;
+    ctx->act.st = any_large ? ctx->act_st : NULL;
     if (n <= PACK_QUANT_SERIAL) byoai_act_quantize_rows(pk, x, k, 0, n, &ctx->act);
     else byoai_pool_run(ctx->pool, packed_quantize, &j);
+    if (any_large) byoai_act_pad(&ctx->act);
     for (int i = 0; i < count; i++) {
         const byoai_packed *p = &w[i]->packed;
         const bool large = pk->large[p->type] && n >= pk->large_min_n;
@@ -124,7 +129,6 @@ static void matmul_packed(byoai_context *ctx, const byoai_weight *const *w, floa
         j.chunk_tiles[i] = ct ? ct : 1;
         j.first[i + 1] = j.first[i] + (p->n_tiles + j.chunk_tiles[i] - 1) / j.chunk_tiles[i];
     }
-    if (pk->large_min_n && n >= pk->large_min_n) byoai_act_pad(&ctx->act);
     byoai_pool_run(ctx->pool, packed_rows, &j);
 }
 

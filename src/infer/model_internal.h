@@ -70,6 +70,7 @@ struct byoai_context {
     float *scores;    /* n_threads x n_ctx */
     const byoai_packed_kernels *pk; /* kernels for packed weights, or NULL */
     byoai_act act;    /* activations quantized for packed weights */
+    float *act_dt, *act_st; /* act.dt / act.st when large kernels run */
     uint8_t *pack_scratch; /* n_threads x pack_scratch_size */
     size_t pack_scratch_size;
     void *act_q;      /* quantized activations */

@@ -262,14 +262,25 @@ const byoai_packed_kernels *byoai_packed_kernels_scalar(void) {
 void byoai_act_quantize_rows(const byoai_packed_kernels *pk, const float *x, uint32_t k, uint32_t t0, uint32_t t1,
                              byoai_act *a) {
     const size_t nc = k / 32;
-    for (uint32_t t = t0; t < t1; t++)
+    for (uint32_t t = t0; t < t1; t++) {
         pk->quantize(x + (size_t)t * k, k, a->q + (size_t)t * a->stride, a->d + t * nc, a->s + t * nc, a->a32 + t * nc,
                      a->a16 + t * 2 * nc);
+        if (a->dt) {
+            float *dt = a->dt + (t / 16 * nc) * 16 + t % 16, *st = a->st + (t / 16 * nc) * 16 + t % 16;
+            for (size_t c = 0; c < nc; c++) dt[16 * c] = a->d[t * nc + c], st[16 * c] = a->s[t * nc + c];
+        }
+    }
 }
 
 void byoai_act_pad(byoai_act *a) {
     const uint32_t n16 = (a->n + 15) / 16 * 16;
-    if (n16 > a->n) memset(a->q + (size_t)a->n * a->stride, 0, (size_t)(n16 - a->n) * a->stride);
+    if (n16 == a->n) return;
+    memset(a->q + (size_t)a->n * a->stride, 0, (size_t)(n16 - a->n) * a->stride);
+    if (a->dt) {
+        const size_t nc = a->k / 32;
+        for (uint32_t t = a->n; t < n16; t++)
+            for (size_t c = 0; c < nc; c++) a->dt[(t / 16 * nc + c) * 16 + t % 16] = a->st[(t / 16 * nc + c) * 16 + t % 16] = 0;
+    }
 }
 
 /* ---- choice of kernels -------------------------------------------------------- */

@@ -67,6 +67,10 @@ typedef struct byoai_act {
     float *s;          /* [n][k / 32] d * sum of the 32 levels */
     int32_t *a32;      /* [n][k / 32] sum of the 32 levels */
     int32_t *a16;      /* [n][k / 16] sum of each 16 levels */
+    /* d and s again, tile-major for the AMX kernels: [n / 16][k / 32][16]
+     * (token t, chunk c at (t / 16 * k / 32 + c) * 16 + t % 16); written by
+     * byoai_act_quantize_rows when not NULL, zero past n */
+    float *dt, *st;
 } byoai_act;
 
 /* y[t * ldy + r] = row r of w . token t, for the rows of tiles [tile0,
@@ -85,7 +89,7 @@ typedef struct byoai_packed_kernels {
     const char *name;
     byoai_act_quant_fn quantize;
     byoai_packed_fn small[BYOAI_TYPE_COUNT]; /* any number of tokens */
-    byoai_packed_fn large[BYOAI_TYPE_COUNT]; /* many tokens (AMX); NULL: use small */
+    byoai_packed_fn large[BYOAI_TYPE_COUNT]; /* many tokens (AMX; needs act dt, st); NULL: use small */
     uint32_t large_min_n;                    /* tokens from which `large` pays */
 } byoai_packed_kernels;
 

@@ -100,6 +100,8 @@ static void act_alloc(acts *A, uint32_t n, uint32_t k) {
     A->a.s = malloc(n * k / 32 * sizeof(float));
     A->a.a32 = malloc(n * k / 32 * sizeof(int32_t));
     A->a.a16 = malloc(n * k / 16 * sizeof(int32_t));
+    A->a.dt = malloc(n16 * k / 32 * sizeof(float));
+    A->a.st = malloc(n16 * k / 32 * sizeof(float));
     A->x = malloc((size_t)n * k * sizeof(float));
     memset(A->a.q, 0x55, n16 * A->a.stride); /* padding must be cleared by byoai_act_pad */
 }
@@ -110,6 +112,8 @@ static void act_free(acts *A) {
     free(A->a.s);
     free(A->a.a32);
     free(A->a.a16);
+    free(A->a.dt);
+    free(A->a.st);
     free(A->x);
 }
 
@@ -135,6 +139,8 @@ static void test_act_quant(void **state) {
         assert_memory_equal(R.a.s, S.a.s, n * k / 32 * sizeof(float));
         assert_memory_equal(R.a.a32, S.a.a32, n * k / 32 * sizeof(int32_t));
         assert_memory_equal(R.a.a16, S.a.a16, n * k / 16 * sizeof(int32_t));
+        assert_memory_equal(R.a.dt, S.a.dt, n * k / 32 * sizeof(float));
+        assert_memory_equal(R.a.st, S.a.st, n * k / 32 * sizeof(float));
     }
     act_free(&R);
     act_free(&S);
