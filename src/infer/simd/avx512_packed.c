@@ -19,6 +19,17 @@
 #define MAXT 8
 #define INLINE static inline __attribute__((always_inline))
 
+/* Software prefetch of the weight stream when one token reads it (the
+ * matrix-vector product of generation is a pure stream from memory): 8 KiB
+ * ahead measured 10-15% faster single-threaded than the hardware
+ * prefetchers alone (9-10 -> 10.6-12 GB/s); past a tile's levels it
+ * fetches its scales and then the next tile, which come next anyway. */
+#define PF_AHEAD 8192
+INLINE void prefetch_chunk(const uint8_t *lv, int bytes, const int T) {
+    if (T != 1) return;
+    for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)lv + PF_AHEAD + o, _MM_HINT_T0);
+}
+
 INLINE __m512 load_h16(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 INLINE __m512i bcast4(const int8_t *p) {
     int32_t v;
@@ -56,15 +67,26 @@ INLINE void q8_0_tile(const byoai_packed *w, const uint8_t *tile, const byoai_ac
     for (int t = 0; t < T; t++) tk[t] = tok_at(a, t0 + (uint32_t)t), f[t] = _mm512_setzero_ps();
     for (uint64_t c = 0; c < nc; c++) {
         const uint8_t *lv = tile + c * 512;
+        prefetch_chunk(lv, 512, T);
         __m512i acc[MAXT];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[t] = _mm512_set1_epi32(-128 * tk[t].a32[c]);
+        __m512i acc2[MAXT];
+        const bool split = T <= 2; /* two dependency chains, as in nib_chunk */
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc2[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const __m512i v = _mm512_xor_si512(ld(lv + 64 * j), flip);
 #pragma GCC unroll 8
-            for (int t = 0; t < T; t++) acc[t] = _mm512_dpbusd_epi32(acc[t], v, bcast4(tk[t].q + 32 * c + 4 * j));
+            for (int t = 0; t < T; t++) {
+                if (split && j % 2) acc2[t] = _mm512_dpbusd_epi32(acc2[t], v, bcast4(tk[t].q + 32 * c + 4 * j));
+                else acc[t] = _mm512_dpbusd_epi32(acc[t], v, bcast4(tk[t].q + 32 * c + 4 * j));
+            }
         }
+        if (split)
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[t] = _mm512_add_epi32(acc[t], acc2[t]);
         const __m512 sw = load_h16(meta + 32 * c);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++)
@@ -75,19 +97,28 @@ INLINE void q8_0_tile(const byoai_packed *w, const uint8_t *tile, const byoai_ac
 }
 
 /* ---- nibble chunks (Q4_0, Q4_K) --------------------------------------------- */
-/* acc[t] += the chunk's 16 rows . token t's 32 levels at q + off */
+/* acc[t] += the chunk's 16 rows . token t's 32 levels at q + off. The high
+ * nibbles are used in place (v & 0xF0 = 16 u) into a second accumulator,
+ * shifted back at the end: one instruction less per vector than shifting
+ * the nibbles down, and two independent vpdpbusd chains instead of one
+ * chain of 8 (5 cycles each), which set the pace for a single token. */
 INLINE void nib_chunk(const uint8_t *lv, const tok *tk, uint64_t off, const int T, __m512i *acc) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m4h = _mm512_set1_epi8((char)0xF0);
+    __m512i acc2[MAXT];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc2[t] = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const __m512i v = ld(lv + 64 * j);
-        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        const __m512i lo = _mm512_and_si512(v, m4), hi16 = _mm512_and_si512(v, m4h);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             acc[t] = _mm512_dpbusd_epi32(acc[t], lo, bcast4(tk[t].q + off + 4 * j));
-            acc[t] = _mm512_dpbusd_epi32(acc[t], hi, bcast4(tk[t].q + off + 16 + 4 * j));
+            acc2[t] = _mm512_dpbusd_epi32(acc2[t], hi16, bcast4(tk[t].q + off + 16 + 4 * j));
         }
     }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_add_epi32(acc[t], _mm512_srai_epi32(acc2[t], 4));
 }
 
 INLINE void q4_0_tile(const byoai_packed *w, const uint8_t *tile, const byoai_act *a, uint32_t t0, const int T,
@@ -102,6 +133,7 @@ INLINE void q4_0_tile(const byoai_packed *w, const uint8_t *tile, const byoai_ac
         __m512i acc[MAXT];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[t] = _mm512_set1_epi32(-8 * tk[t].a32[c]);
+        prefetch_chunk(tile + c * 256, 256, T);
         nib_chunk(tile + c * 256, tk, 32 * c, T, acc);
         const __m512 sw = load_h16(meta + 32 * c);
 #pragma GCC unroll 8
@@ -147,6 +179,7 @@ INLINE void q4_k_tile(const byoai_packed *w, const uint8_t *tile, const byoai_ac
             __m512i acc[MAXT];
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
+            prefetch_chunk(tile + c * 256, 256, T);
             nib_chunk(tile + c * 256, tk, 32 * c, T, acc);
             __m128i sc, mn;
             k4_scales16(m + 64, j, &sc, &mn);
@@ -188,6 +221,7 @@ INLINE void q6_k_tile(const byoai_packed *w, const uint8_t *tile, const byoai_ac
         for (int j = 0; j < 8; j++) {
             const uint64_t c = 8 * s + (uint64_t)j;
             const uint8_t *lv = tile + c * 384;
+            prefetch_chunk(lv, 384, T);
             const __m512i h0 = ld(lv + 256), h1 = ld(lv + 320);
             __m512i acc0[MAXT], acc1[MAXT];
 #pragma GCC unroll 8
