@@ -39,6 +39,7 @@ int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_
     c->model = m;
     c->p = p;
     c->kernels = byoai_kernels_best();
+    c->vec = byoai_vec_ops_best();
     int rc = byoai_pool_new(p.n_threads, &c->pool, err);
     if (rc) {
         free(c);
@@ -66,7 +67,7 @@ int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_
     c->att = alloc_floats(nb * qd);
     c->hb = alloc_floats(nb * 2 * ff);
     c->hb2 = alloc_floats(nb * ff);
-    c->scores = alloc_floats((uint64_t)c->p.n_threads * p.n_ctx);
+    c->scores = alloc_floats((uint64_t)c->p.n_threads * (hp->n_head / hp->n_head_kv) * p.n_ctx);
     c->inv_freq = alloc_floats(hp->n_rot / 2);
     c->rows_pos = malloc(nb * sizeof(int32_t));
     c->rows_seq = malloc(nb * sizeof(int32_t));

@@ -199,7 +199,6 @@ static void rope(float *vec, uint32_t n_heads, const byoai_hparams *hp, const fl
     }
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 static inline float gelu(float x) {
     /* tanh approximation, as the GELU models here were trained with */
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
@@ -236,8 +235,9 @@ typedef struct {
     size_t q_stride;
 } attn_job;
 
-/* one (token, head) pair at a time: softmax(q . K^T / sqrt(hd)) . V over the
- * positions 0..pos of the token's own sequence */
+/* one (token, KV head) pair at a time: the query heads sharing the KV head
+ * attend together (softmax(q . K^T / sqrt(hd)) . V over positions 0..pos of
+ * the token's own sequence), reading that head's cache once */
 static void attention_heads(void *arg, int ith, int nth) {
     attn_job *j = arg;
     byoai_context *ctx = j->ctx;
@@ -245,37 +245,17 @@ static void attention_heads(void *arg, int ith, int nth) {
     const uint32_t hd = hp->head_dim, kvd = hp->n_head_kv * hd, group = hp->n_head / hp->n_head_kv;
     const uint32_t qd = hp->n_head * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *scores = ctx->scores + (size_t)ith * ctx->p.n_ctx;
-    const uint32_t tasks = j->n * hp->n_head;
+    float *scores = ctx->scores + (size_t)ith * group * ctx->p.n_ctx;
+    const uint32_t tasks = j->n * hp->n_head_kv;
     for (uint32_t task = (uint32_t)ith; task < tasks; task += (uint32_t)nth) {
-        uint32_t i = task / hp->n_head, h = task % hp->n_head, kvh = h / group;
-        int32_t pos = j->pos[i];
-        size_t cache = (size_t)j->layer * ctx->p.n_seq + (size_t)j->seq[i];
+        const uint32_t i = task / hp->n_head_kv, kvh = task % hp->n_head_kv;
+        const int32_t pos = j->pos[i];
+        const size_t cache = (size_t)j->layer * ctx->p.n_seq + (size_t)j->seq[i];
         const float *K = ctx->k_cache[cache] + (size_t)kvh * hd;
         const float *V = ctx->v_cache[cache] + (size_t)kvh * hd;
-        const float *q = j->q + (size_t)i * j->q_stride + (size_t)h * hd;
-        float max = -INFINITY;
-        for (int32_t t = 0; t <= pos; t++) {
-            const float *k = K + (size_t)t * kvd;
-            float s = 0;
-            for (uint32_t e = 0; e < hd; e++) s += q[e] * k[e];
-            s *= scale;
-            scores[t] = s;
-            if (s > max) max = s;
-        }
-        float sum = 0;
-        for (int32_t t = 0; t <= pos; t++) {
-            scores[t] = expf(scores[t] - max);
-            sum += scores[t];
-        }
-        float inv = 1.0f / sum;
-        float *out = ctx->att + (size_t)i * qd + (size_t)h * hd;
-        memset(out, 0, hd * sizeof(float));
-        for (int32_t t = 0; t <= pos; t++) {
-            const float *v = V + (size_t)t * kvd;
-            float a = scores[t] * inv;
-            for (uint32_t e = 0; e < hd; e++) out[e] += a * v[e];
-        }
+        const float *q = j->q + (size_t)i * j->q_stride + (size_t)kvh * group * hd;
+        float *out = ctx->att + (size_t)i * qd + (size_t)kvh * group * hd;
+        ctx->vec->attend(q, group, K, V, kvd, (uint32_t)pos + 1, hd, scale, scores, out);
     }
 }
 
@@ -345,14 +325,19 @@ static void ffn_block(byoai_context *ctx, uint32_t il, uint32_t n) {
         for (uint32_t i = 0; i < n; i++) {
             const float *g = ctx->hb + (size_t)i * 2 * ff, *u = g + ff;
             float *h = ctx->hb2 + (size_t)i * ff;
-            for (uint32_t e = 0; e < ff; e++) h[e] = (gelu_act ? gelu(g[e]) : silu(g[e])) * u[e];
+            if (gelu_act)
+                for (uint32_t e = 0; e < ff; e++) h[e] = gelu(g[e]) * u[e];
+            else
+                ctx->vec->silu_mul(h, g, u, ff);
         }
     } else {
         const byoai_weight *ws[2] = {&L->w_gate, &L->w_up};
         float *const ys[2] = {ctx->hb, ctx->hb2};
         byoai_matmul_multi(ctx, ws, ys, 2, ctx->xb, n);
-        for (size_t e = 0; e < (size_t)n * ff; e++)
-            ctx->hb2[e] = (gelu_act ? gelu(ctx->hb[e]) : silu(ctx->hb[e])) * ctx->hb2[e];
+        if (gelu_act)
+            for (size_t e = 0; e < (size_t)n * ff; e++) ctx->hb2[e] = gelu(ctx->hb[e]) * ctx->hb2[e];
+        else
+            ctx->vec->silu_mul(ctx->hb2, ctx->hb, ctx->hb2, (size_t)n * ff);
     }
 
     /* x += Wdown . h */

@@ -5,6 +5,7 @@
 #include "byoai/model.h"
 #include "infer/packed.h"
 #include "infer/quant.h"
+#include "infer/vec.h"
 
 /* An architecture as data: what differs between llama-family models. */
 typedef struct byoai_arch {
@@ -62,12 +63,13 @@ struct byoai_context {
     byoai_context_params p;
     byoai_pool *pool;
     const byoai_kernels *kernels;
+    const byoai_vec_ops *vec;
     /* KV cache: [layer - layer_begin][seq] -> n_ctx x kv_dim floats */
     float **k_cache, **v_cache;
     uint32_t *kv_len; /* per sequence */
     /* scratch, sized for n_batch rows */
     float *x, *xb, *qkv, *att, *hb, *hb2;
-    float *scores;    /* n_threads x n_ctx */
+    float *scores;    /* n_threads x (n_head / n_head_kv) x n_ctx */
     const byoai_packed_kernels *pk; /* kernels for packed weights, or NULL */
     byoai_act act;    /* activations quantized for packed weights */
     float *act_dt, *act_st; /* act.dt / act.st when large kernels run */
