@@ -78,6 +78,8 @@ const byoai_tokenizer *byoai_model_tokenizer(const byoai_model *m);
 const byoai_gguf *byoai_model_gguf(const byoai_model *m);
 /* The chat template (tokenizer.chat_template) or NULL. Not NUL-terminated: see len. */
 const char *byoai_model_chat_template(const byoai_model *m, size_t *len);
+/* True when some of the model's matrices were packed at load time. */
+bool byoai_model_packed(const byoai_model *m);
 /* Bytes of KV cache per token of context (all layers this model loaded, F32). */
 uint64_t byoai_model_kv_bytes_per_token(const byoai_model *m);
 

@@ -288,6 +288,7 @@ void byoai_model_free(byoai_model *m) {
 }
 
 const byoai_hparams *byoai_model_hparams(const byoai_model *m) { return &m->hp; }
+bool byoai_model_packed(const byoai_model *m) { return m->pack_arena != NULL; }
 const byoai_tokenizer *byoai_model_tokenizer(const byoai_model *m) { return m->tok; }
 const byoai_gguf *byoai_model_gguf(const byoai_model *m) { return m->gguf; }
 

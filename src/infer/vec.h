@@ -20,6 +20,9 @@ typedef struct byoai_vec_ops {
                    uint32_t hd, float scale, float *scores, float *out);
     /* h[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] */
     void (*silu_mul)(float *h, const float *g, const float *u, size_t n);
+    /* read n bytes (a multiple of 256, p 64-aligned) as fast as this CPU
+     * can, for the memory bandwidth probe; returns a checksum */
+    uint64_t (*read_sum)(const void *p, size_t n);
 } byoai_vec_ops;
 
 /* the best this CPU runs ($BYOAI_SIMD caps it as for the other kernels) */

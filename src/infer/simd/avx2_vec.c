@@ -127,8 +127,24 @@ static void silu_mul(float *h, const float *g, const float *u, size_t n) {
     for (; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* 32-byte loads, 8 lines per step, prefetched 8 KiB ahead */
+static uint64_t read_sum(const void *p, size_t n) {
+    const uint8_t *b = p;
+    __m256i a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_si256();
+    for (size_t i = 0; i + 256 <= n; i += 256) {
+        for (int o = 0; o < 256; o += 64) _mm_prefetch((const char *)b + i + 8192 + o, _MM_HINT_T0);
+        for (int j = 0; j < 8; j++) a[j] = _mm256_add_epi64(a[j], _mm256_load_si256((const __m256i *)(b + i + 32 * j)));
+    }
+    for (int j = 1; j < 8; j++) a[0] = _mm256_add_epi64(a[0], a[j]);
+    uint64_t r[4];
+    _mm256_storeu_si256((__m256i *)r, a[0]);
+    return r[0] + r[1] + r[2] + r[3];
+}
+
 void byoai_vec_init_avx2(byoai_vec_ops *o) {
     o->name = "avx2";
+    o->read_sum = read_sum;
     o->attend = attend;
     o->silu_mul = silu_mul;
 }

@@ -158,8 +158,24 @@ static void silu_mul(float *h, const float *g, const float *u, size_t n) {
     }
 }
 
+/* 64-byte loads, 4 lines per step, prefetched 8 KiB ahead like the matrix
+ * kernels: the fastest way this code base reads memory */
+static uint64_t read_sum(const void *p, size_t n) {
+    const uint8_t *b = p;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 256 <= n; i += 256) {
+        for (int o = 0; o < 256; o += 64) _mm_prefetch((const char *)b + i + 8192 + o, _MM_HINT_T0);
+        a0 = _mm512_add_epi64(a0, _mm512_load_si512((const void *)(b + i)));
+        a1 = _mm512_add_epi64(a1, _mm512_load_si512((const void *)(b + i + 64)));
+        a2 = _mm512_add_epi64(a2, _mm512_load_si512((const void *)(b + i + 128)));
+        a3 = _mm512_add_epi64(a3, _mm512_load_si512((const void *)(b + i + 192)));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+}
+
 void byoai_vec_init_avx512(byoai_vec_ops *o) {
     o->name = "avx512";
+    o->read_sum = read_sum;
     o->attend = attend;
     o->silu_mul = silu_mul;
 }
