@@ -53,9 +53,11 @@ static inline void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 void byoai_pack_tile(const byoai_packed *p, const void *src, uint64_t row_bytes, uint64_t tile) {
     uint8_t *dst = p->data + tile * p->tile_bytes;
     uint8_t *meta = dst + p->levels_bytes;
-    memset(dst, 0, p->tile_bytes);
     const uint64_t r0 = tile * BYOAI_TILE_ROWS;
     const int nr = (int)(p->rows - r0 < BYOAI_TILE_ROWS ? p->rows - r0 : BYOAI_TILE_ROWS);
+    /* a full tile has every byte written below; only a last, partial one
+     * needs its missing rows zeroed */
+    if (nr < BYOAI_TILE_ROWS) memset(dst, 0, p->tile_bytes);
     const uint64_t nc = p->k / 32;
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = (const uint8_t *)src + (r0 + (uint64_t)r) * row_bytes;
@@ -95,28 +97,26 @@ void byoai_pack_tile(const byoai_packed *p, const void *src, uint64_t row_bytes,
             break;
         }
         case BYOAI_TYPE_Q6_K: {
+            /* column l of chunk c = 4h + k of a super-block: low nibble in
+             * ql[64h + 32(k % 2) + l] (low half of the byte for k < 2), high
+             * two bits in bits 2k..2k+1 of qh[32h + l]; four columns per
+             * 32-bit word */
             const block_q6_K *b = (const block_q6_K *)row;
-            uint8_t u[QK_K];
             for (uint64_t s = 0; s < p->k / QK_K; s++) {
-                for (int h = 0; h < 2; h++)
-                    for (int k = 0; k < 4; k++)
-                        for (int l = 0; l < 32; l++) {
-                            const uint8_t lo = b[s].ql[64 * h + 32 * (k % 2) + l];
-                            const int nib = k < 2 ? lo & 0x0F : lo >> 4;
-                            u[128 * h + 32 * k + l] = (uint8_t)(nib | (((b[s].qh[32 * h + l] >> (2 * k)) & 3) << 4));
-                        }
                 for (int c = 0; c < 8; c++) {
-                    uint8_t *lv = dst + (8 * s + (uint64_t)c) * 384;
-                    const uint8_t *uc = u + 32 * c;
-                    for (int j = 0; j < 4; j++)
-                        for (int i = 0; i < 4; i++)
-                            lv[64 * j + 4 * r + i] = (uint8_t)((uc[4 * j + i] & 0x0F) | ((uc[16 + 4 * j + i] & 0x0F) << 4));
-                    for (int h = 0; h < 2; h++)
-                        for (int i = 0; i < 4; i++) {
-                            uint8_t v = 0;
-                            for (int t = 0; t < 4; t++) v |= (uint8_t)((uc[4 * (4 * h + t) + i] >> 4) << (2 * t));
-                            lv[256 + 64 * h + 4 * r + i] = v;
-                        }
+                    const int h = c / 4, k = c % 4;
+                    const uint8_t *ql = b[s].ql + 64 * h + 32 * (k % 2), *qh = b[s].qh + 32 * h;
+                    uint8_t *lv = dst + (8 * s + (uint64_t)c) * 384 + 4 * r;
+                    for (int j = 0; j < 4; j++) {
+                        const uint32_t w0 = rd32(ql + 4 * j), w1 = rd32(ql + 16 + 4 * j);
+                        wr32(lv + 64 * j, k < 2 ? (w0 & 0x0F0F0F0Fu) | ((w1 & 0x0F0F0F0Fu) << 4)
+                                                : ((w0 >> 4) & 0x0F0F0F0Fu) | (w1 & 0xF0F0F0F0u));
+                    }
+                    for (int hv = 0; hv < 2; hv++) {
+                        uint32_t v = 0;
+                        for (int t = 0; t < 4; t++) v |= ((rd32(qh + 16 * hv + 4 * t) >> (2 * k)) & 0x03030303u) << (2 * t);
+                        wr32(lv + 256 + 64 * hv, v);
+                    }
                 }
                 uint8_t *m = meta + s * 288;
                 memcpy(m + 2 * r, &b[s].d, 2);
