@@ -5,6 +5,7 @@
  *
  *   bench_gemm [-k K] [-r ROWS] [-n N,N,...] [--reps R] [--no-rows] [TYPE ...]
  *
+ * -t N runs the packed kernels on N threads (wall time then, not CPU time).
  * Prints JSON lines: per type, level and n, the best (minimum) thread CPU
  * time of REPS calls, as GMAC/s and as weight GB/s. Thread CPU time and the
  * minimum make this usable on a busy machine (other processes only add
@@ -20,10 +21,37 @@
 
 static int REPS = 15;
 
+static int g_threads = 1; /* -t N: wall time with N threads instead */
+
 static double cpu_now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(g_threads > 1 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* the tiles split over the pool's threads in chunks, as byoai_matmul does */
+typedef struct {
+    byoai_packed_fn fn;
+    const byoai_packed *p;
+    const byoai_act *a;
+    float *y;
+    size_t ldy;
+    uint8_t *scratch;
+    size_t scratch_size;
+    uint64_t chunk;
+    uint32_t next;
+} split_job;
+
+static void split_run(void *arg, int ith, int nth) {
+    (void)nth;
+    split_job *j = arg;
+    for (;;) {
+        uint64_t c = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        uint64_t t0 = c * j->chunk;
+        if (t0 >= j->p->n_tiles) break;
+        uint64_t t1 = t0 + j->chunk < j->p->n_tiles ? t0 + j->chunk : j->p->n_tiles;
+        j->fn(j->p, t0, t1, j->a, j->y, j->ldy, j->scratch + (size_t)ith * j->scratch_size);
+    }
 }
 
 static uint64_t rs = 0x9E3779B97F4A7C15ull;
@@ -46,6 +74,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) rows = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) REPS = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-rows")) with_rows = false;
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) g_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) {
             n_ns = 0;
             for (char *s = strtok(argv[++i], ","); s && n_ns < 16; s = strtok(NULL, ",")) ns[n_ns++] = (uint32_t)atoi(s);
@@ -75,7 +104,10 @@ int main(int argc, char **argv) {
     a.a16 = malloc(n16 * k / 16 * sizeof(int32_t));
     a.dt = malloc(n16 * k / 32 * sizeof(float));
     a.st = malloc(n16 * k / 32 * sizeof(float));
-    void *scratch = byoai_aligned_alloc(64, BYOAI_PACK_SCRATCH(k));
+    const size_t ss = (BYOAI_PACK_SCRATCH(k) + 63) / 64 * 64;
+    uint8_t *scratch = byoai_aligned_alloc(64, ss * (size_t)(g_threads > 0 ? g_threads : 1));
+    byoai_pool *pool = NULL;
+    if (g_threads > 1 && byoai_pool_new(g_threads, &pool, NULL)) return 1;
     const byoai_kernels *vk = byoai_kernels_best();
     static const char *levels[] = {"avx2", "avx512", "amx"};
     (void)levels;
@@ -113,7 +145,13 @@ int main(int argc, char **argv) {
                         byoai_act_quantize_rows(pk, x, (uint32_t)k, 0, n, &a);
                         byoai_act_pad(&a);
                         byoai_packed_fn fn = pk->large[t] && n >= pk->large_min_n ? pk->large[t] : pk->small[t];
-                        fn(&p, 0, p.n_tiles, &a, y, rows, scratch);
+                        if (pool) {
+                            split_job sj = {fn, &p, &a, y, rows, scratch, ss, p.n_tiles / (uint64_t)(8 * g_threads), 0};
+                            if (!sj.chunk) sj.chunk = 1;
+                            byoai_pool_run(pool, split_run, &sj);
+                        } else {
+                            fn(&p, 0, p.n_tiles, &a, y, rows, scratch);
+                        }
                     } else {
                         for (uint32_t i = 0; i < n; i++) vk->quantize_act[at](x + i * k, xa + i * arb, (int64_t)k);
                         for (uint64_t r0 = 0; r0 < rows; r0 += 16)
@@ -150,5 +188,6 @@ int main(int argc, char **argv) {
     free(a.dt);
     free(a.st);
     free(scratch);
+    byoai_pool_free(pool);
     return 0;
 }
