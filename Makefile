@@ -1,6 +1,7 @@
 # byoai: convenience wrapper around CMake.
 #   make run    install build deps, build, and generate a story with the test model
-#   make test   install build deps, build with ASan+UBSan, run every test
+#   make test   install build and test deps (chromium, node, npm packages), build
+#               with ASan+UBSan, run every test (unit, integration, e2e)
 #   make bench  build optimized and run the benchmarks (JSON on stdout)
 #   make fuzz   build libFuzzer targets with clang and run each briefly
 SHELL   := /bin/bash
@@ -30,7 +31,18 @@ test-build: deps
 	@cmake -S . -B $(TESTDIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null
 	@cmake --build $(TESTDIR) -j $(JOBS)
 
-test: test-build
+# What the node tests need: Debian's chromium and node/npm, then the npm
+# packages pinned in tests/node/package-lock.json (the openai client,
+# playwright-core). npm ci runs only when the lock file changed.
+e2e-deps:
+	@bash scripts/install-deps.sh --e2e
+	@if [ ! -f tests/node/node_modules/.byoai-lock ] || ! cmp -s tests/node/package-lock.json tests/node/node_modules/.byoai-lock; then \
+	  echo "byoai: npm ci in tests/node" >&2; \
+	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error && \
+	  cp tests/node/package-lock.json tests/node/node_modules/.byoai-lock; \
+	fi
+
+test: test-build e2e-deps
 	cd $(TESTDIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 bench: build

@@ -10,6 +10,7 @@
 #                                    comparison (default: /work/llamacpp/build/
 #                                    bin/llama-bench when it exists; "" = none)
 #   BENCH_MODELS=DIR                 where the models are (default BUILD_DIR/bench)
+#   BENCH_ONLY=engine|server         one part only (server: bench/bench_server.mjs)
 # Models are generated once and cached: a synthetic TinyLlama-1.1B-shaped
 # model (random F16 weights written by the project's GGUF writer), quantized
 # with `byoai quantize`; llama.cpp reads the same files.
@@ -46,9 +47,24 @@ for t in $types; do
   "$byoai" quantize "$base" "$f" "$t" -q -t "$threads" >&2
 done
 
+server_bench() {
+  # byoai serve: stories260K for the server's own costs, and a 4-layer
+  # TinyLlama-shaped Q4_0 model (real widths and vocabulary) for batching
+  local small4=$cache/tinyllama-4l-q4_0.gguf
+  if [ ! -f "$small4" ]; then
+    "$build/make_tinyllama" "$cache/tinyllama-4l-f16.gguf.tmp" "$shared" --layers 4 >&2 &&
+      "$byoai" quantize "$cache/tinyllama-4l-f16.gguf.tmp" "$small4" Q4_0 -q -t "$threads" >&2
+    rm -f "$cache/tinyllama-4l-f16.gguf.tmp"
+  fi
+  node "$here/bench_server.mjs" "$byoai" "$shared/models/stories260K.gguf" "$small4"
+}
+if [ "${BENCH_ONLY:-}" = server ]; then server_bench; exit 0; fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+if [ -z "${BENCH_ONLY:-}" ]; then server_bench > "$work/server.json"; else echo null > "$work/server.json"; fi
 
 "$byoai" hw --json -t "$threads" > "$work/hw_before.json"
 echo "bench: read bandwidth $(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["read_bandwidth_gbps"],1))' "$work/hw_before.json") GB/s, load $(loadavg)" >&2
@@ -85,6 +101,7 @@ out = {
     "read_bandwidth_gbps": {"before": hw[0]["read_bandwidth_gbps"], "after": hw[1]["read_bandwidth_gbps"],
                             "used": bw / 1e9},
     "models": [],
+    "server": json.load(open(os.path.join(work, "server.json"))),
 }
 commit = None
 for t in types:

@@ -7,7 +7,7 @@ pkgs=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libcmocka-dev libcurl4-openssl-dev libsqlite3-dev libsodium-dev
   libjansson-dev libmicrohttpd-dev libssl-dev libpcre2-dev
-  curl iproute2 ca-certificates python3
+  curl iproute2 ca-certificates python3 python3-jsonschema
 )
 if [ "${1:-}" = "--e2e" ]; then
   pkgs+=(chromium nodejs npm)

@@ -28,3 +28,11 @@ foreach(f ${INTEGRATION_TESTS})
   set_tests_properties(integration/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 900
     LABELS integration)
 endforeach()
+
+# End-to-end tests: tests/e2e/*.sh, the web app in headless Chromium.
+file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/*.sh)
+foreach(f ${E2E_TESTS})
+  get_filename_component(n ${f} NAME_WE)
+  add_test(NAME e2e/${n} COMMAND bash ${f})
+  set_tests_properties(e2e/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 600 LABELS e2e)
+endforeach()

@@ -69,6 +69,8 @@ const char *byoai_http_body_file(const byoai_http_req *r);
 const char *byoai_http_remote(const byoai_http_req *r);
 /* True when the client has closed its connection (checked on the socket). */
 bool byoai_http_client_gone(const byoai_http_req *r);
+/* The status of the answer given so far (0 before the handler answers). */
+int byoai_http_status(const byoai_http_req *r);
 
 /* ---- answering -------------------------------------------------------------- */
 /* Add a response header (before sending). */

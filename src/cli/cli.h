@@ -7,7 +7,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "byoai/base.h"
+#include "byoai/registry.h"
+#include "byoai/store.h"
 
 /* Exit codes, documented in docs/cli.md */
 enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
@@ -23,6 +27,21 @@ int cli_version(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_apikey(int argc, char **argv);
+int cli_search(int argc, char **argv);
+int cli_list(int argc, char **argv);
+int cli_show(int argc, char **argv);
+int cli_install(int argc, char **argv);
+int cli_update(int argc, char **argv);
+int cli_remove(int argc, char **argv);
+int cli_gc(int argc, char **argv);
+int cli_import(int argc, char **argv);
+int cli_bundle(int argc, char **argv);
+int cli_publish(int argc, char **argv);
+int cli_registry(int argc, char **argv);
+int cli_index(int argc, char **argv);
+int cli_key(int argc, char **argv);
 int cli_hw(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
@@ -38,6 +57,39 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double min
 /* Resolve a MODEL argument (a .gguf path, or later an installed name) to a
  * file path. Prints the error and returns false when it cannot. */
 bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap);
+/* Same, and when it is an installed model or bundle, describe it in *info
+ * (info->name is "" for a plain file). */
+bool cli_resolve_model_info(const char *cmd, const char *arg, char *path, size_t cap, byoai_store_model *info);
+/* Open the store ($BYOAI_HOME); prints the error and returns NULL on failure. */
+byoai_store *cli_store(const char *cmd);
+/* Parse a byte count option ("500K", "2M"); prints a usage error on failure. */
+bool cli_parse_bytes(const char *cmd, const char *opt, const char *s, uint64_t *out);
+
+/* Progress on standard error: a bar (bytes, rate, ETA) on a terminal,
+ * plain lines otherwise, nothing with quiet. */
+typedef struct cli_progress {
+    const char *cmd;
+    bool quiet, tty, line_open;
+    double last;
+    int last_decile;
+    char phase[16], what[160];
+    byoai_install_plan *plan;  /* printed when the "resolved" phase arrives */
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *cmd, bool quiet);
+int cli_progress_cb(void *user, const byoai_progress *pr);
+/* End an open bar line. */
+void cli_progress_end(cli_progress *p);
+/* Print an install plan (what will be downloaded, disk and memory needed). */
+void cli_print_plan(FILE *f, const byoai_install_plan *plan, bool dry_run);
+/* The registries a listing command reads: the one named by --registry (only
+ * != NULL) or all configured. *out is malloc'd; prints the error and returns
+ * false when there are none. */
+bool cli_registries(const char *cmd, byoai_store *s, const char *only, byoai_registry_conf **out, size_t *n);
+/* Print a JSON value on stdout (indented, then a newline) and release it. */
+void cli_print_json(json_t *v);
+/* Print an index note ("offline: ...") to standard error when there is one. */
+void cli_note(const char *cmd, const char *note);
+
 /* Prepare getopt_long for a subcommand's argv (resets state, stops at errors quietly). */
 void cli_getopt_reset(void);
 /* Human-readable byte count ("1.2 GiB") into buf. */

@@ -8,6 +8,8 @@
 
 #include "cli.h"
 
+#include <unistd.h>
+
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -55,8 +57,21 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double min
     return true;
 }
 
-bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap) {
+byoai_store *cli_store(const char *cmd) {
+    byoai_error err = {0};
+    byoai_store *s;
+    if (byoai_store_open(NULL, &s, &err)) {
+        cli_fail(cmd, &err);
+        return NULL;
+    }
+    return s;
+}
+
+bool cli_resolve_model_info(const char *cmd, const char *arg, char *path, size_t cap, byoai_store_model *info) {
     struct stat st;
+    if (info) memset(info, 0, sizeof *info);
+    /* a file path wins over an installed name; checked here too so that
+     * running a plain file never creates a store in $BYOAI_HOME */
     if (stat(arg, &st) == 0) {
         if (!S_ISREG(st.st_mode)) {
             fprintf(stderr, "byoai %s: error: %s is not a regular file\n", cmd, arg);
@@ -69,8 +84,60 @@ bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap)
         strcpy(path, arg);
         return true;
     }
-    fprintf(stderr, "byoai %s: error: model '%s' not found: give the path of a .gguf file\n", cmd, arg);
+    byoai_store *s = cli_store(cmd);
+    if (!s) return false;
+    byoai_error err = {0};
+    byoai_store_model m;
+    int rc = byoai_store_resolve(s, arg, path, cap, &m, &err);
+    byoai_store_close(s);
+    if (rc) {
+        cli_fail(cmd, &err);
+        return false;
+    }
+    if (info) *info = m;
+    return true;
+}
+
+bool cli_resolve_model(const char *cmd, const char *arg, char *path, size_t cap) {
+    return cli_resolve_model_info(cmd, arg, path, cap, NULL);
+}
+
+bool cli_parse_bytes(const char *cmd, const char *opt, const char *s, uint64_t *out) {
+    if (byoai_parse_bytes(s, out) != 0) {
+        cli_usage_error(cmd, "%s expects a size such as 500K, 2M or 1G, got '%s'", opt, s);
+        return false;
+    }
+    return true;
+}
+
+bool cli_registries(const char *cmd, byoai_store *s, const char *only, byoai_registry_conf **out, size_t *n) {
+    byoai_error err = {0};
+    *out = NULL;
+    *n = 0;
+    if (only) {
+        byoai_registry_conf *r = calloc(1, sizeof *r);
+        if (r && byoai_registry_get(s, only, r, &err) == 0) {
+            *out = r;
+            *n = 1;
+            return true;
+        }
+        free(r);
+    } else if (byoai_registry_list(s, out, n, &err) == 0 && *n) {
+        return true;
+    }
+    if (!err.code) byoai_error_set(&err, BYOAI_ENOMEM, "out of memory");
+    cli_fail(cmd, &err);
     return false;
+}
+
+void cli_print_json(json_t *v) {
+    json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("\n");
+    json_decref(v);
+}
+
+void cli_note(const char *cmd, const char *note) {
+    if (note && *note) fprintf(stderr, "byoai %s: note: %s\n", cmd, note);
 }
 
 void cli_getopt_reset(void) {
@@ -78,18 +145,7 @@ void cli_getopt_reset(void) {
     opterr = 0;
 }
 
-const char *cli_bytes(uint64_t n, char *buf, size_t cap) {
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
-    else snprintf(buf, cap, "%.1f %s", v, units[u]);
-    return buf;
-}
+const char *cli_bytes(uint64_t n, char *buf, size_t cap) { return byoai_format_bytes(n, buf, cap); }
 
 void cli_json_string(FILE *f, const char *s, size_t len) {
     fputc('"', f);

@@ -8,6 +8,21 @@ static const cli_command COMMANDS[] = {
     {"run", "generate text with a model", cli_run},
     {"info", "describe a GGUF model file", cli_info},
     {"tokenize", "show how a model splits text into tokens", cli_tokenize},
+    {"serve", "serve models over the OpenAI API, with a web app to chat", cli_serve},
+    {"apikey", "create, list and revoke API keys for byoai serve", cli_apikey},
+    {"search", "search the registries' models", cli_search},
+    {"list", "list installed models (--available: offered ones)", cli_list},
+    {"show", "describe an installed or offered model", cli_show},
+    {"install", "download and install models", cli_install},
+    {"update", "update installed models (--check: list what changed)", cli_update},
+    {"remove", "uninstall models", cli_remove},
+    {"gc", "reclaim files no model uses", cli_gc},
+    {"import", "install a local GGUF file", cli_import},
+    {"bundle", "bundle models; export and import bundles", cli_bundle},
+    {"publish", "upload a model to a registry", cli_publish},
+    {"registry", "configure registries; host one", cli_registry},
+    {"index", "validate an index.json file", cli_index},
+    {"key", "create and show your publisher key", cli_key},
     {"quantize", "convert a model to another tensor type or mix", cli_quantize},
     {"bench", "measure a model's prompt and generation speed", cli_bench},
     {"hw", "show this machine's CPU, memory and bandwidth", cli_hw},
@@ -35,7 +50,8 @@ static void usage(FILE *f) {
             "Run 'byoai COMMAND --help' for a command's options.\n"
             "\n"
             "Exit status: 0 success, 1 runtime error, 2 usage error.\n"
-            "Environment: BYOAI_LOG=error|warn|info|debug sets the log level;\n"
+            "Environment: BYOAI_HOME is the model store (default ~/.local/share/byoai);\n"
+            "             BYOAI_LOG=error|warn|info|debug sets the log level;\n"
             "             BYOAI_SIMD=scalar|avx2|avx512 caps the kernels used.\n");
 }
 

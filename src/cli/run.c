@@ -1,4 +1,5 @@
 /* byoai run: generate text with a model, streamed as it is produced. */
+#include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,8 @@ static void usage(FILE *f) {
     fprintf(f,
 "usage: byoai run MODEL [-p PROMPT] [options]\n"
 "\n"
-"Generate text with MODEL (a .gguf file) and stream it to standard output as\n"
+"Generate text with MODEL (a .gguf file, or the name of an installed model or\n"
+"bundle) and stream it to standard output as\n"
 "it is produced. With -p, the prompt is echoed and continued once. Without\n"
 "-p, byoai reads prompts from standard input, one per line, keeping the\n"
 "conversation in context (Ctrl-C stops the current answer, Ctrl-D quits).\n"
@@ -53,7 +55,12 @@ typedef struct {
     uint32_t ctx;
     int logprobs; /* -1 off */
     bool special;
+    unsigned set;       /* OPT_* bits: options given on the command line */
+    const char *system; /* a bundle's system prompt, fed before the first prompt */
 } run_opts;
+
+enum { OPT_N = 1, OPT_TEMP = 2, OPT_TOPK = 4, OPT_TOPP = 8, OPT_MINP = 16, OPT_PEN = 32, OPT_LASTN = 64,
+       OPT_SEED = 128, OPT_CTX = 256 };
 
 static volatile sig_atomic_t g_interrupted;
 static void on_sigint(int sig) {
@@ -107,8 +114,8 @@ static void emit_logprobs(run_state *st, int32_t id, const float *logits) {
     fflush(stdout);
 }
 
-/* Feed text, then generate. Returns 0, or CLI_ERROR after printing why. */
-static int generate(run_state *st, const char *text, bool echo) {
+/* Feed text, then generate (unless feed_only). Returns 0, or CLI_ERROR after printing why. */
+static int generate(run_state *st, const char *text, bool echo, bool feed_only) {
     byoai_error err = {0};
     int32_t *toks = NULL;
     size_t n = 0;
@@ -140,7 +147,7 @@ static int generate(run_state *st, const char *text, bool echo) {
     }
     free(toks);
     if (n == 0) return 0;
-    long long limit = st->o->n_predict;
+    long long limit = feed_only ? 0 : st->o->n_predict;
     for (long long i = 0; limit < 0 || i < limit; i++) {
         if (g_interrupted) break;
         const float *logits = byoai_get_output(st->ctx, 0);
@@ -181,7 +188,7 @@ static int interactive(run_state *st) {
         if (len < 0) break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) continue;
-        rc = generate(st, line, false);
+        rc = generate(st, line, false, false);
         if (rc) break;
         printf("\n");
         fflush(stdout);
@@ -207,22 +214,23 @@ static int parse(int argc, char **argv, run_opts *o) {
     while ((c = getopt_long(argc, argv, ":p:n:s:t:c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p': o->prompt = optarg; break;
-        case 'n': if (!cli_parse_int("run", "-n", optarg, -1, 1 << 30, &o->n_predict)) return CLI_USAGE; break;
-        case 1: if (!cli_parse_float("run", "--temp", optarg, 0, 100, &fv)) return CLI_USAGE; o->sp.temp = (float)fv; break;
-        case 2: if (!cli_parse_int("run", "--top-k", optarg, 0, 1 << 24, &iv)) return CLI_USAGE; o->sp.top_k = (int32_t)iv; break;
-        case 3: if (!cli_parse_float("run", "--top-p", optarg, 1e-6, 1, &fv)) return CLI_USAGE; o->sp.top_p = (float)fv; break;
-        case 4: if (!cli_parse_float("run", "--min-p", optarg, 0, 1, &fv)) return CLI_USAGE; o->sp.min_p = (float)fv; break;
-        case 5: if (!cli_parse_float("run", "--repeat-penalty", optarg, 1e-3, 10, &fv)) return CLI_USAGE; o->sp.repeat_penalty = (float)fv; break;
-        case 6: if (!cli_parse_int("run", "--repeat-last-n", optarg, 0, 1 << 20, &iv)) return CLI_USAGE; o->sp.repeat_last_n = (int32_t)iv; break;
+        case 'n': if (!cli_parse_int("run", "-n", optarg, -1, 1 << 30, &o->n_predict)) return CLI_USAGE; o->set |= OPT_N; break;
+        case 1: if (!cli_parse_float("run", "--temp", optarg, 0, 100, &fv)) return CLI_USAGE; o->sp.temp = (float)fv; o->set |= OPT_TEMP; break;
+        case 2: if (!cli_parse_int("run", "--top-k", optarg, 0, 1 << 24, &iv)) return CLI_USAGE; o->sp.top_k = (int32_t)iv; o->set |= OPT_TOPK; break;
+        case 3: if (!cli_parse_float("run", "--top-p", optarg, 1e-6, 1, &fv)) return CLI_USAGE; o->sp.top_p = (float)fv; o->set |= OPT_TOPP; break;
+        case 4: if (!cli_parse_float("run", "--min-p", optarg, 0, 1, &fv)) return CLI_USAGE; o->sp.min_p = (float)fv; o->set |= OPT_MINP; break;
+        case 5: if (!cli_parse_float("run", "--repeat-penalty", optarg, 1e-3, 10, &fv)) return CLI_USAGE; o->sp.repeat_penalty = (float)fv; o->set |= OPT_PEN; break;
+        case 6: if (!cli_parse_int("run", "--repeat-last-n", optarg, 0, 1 << 20, &iv)) return CLI_USAGE; o->sp.repeat_last_n = (int32_t)iv; o->set |= OPT_LASTN; break;
         case 's': {
             char *end;
             unsigned long long v = strtoull(optarg, &end, 0);
             if (end == optarg || *end || optarg[0] == '-') return cli_usage_error("run", "--seed expects a non-negative whole number, got '%s'", optarg);
             o->sp.seed = v;
+            o->set |= OPT_SEED;
             break;
         }
         case 't': if (!cli_parse_int("run", "--threads", optarg, 1, 512, &iv)) return CLI_USAGE; o->threads = (int)iv; break;
-        case 'c': if (!cli_parse_int("run", "--ctx", optarg, 8, 1 << 20, &iv)) return CLI_USAGE; o->ctx = (uint32_t)iv; break;
+        case 'c': if (!cli_parse_int("run", "--ctx", optarg, 8, 1 << 20, &iv)) return CLI_USAGE; o->ctx = (uint32_t)iv; o->set |= OPT_CTX; break;
         case 7: if (!cli_parse_int("run", "--logprobs", optarg, 0, 64, &iv)) return CLI_USAGE; o->logprobs = (int)iv; break;
         case 8: o->special = false; break;
         case 'h': usage(stdout); return -1;
@@ -236,12 +244,41 @@ static int parse(int argc, char **argv, run_opts *o) {
     return 0;
 }
 
+/* A bundle's parameters are defaults: options on the command line win. */
+static int apply_bundle(run_opts *o, const byoai_store_model *b) {
+    o->system = b->system_prompt;
+    json_t *p = json_loads(b->params_json, 0, NULL);
+    const char *k;
+    json_t *v;
+    json_object_foreach(p, k, v) {
+        double d = json_number_value(v);
+        bool num = json_is_number(v);
+        if (!num) {
+            fprintf(stderr, "byoai run: warning: bundle parameter %s is not a number; ignored\n", k);
+            continue;
+        }
+        if (!strcmp(k, "temp") && !(o->set & OPT_TEMP) && d >= 0 && d <= 100) o->sp.temp = (float)d;
+        else if (!strcmp(k, "top_k") && !(o->set & OPT_TOPK) && d >= 0 && d <= 1 << 24) o->sp.top_k = (int32_t)d;
+        else if (!strcmp(k, "top_p") && !(o->set & OPT_TOPP) && d > 0 && d <= 1) o->sp.top_p = (float)d;
+        else if (!strcmp(k, "min_p") && !(o->set & OPT_MINP) && d >= 0 && d <= 1) o->sp.min_p = (float)d;
+        else if (!strcmp(k, "repeat_penalty") && !(o->set & OPT_PEN) && d >= 1e-3 && d <= 10) o->sp.repeat_penalty = (float)d;
+        else if (!strcmp(k, "repeat_last_n") && !(o->set & OPT_LASTN) && d >= 0 && d <= 1 << 20) o->sp.repeat_last_n = (int32_t)d;
+        else if (!strcmp(k, "seed") && !(o->set & OPT_SEED) && d >= 0) o->sp.seed = (uint64_t)d;
+        else if (!strcmp(k, "n_predict") && !(o->set & OPT_N) && d >= -1 && d <= 1 << 30) o->n_predict = (long long)d;
+        else if (!strcmp(k, "ctx") && !(o->set & OPT_CTX) && d >= 8 && d <= 1 << 20) o->ctx = (uint32_t)d;
+    }
+    json_decref(p);
+    return 0;
+}
+
 int cli_run(int argc, char **argv) {
     run_opts o = {.n_predict = 256, .sp = byoai_sampler_defaults(), .logprobs = -1, .special = true};
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? CLI_OK : rc;
     char path[4096];
-    if (!cli_resolve_model("run", o.model, path, sizeof path)) return CLI_ERROR;
+    byoai_store_model info;
+    if (!cli_resolve_model_info("run", o.model, path, sizeof path, &info)) return CLI_ERROR;
+    if (info.is_bundle && apply_bundle(&o, &info)) return CLI_ERROR;
 
     byoai_error err = {0};
     double t0 = byoai_time_now();
@@ -265,8 +302,10 @@ int cli_run(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
 
-    if (o.prompt) {
-        rc = generate(&st, o.prompt, true);
+    if (o.system && o.system[0]) rc = generate(&st, o.system, false, true);
+    if (rc) {
+    } else if (o.prompt) {
+        rc = generate(&st, o.prompt, true, false);
         if (!rc && o.logprobs < 0) printf("\n");
     } else {
         rc = interactive(&st);

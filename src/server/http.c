@@ -76,6 +76,8 @@ const char *byoai_http_body(const byoai_http_req *r, size_t *len) {
 
 const char *byoai_http_body_file(const byoai_http_req *r) { return r->to_file ? r->body_path : NULL; }
 
+int byoai_http_status(const byoai_http_req *r) { return r->handled ? (int)r->status : 0; }
+
 bool byoai_http_client_gone(const byoai_http_req *r) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return true;
@@ -156,7 +158,7 @@ void byoai_http_send_file(byoai_http_req *r, const char *path, const char *conte
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0) close(fd);
-        const char *msg = "{\"error\":{\"message\":\"not found\",\"type\":\"not_found\"}}";
+        const char *msg = "{\"error\":{\"message\":\"not found\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}";
         byoai_http_send(r, 404, "application/json", msg, strlen(msg));
         return;
     }
@@ -322,7 +324,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->too_large = true;
             char msg[200];
             snprintf(msg, sizeof msg, "{\"error\":{\"message\":\"request body is larger than the %llu bytes "
-                     "allowed\",\"type\":\"invalid_request_error\",\"code\":\"body_too_large\"}}",
+                     "allowed\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"body_too_large\"}}",
                      (unsigned long long)limit);
             return queue_simple(conn, 413, msg);
         }
@@ -336,7 +338,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (r->file_len + n > h->cfg.max_file_body) {
                 r->too_large = true;
                 return queue_simple(conn, 413, "{\"error\":{\"message\":\"upload is larger than the server allows\","
-                                               "\"type\":\"invalid_request_error\"}}");
+                                               "\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}");
             }
             const char *p = upload_data;
             size_t left = n;
@@ -368,7 +370,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             char *nb = realloc(r->body, cap);
             if (!nb) {
                 r->too_large = true;
-                return queue_simple(conn, 503, "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\"}}");
+                return queue_simple(conn, 503, "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
             }
             r->body = nb;
             r->body_cap = cap;
@@ -382,12 +384,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->too_large && !r->to_file) {
         char msg[200];
         snprintf(msg, sizeof msg, "{\"error\":{\"message\":\"request body is larger than the %zu bytes allowed\","
-                 "\"type\":\"invalid_request_error\",\"code\":\"body_too_large\"}}", h->cfg.max_body);
+                 "\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"body_too_large\"}}", h->cfg.max_body);
         return queue_simple(conn, 413, msg);
     }
     if (r->too_large) return MHD_YES; /* already answered */
     if (r->io_error)
-        return queue_simple(conn, 500, "{\"error\":{\"message\":\"cannot store the upload\",\"type\":\"server_error\"}}");
+        return queue_simple(conn, 500, "{\"error\":{\"message\":\"cannot store the upload\",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
     if (r->to_file && r->body_fd >= 0) {
         fsync(r->body_fd);
         close(r->body_fd);
@@ -395,7 +397,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!r->handled) h->handler(h->user, r);
     if (!r->handled)
-        return queue_simple(conn, 500, "{\"error\":{\"message\":\"the handler did not answer\",\"type\":\"server_error\"}}");
+        return queue_simple(conn, 500, "{\"error\":{\"message\":\"the handler did not answer\",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
     enum MHD_Result rc = MHD_queue_response(conn, r->status, r->response);
     MHD_destroy_response(r->response);
     r->response = NULL;

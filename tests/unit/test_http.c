@@ -14,6 +14,7 @@ typedef struct {
     char dir[512];
     int stream_done_completed; /* -1 until done() runs */
     int chunks_left;
+    int status_before, status_after;
     pthread_mutex_t mu;
 } srv_state;
 
@@ -67,6 +68,10 @@ static void handler(void *user, byoai_http_req *r) {
     } else if (!strcmp(p, "/forever")) {
         byoai_http_stream_ops ops = {slow_read, stream_done};
         byoai_http_send_stream(r, 200, "text/event-stream", &ops, s);
+    } else if (!strcmp(p, "/status")) {
+        s->status_before = byoai_http_status(r);
+        byoai_http_send(r, 418, "text/plain", "teapot", 6);
+        s->status_after = byoai_http_status(r);
     } else if (!strcmp(p, "/upload")) {
         const char *f = byoai_http_body_file(r);
         char *data = NULL;
@@ -192,6 +197,15 @@ static void test_no_answer_is_500(void **state) {
     free(b.data);
 }
 
+static void test_status(void **state) {
+    (void)state;
+    buf b = {0};
+    assert_int_equal(request(byoai_http_port(H), "GET", "/status", NULL, 0, NULL, &b, NULL), 418);
+    assert_int_equal(S.status_before, 0);
+    assert_int_equal(S.status_after, 418);
+    free(b.data);
+}
+
 static void test_file_ranges(void **state) {
     (void)state;
     uint16_t port = byoai_http_port(H);
@@ -280,7 +294,7 @@ static void test_bad_bind(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo),          cmocka_unit_test(test_body_limit),
-        cmocka_unit_test(test_no_answer_is_500), cmocka_unit_test(test_file_ranges),
+        cmocka_unit_test(test_no_answer_is_500), cmocka_unit_test(test_status), cmocka_unit_test(test_file_ranges),
         cmocka_unit_test(test_sse),           cmocka_unit_test(test_stream_client_gone),
         cmocka_unit_test(test_upload_to_file), cmocka_unit_test(test_bad_bind),
     };

@@ -1,0 +1,171 @@
+/* byoai serve: the OpenAI-compatible API server and the web app. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "byoai/server.h"
+#include "byoai/store.h"
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: byoai serve [MODEL...] [options]\n"
+"\n"
+"Serve models over HTTP: the OpenAI API (/v1/chat/completions, /v1/completions,\n"
+"/v1/embeddings, /v1/models), a native API (/api/health, /api/version,\n"
+"/metrics, /api/conversations, /api/models) and a web app to chat in at /.\n"
+"Installed models and bundles are always served by name. A MODEL given here\n"
+"is a .gguf file, named in the API after the file (lower case, without\n"
+".gguf) or --alias; or an installed name (checked at start). Models load on\n"
+"first use and unload when idle.\n"
+"Prints the address it listens on; stops gracefully on SIGTERM or Ctrl-C.\n"
+"\n"
+"Options (each also a config-file key and a BYOAI_<KEY> environment variable):\n"
+"      --host ADDR           address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+"  -p, --port N              port (default 8080; 0 picks a free one)\n"
+"      --alias NAME          API name of the one MODEL given\n"
+"      --model NAME=PATH     serve PATH as NAME (repeatable)\n"
+"      --chat-template T     force a chat template family for every model, or\n"
+"                            NAME=T for one: chatml, llama2, llama3, mistral,\n"
+"                            phi3, gemma, zephyr, fallback (default: detect)\n"
+"      --api-key KEY         require this key as 'Authorization: Bearer KEY'\n"
+"                            (repeatable; keys from `byoai apikey create` also work)\n"
+"      --cors-origin ORIGIN  let web pages from ORIGIN call the API (repeatable,\n"
+"                            or comma-separated; '*' for any)\n"
+"      --parallel N          requests decoded together per model (default 4)\n"
+"  -c, --ctx N               context tokens per request (default: the model's, at most 4096)\n"
+"  -t, --threads N           compute threads per model (default: all cores)\n"
+"      --max-loaded N        models loaded at once (default 2)\n"
+"      --idle-timeout S      unload a model unused for S seconds (default 300; 0 never)\n"
+"      --queue N             requests waiting per model before 503 (default 64)\n"
+"      --max-tokens N        most tokens one request may generate (default 4096)\n"
+"      --max-messages N      most messages in one chat request (default 1024)\n"
+"      --max-body BYTES      largest request body, K/M/G suffixes (default 1M)\n"
+"      --request-timeout S   longest a generation may take (default 600)\n"
+"      --shutdown-grace S    seconds running requests get on SIGTERM (default 10)\n"
+"      --no-web              do not serve the web app\n"
+"      --db PATH             server database (default $BYOAI_HOME/server.db)\n"
+"      --config FILE         read 'key = value' settings (default $BYOAI_HOME/server.conf\n"
+"                            when it exists; also $BYOAI_CONFIG)\n"
+"  -h, --help                show this help\n"
+"\n"
+"Precedence: flags over environment over config file over defaults.\n"
+"See docs/server.md for the API and every setting.\n"
+"\n"
+"Exit status: 0 stopped by a signal, 1 cannot start (port in use, bad model), 2 usage error.\n"
+"\n"
+"Example:\n"
+"  byoai serve stories260K.gguf --port 8080\n"
+"  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+"    -d '{\"model\": \"stories260k\", \"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}]}'\n");
+}
+
+typedef struct {
+    const char *key, *value;
+} setting;
+
+int cli_serve(int argc, char **argv) {
+    enum { O_HOST = 1, O_ALIAS, O_MODEL, O_CHAT, O_KEY, O_CORS, O_PAR, O_MAXLOADED, O_IDLE, O_QUEUE, O_MAXTOK,
+           O_MAXMSG, O_MAXBODY, O_REQTO, O_GRACE, O_NOWEB, O_DB, O_CONFIG, O_HOME };
+    static const struct option opts[] = {
+        {"host", required_argument, 0, O_HOST},          {"port", required_argument, 0, 'p'},
+        {"alias", required_argument, 0, O_ALIAS},        {"model", required_argument, 0, O_MODEL},
+        {"chat-template", required_argument, 0, O_CHAT}, {"api-key", required_argument, 0, O_KEY},
+        {"cors-origin", required_argument, 0, O_CORS},   {"parallel", required_argument, 0, O_PAR},
+        {"ctx", required_argument, 0, 'c'},              {"threads", required_argument, 0, 't'},
+        {"max-loaded", required_argument, 0, O_MAXLOADED}, {"idle-timeout", required_argument, 0, O_IDLE},
+        {"queue", required_argument, 0, O_QUEUE},        {"max-tokens", required_argument, 0, O_MAXTOK},
+        {"max-messages", required_argument, 0, O_MAXMSG}, {"max-body", required_argument, 0, O_MAXBODY},
+        {"request-timeout", required_argument, 0, O_REQTO}, {"shutdown-grace", required_argument, 0, O_GRACE},
+        {"no-web", no_argument, 0, O_NOWEB},             {"db", required_argument, 0, O_DB},
+        {"config", required_argument, 0, O_CONFIG},      {"home", required_argument, 0, O_HOME},
+        {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
+    static const char *keys[] = {[O_HOST] = "host", [O_MODEL] = "model", [O_CHAT] = "chat-template",
+                                 [O_KEY] = "api-key", [O_CORS] = "cors-origin", [O_PAR] = "parallel",
+                                 [O_MAXLOADED] = "max-loaded", [O_IDLE] = "idle-timeout", [O_QUEUE] = "queue",
+                                 [O_MAXTOK] = "max-tokens", [O_MAXMSG] = "max-messages", [O_MAXBODY] = "max-body",
+                                 [O_REQTO] = "request-timeout", [O_GRACE] = "shutdown-grace", [O_DB] = "db",
+                                 [O_HOME] = "home"};
+    setting flags[256];
+    int n_flags = 0;
+    const char *alias = NULL, *config = getenv("BYOAI_CONFIG");
+    cli_getopt_reset();
+    int c;
+    while ((c = getopt_long(argc, argv, ":p:c:t:h", opts, NULL)) != -1) {
+        if (n_flags >= (int)(sizeof flags / sizeof flags[0]) - 1) return cli_usage_error("serve", "too many options");
+        switch (c) {
+        case 'p': flags[n_flags++] = (setting){"port", optarg}; break;
+        case 'c': flags[n_flags++] = (setting){"ctx", optarg}; break;
+        case 't': flags[n_flags++] = (setting){"threads", optarg}; break;
+        case O_ALIAS: alias = optarg; break;
+        case O_CONFIG: config = optarg; break;
+        case O_NOWEB: flags[n_flags++] = (setting){"web", "false"}; break;
+        case 'h': usage(stdout); return CLI_OK;
+        case ':': return cli_usage_error("serve", "option %s needs a value", argv[optind - 1]);
+        case '?': return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+        default: flags[n_flags++] = (setting){keys[c], optarg}; break;
+        }
+    }
+    byoai_server_config cfg;
+    byoai_server_config_defaults(&cfg);
+    byoai_error err = {0};
+    /* the config file: named, or the default one when it exists */
+    char def_conf[1100];
+    if (!config) {
+        const char *home = getenv("BYOAI_HOME");
+        for (int i = 0; i < n_flags; i++)
+            if (!strcmp(flags[i].key, "home")) home = flags[i].value;
+        char db[1100];
+        byoai_server_default_db(home, db, sizeof db);
+        char *slash = strrchr(db, '/');
+        if (slash) *slash = '\0';
+        snprintf(def_conf, sizeof def_conf, "%s/server.conf", db);
+        if (access(def_conf, R_OK) == 0) config = def_conf;
+    }
+    if (config && byoai_server_config_load_file(&cfg, config, &err)) return cli_fail("serve", &err);
+    if (byoai_server_config_load_env(&cfg, &err)) return cli_fail("serve", &err);
+    /* positional models, then flags in the order given */
+    int n_pos = argc - optind;
+    if (alias && n_pos != 1) return cli_usage_error("serve", "--alias names the one MODEL given; use --model NAME=PATH for several");
+    for (int i = optind; i < argc; i++) {
+        char path[4096];
+        byoai_store_model info;
+        if (!cli_resolve_model_info("serve", argv[i], path, sizeof path, &info)) return CLI_ERROR;
+        /* an installed name is served from the store as it is (bundles keep
+         * their prompt and parameters); a file, or a renamed model, by path */
+        if (info.name[0] && !alias) continue;
+        if (byoai_server_config_add_model(&cfg, path, alias, &err)) return cli_usage_error("serve", "%s", err.msg);
+    }
+    for (int i = 0; i < n_flags; i++)
+        if (byoai_server_config_set(&cfg, flags[i].key, flags[i].value, &err))
+            return cli_usage_error("serve", "--%s: %s", flags[i].key, err.msg);
+    if (cfg.n_models == 0)
+        fprintf(stderr, "byoai serve: no models given: the API will answer, but has no model to run (give a MODEL.gguf "
+                        "or --model NAME=PATH)\n");
+
+    /* signals are taken by this thread with sigwait(): block them before any thread starts */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    byoai_server *srv;
+    if (byoai_server_start(&cfg, &srv, &err)) return cli_fail("serve", &err);
+    bool v6 = strchr(cfg.host, ':') != NULL;
+    printf("byoai serve: listening on http://%s%s%s:%u/\n", v6 ? "[" : "", cfg.host, v6 ? "]" : "",
+           byoai_server_port(srv));
+    for (uint32_t i = 0; i < cfg.n_models; i++) printf("  model %s: %s\n", cfg.models[i].name, cfg.models[i].path);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "byoai serve: %s received, finishing running requests (up to %u s)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_grace);
+    byoai_server_shutdown(srv, cfg.shutdown_grace);
+    byoai_server_free(srv);
+    fprintf(stderr, "byoai serve: stopped\n");
+    return CLI_OK;
+}

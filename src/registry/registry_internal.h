@@ -1,0 +1,83 @@
+/* Private parts of the registry module shared by its files. */
+#ifndef BYOAI_REGISTRY_INTERNAL_H
+#define BYOAI_REGISTRY_INTERNAL_H
+
+#include <stdio.h>
+
+#include "byoai/registry.h"
+
+/* ---- URLs ----------------------------------------------------------------- */
+/* The Hugging Face endpoint: $BYOAI_HF_ENDPOINT, $HF_ENDPOINT, or https://huggingface.co (no trailing '/'). */
+const char *reg_hf_endpoint(void);
+/* True when url is a file on the Hub (ENDPOINT/OWNER/REPO/resolve/REV/PATH). */
+bool reg_is_hub_url(const char *url);
+/* hf:OWNER/REPO[@REV]/PATH into ENDPOINT/OWNER/REPO/resolve/REV/PATH; false when malformed. */
+bool reg_hf_to_url(const char *spec, char *url, size_t cap, char *file_name, size_t fcap);
+/* The URL of a registry's index.json (base may name a directory or the file). */
+int reg_index_url(const char *base, char *out, size_t cap, byoai_error *err);
+/* Join a relative reference to the directory of base. */
+int reg_url_join(const char *base, const char *rel, char *out, size_t cap);
+
+/* ---- HTTP client (libcurl) ---------------------------------------------- */
+typedef struct reg_response {
+    long status;            /* HTTP status; 200 for a file:// read */
+    char *body;             /* malloc'd, NUL-terminated (GET) */
+    size_t len;
+    char etag[256];
+    char last_modified[64];
+    char linked_etag[128];  /* X-Linked-Etag, unquoted */
+    uint64_t linked_size;   /* X-Linked-Size */
+    char repo_commit[64];   /* X-Repo-Commit */
+    uint64_t content_length;
+} reg_response;
+
+typedef struct reg_request {
+    const char *method;     /* "GET" (default), "HEAD", "PUT" */
+    const char *if_none_match, *if_modified_since;
+    size_t max_body;        /* 0: BYOAI_INDEX_MAX_BYTES */
+    bool follow;            /* follow redirects (GET default true; HEAD false) */
+    const char *const *headers; /* extra "Name: value" lines, NULL-terminated */
+    const char *upload_path;    /* PUT: the file to send */
+    uint64_t max_rate;
+    byoai_progress_fn progress;
+    void *user;
+    const char *what;
+    long timeout_s;         /* 0: 60 */
+} reg_request;
+
+void reg_curl_init(void);
+int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_error *err);
+void reg_response_free(reg_response *r);
+
+/* Download url into the store as blob `sha256` (NULL: a Hub file whose
+ * sha256 comes from X-Linked-Etag; *resolved_sha gets it). Resumes a
+ * partial download with Range, verifies before committing, shares the
+ * download with concurrent installs through the blob's lock. */
+typedef struct reg_download_opts {
+    uint64_t max_rate;
+    unsigned retries;       /* 0: 5 */
+    const char *what;
+} reg_download_opts;
+int reg_download_blob(byoai_store *s, const char *const *urls, size_t n_urls, const char *sha256, uint64_t size,
+                      const reg_download_opts *o, byoai_progress_fn progress, void *user, char resolved_sha[65],
+                      uint64_t *resolved_size, byoai_error *err);
+/* Ask the Hub for a file's sha256 and size (HEAD, X-Linked-Etag). */
+int reg_hub_head(const char *url, char sha256[65], uint64_t *size, char *commit, size_t ccap, byoai_error *err);
+
+/* ---- the built-in index --------------------------------------------------- */
+extern const unsigned char byoai_builtin_index[];
+extern const unsigned long byoai_builtin_index_len;
+
+/* ---- misc ----------------------------------------------------------------- */
+bool reg_env_true(const char *name);
+/* Number from the environment, or def. */
+uint64_t reg_env_u64(const char *name, uint64_t def);
+/* Does the variant's quantization run on this build? Float = F32/F16/BF16. */
+bool reg_quant_runnable(const char *quant, bool *is_float);
+/* Add "Authorization: Bearer $HF_TOKEN" for a Hub URL (never for other hosts). */
+struct curl_slist;
+void reg_auth_header(const char *url, struct curl_slist **hdrs);
+/* The cache directory of a registry URL. */
+int reg_cache_dir(byoai_store *s, const char *url, char *out, size_t cap);
+
+#endif

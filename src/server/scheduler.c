@@ -1,0 +1,660 @@
+/*
+ * The per-model scheduler: continuous batching over one byoai_context with
+ * n_seq sequence slots.
+ *
+ * One thread per loaded model runs this loop:
+ *   1. admit queued jobs into free slots (each slot is a sequence with its
+ *      own KV cache; a job goes to the free slot whose cache already holds
+ *      the longest start of its prompt, and only the rest is evaluated, so
+ *      the next turn of a conversation does not re-read the whole chat);
+ *   2. build one batch: the last sampled token of every generating slot,
+ *      then prompt chunks of slots still reading their prompt, up to n_batch
+ *      rows;
+ *   3. decode it, then sample a token for every slot whose row asked for
+ *      logits, release its text (holding back what may be the start of a
+ *      stop string or of a UTF-8 character) and finish slots that hit EOS, a
+ *      stop string, max_tokens, the context's end, a deadline or a cancel.
+ * Requests thus join and leave the batch at every step instead of waiting
+ * for each other. Jobs are shared with the HTTP thread (reference counted);
+ * output goes through the job's piece list under its mutex.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+/* ---- jobs ------------------------------------------------------------------------ */
+srv_job *srv_job_new(void) {
+    srv_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->refs = 1;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    return j;
+}
+
+void srv_job_ref(srv_job *j) { __atomic_add_fetch(&j->refs, 1, __ATOMIC_ACQ_REL); }
+
+void srv_job_unref(srv_job *j) {
+    if (!j || __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (size_t i = 0; i < j->n_pieces; i++) free(j->pieces[i].text);
+    free(j->pieces);
+    for (size_t i = 0; i < j->s.n_stop; i++) free(j->s.stop[i]);
+    free(j->prompt);
+    free(j->embedding);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+void srv_job_cancel(srv_job *j) { __atomic_store_n(&j->cancelled, 1, __ATOMIC_RELEASE); }
+
+bool srv_job_wait(srv_job *j, size_t seen, double timeout_s) {
+    pthread_mutex_lock(&j->mu);
+    if (j->n_pieces <= seen && !j->done && timeout_s > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + timeout_s;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        while (j->n_pieces <= seen && !j->done)
+            if (pthread_cond_timedwait(&j->cv, &j->mu, &ts) != 0) break;
+    }
+    bool news = j->n_pieces > seen || j->done;
+    pthread_mutex_unlock(&j->mu);
+    return news;
+}
+
+/* ---- stop strings ---------------------------------------------------------------- */
+size_t srv_stop_scan(const char *buf, size_t n, char *const *stops, size_t n_stops, bool final, bool *found,
+                     size_t *stop_at) {
+    *found = false;
+    size_t best = n;
+    for (size_t i = 0; i < n_stops; i++) {
+        size_t k = strlen(stops[i]);
+        if (!k || k > n) continue;
+        const char *p = memmem(buf, n, stops[i], k);
+        if (p && (size_t)(p - buf) < best) {
+            best = (size_t)(p - buf);
+            *found = true;
+        }
+    }
+    if (*found) {
+        *stop_at = best;
+        return best;
+    }
+    if (final) return n;
+    /* hold back the longest tail that is the start of a stop string */
+    size_t hold = byoai_utf8_incomplete_tail(buf, n);
+    for (size_t i = 0; i < n_stops; i++) {
+        size_t k = strlen(stops[i]);
+        for (size_t t = k > n ? n : k - 1; t > hold; t--)
+            if (!memcmp(buf + n - t, stops[i], t)) {
+                hold = t;
+                break;
+            }
+    }
+    return n - hold;
+}
+
+/* A copy of s[0..n) with invalid UTF-8 replaced by U+FFFD (model output can
+ * be any bytes; JSON strings must be valid UTF-8). */
+static char *utf8_sanitize(const char *s, size_t n, size_t *out_len) {
+    char *o = malloc(n * 3 + 1), *w = o;
+    if (!o) return NULL;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) {
+            *w++ = (char)c;
+            i++;
+            continue;
+        }
+        int l = byoai_utf8_len(c);
+        if (i + (size_t)l <= n && l > 1 && byoai_utf8_valid(s + i, (size_t)l)) {
+            memcpy(w, s + i, (size_t)l);
+            w += l;
+            i += (size_t)l;
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3);
+            w += 3;
+            i++;
+        }
+    }
+    *w = '\0';
+    *out_len = (size_t)(w - o);
+    return o;
+}
+
+/* ---- the scheduler -------------------------------------------------------------- */
+typedef struct slot {
+    srv_job *job;
+    /* the tokens in this sequence's KV cache, kept after a job ends so the
+     * next job that starts with the same tokens (the same conversation, one
+     * turn later) skips evaluating them again */
+    int32_t *hist;
+    uint32_t n_hist, cap_hist;
+    bool hist_lost; /* out of memory once: reuse nothing until the cache restarts */
+    uint32_t n_fed, n_take;
+    bool generating;
+    int32_t next;
+    byoai_sampler *sampler;
+    byoai_json_filter *jf;
+    char *pend;
+    size_t pend_len, pend_cap;
+    double *emb_sum;
+} slot;
+
+struct srv_sched {
+    byoai_model *model;
+    const byoai_tokenizer *tok;
+    byoai_context *ctx;
+    srv_sched_params p;
+    int32_t n_vocab;
+    uint32_t n_embd;
+    srv_metrics *met;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;
+    srv_job **queue; /* ring */
+    size_t q_head, q_len;
+    slot *slots;
+    uint32_t n_active;
+    int32_t *b_tok, *b_seq;
+    int8_t *b_want;
+    uint32_t *want_slot, *row_slot;
+};
+
+static void push_piece(srv_job *j, const char *text, size_t len, int32_t token, float lp, const int32_t *ids,
+                       const float *lps, int n_top) {
+    srv_piece pc = {0};
+    pc.token = token;
+    pc.logprob = lp;
+    pc.text = utf8_sanitize(text ? text : "", len, &pc.len);
+    if (!pc.text) return;
+    pc.n_top = (uint8_t)n_top;
+    if (n_top > 0) {
+        memcpy(pc.top_ids, ids, (size_t)n_top * sizeof *ids);
+        memcpy(pc.top_lps, lps, (size_t)n_top * sizeof *lps);
+    }
+    pthread_mutex_lock(&j->mu);
+    if (j->n_pieces == j->cap_pieces) {
+        size_t cap = j->cap_pieces ? j->cap_pieces * 2 : 32;
+        srv_piece *p = realloc(j->pieces, cap * sizeof *p);
+        if (!p) {
+            pthread_mutex_unlock(&j->mu);
+            free(pc.text);
+            return;
+        }
+        j->pieces = p;
+        j->cap_pieces = cap;
+    }
+    j->pieces[j->n_pieces++] = pc;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* end a slot's job, keeping its token history */
+static void slot_clear(srv_sched *s, slot *sl) {
+    byoai_sampler_free(sl->sampler);
+    byoai_json_filter_free(sl->jf);
+    free(sl->pend);
+    free(sl->emb_sum);
+    slot keep = {.hist = sl->hist, .n_hist = sl->n_hist, .cap_hist = sl->cap_hist, .hist_lost = sl->hist_lost};
+    *sl = keep;
+    (void)s;
+}
+
+static bool hist_push(slot *sl, int32_t tok) {
+    if (sl->hist_lost) return false;
+    if (sl->n_hist == sl->cap_hist) {
+        uint32_t cap = sl->cap_hist ? sl->cap_hist * 2 : 256;
+        int32_t *h = realloc(sl->hist, cap * sizeof *h);
+        if (!h) { /* forget rather than lie: the next job starts afresh */
+            sl->n_hist = 0;
+            sl->hist_lost = true;
+            return false;
+        }
+        sl->hist = h;
+        sl->cap_hist = cap;
+    }
+    sl->hist[sl->n_hist++] = tok;
+    return true;
+}
+
+/* tokens at the start of the job's prompt already in the slot's cache */
+static uint32_t reusable(const slot *sl, const srv_job *j) {
+    if (j->embed || sl->hist_lost) return 0; /* embeddings need every token's hidden state */
+    uint32_t n = 0, max = sl->n_hist < j->n_prompt ? sl->n_hist : j->n_prompt;
+    while (n < max && sl->hist[n] == j->prompt[n]) n++;
+    /* the last prompt token is always evaluated again: its logits start the answer */
+    return n == j->n_prompt ? n - 1 : n;
+}
+
+/* End a slot's job: flush held-back text (unless an error), publish, free. */
+static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *err) {
+    srv_job *j = sl->job;
+    if (!err && sl->pend_len && strcmp(reason, "cancelled")) push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
+    /* the slot is free before anyone can see the job done */
+    slot_clear(s, sl);
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&j->mu);
+    snprintf(j->finish, sizeof j->finish, "%s", reason);
+    if (err) j->err = *err;
+    j->t_end = byoai_time_now();
+    j->done = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
+    srv_job_unref(j);
+}
+
+/* a job that never got a slot */
+static void finish_unstarted(srv_sched *s, srv_job *j, const char *reason, const srv_error *err) {
+    pthread_mutex_lock(&j->mu);
+    snprintf(j->finish, sizeof j->finish, "%s", reason);
+    if (err) j->err = *err;
+    j->t_end = byoai_time_now();
+    j->done = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
+    srv_job_unref(j);
+}
+
+static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, srv_error *e) {
+    slot *sl = &s->slots[seq];
+    sl->job = j;
+    uint32_t keep = reusable(sl, j);
+    byoai_kv_truncate(s->ctx, seq, keep);
+    sl->n_hist = keep;
+    sl->hist_lost = false;
+    sl->n_fed = keep;
+    j->n_prompt_cached = keep;
+    byoai_error err;
+    if (j->embed) {
+        sl->emb_sum = calloc(s->n_embd, sizeof(double));
+        if (!sl->emb_sum) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+        return 0;
+    }
+    byoai_sampler_params sp = byoai_sampler_defaults();
+    sp.temp = j->s.temperature;
+    sp.top_p = j->s.top_p > 0 ? j->s.top_p : 1.0f;
+    sp.top_k = j->s.top_k;
+    sp.min_p = j->s.min_p;
+    sp.repeat_penalty = j->s.repeat_penalty;
+    sp.seed = j->s.seed;
+    if (byoai_sampler_new(&sp, s->n_vocab, &sl->sampler, &err))
+        return srv_err(e, 400, "invalid_request_error", NULL, NULL, "%s", err.msg);
+    if (j->s.json_mode) {
+        if (byoai_json_filter_new(s->tok, s->n_vocab, &sl->jf, &err))
+            return srv_err(e, 500, "server_error", NULL, NULL, "%s", err.msg);
+        byoai_sampler_set_filter(sl->sampler, byoai_json_filter_apply, sl->jf);
+    }
+    for (uint32_t i = 0; i < j->n_prompt; i++) byoai_sampler_accept(sl->sampler, j->prompt[i]);
+    return 0;
+}
+
+static bool pend_append(slot *sl, const char *p, size_t n) {
+    if (sl->pend_len + n + 1 > sl->pend_cap) {
+        size_t cap = sl->pend_cap ? sl->pend_cap * 2 : 256;
+        while (cap < sl->pend_len + n + 1) cap *= 2;
+        char *q = realloc(sl->pend, cap);
+        if (!q) return false;
+        sl->pend = q;
+        sl->pend_cap = cap;
+    }
+    memcpy(sl->pend + sl->pend_len, p, n);
+    sl->pend_len += n;
+    sl->pend[sl->pend_len] = '\0';
+    return true;
+}
+
+/* Sample the next token of a slot from its logits and release its text. */
+static void sample(srv_sched *s, uint32_t seq, const float *logits) {
+    slot *sl = &s->slots[seq];
+    srv_job *j = sl->job;
+    const uint32_t L = byoai_kv_len(s->ctx, seq), n_ctx = s->p.n_ctx;
+    uint32_t left = j->max_new ? j->max_new - j->n_gen : UINT32_MAX;
+    uint32_t room = n_ctx - L + 1;
+    if (sl->jf) byoai_json_filter_set_budget(sl->jf, left < room ? left : room);
+    int32_t tok = byoai_sampler_sample(sl->sampler, logits);
+    if (tok < 0) {
+        finish(s, sl, "stop", NULL);
+        return;
+    }
+    if (byoai_token_is_eog(s->tok, tok) || byoai_token_is_control(s->tok, tok)) {
+        finish(s, sl, "stop", NULL);
+        return;
+    }
+    float lp = 0;
+    int32_t ids[SRV_MAX_TOP_LOGPROBS];
+    float lps[SRV_MAX_TOP_LOGPROBS];
+    int n_top = 0;
+    if (j->s.logprobs) {
+        lp = byoai_logprob(logits, s->n_vocab, tok);
+        n_top = (int)byoai_top_logprobs(logits, s->n_vocab, j->s.top_logprobs, ids, lps);
+    }
+    byoai_sampler_accept(sl->sampler, tok);
+    if (sl->jf) byoai_json_filter_accept(sl->jf, tok);
+    j->n_gen++;
+    if (j->n_gen == 1) {
+        j->t_first = byoai_time_now();
+        srv_metrics_first_token(s->met, j->t_first - j->t_submit);
+    }
+    srv_metrics_tokens(s->met, 0, 1);
+    char piece[512];
+    int n = byoai_token_to_piece(s->tok, tok, piece, sizeof piece, false);
+    if (n < 0) n = 0;
+    if ((size_t)n > sizeof piece) n = sizeof piece;
+    if (!pend_append(sl, piece, (size_t)n)) {
+        srv_error e;
+        srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
+        finish(s, sl, "error", &e);
+        return;
+    }
+    bool found;
+    size_t at = 0;
+    size_t release = srv_stop_scan(sl->pend, sl->pend_len, j->s.stop, j->s.n_stop, false, &found, &at);
+    push_piece(j, sl->pend, release, tok, lp, ids, lps, n_top);
+    if (found) {
+        sl->pend_len = 0;
+        finish(s, sl, "stop", NULL);
+        return;
+    }
+    memmove(sl->pend, sl->pend + release, sl->pend_len - release);
+    sl->pend_len -= release;
+    if (j->max_new && j->n_gen >= j->max_new) {
+        finish(s, sl, "length", NULL);
+        return;
+    }
+    if (L >= n_ctx) { /* no position left to feed this token */
+        finish(s, sl, "length", NULL);
+        return;
+    }
+    sl->generating = true;
+    sl->next = tok;
+}
+
+static void embed_done(srv_sched *s, slot *sl) {
+    srv_job *j = sl->job;
+    float *v = malloc(s->n_embd * sizeof(float));
+    if (!v) {
+        srv_error e;
+        srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
+        finish(s, sl, "error", &e);
+        return;
+    }
+    double norm = 0;
+    for (uint32_t i = 0; i < s->n_embd; i++) {
+        double x = sl->emb_sum[i] / (double)j->n_prompt;
+        v[i] = (float)x;
+        norm += x * x;
+    }
+    norm = sqrt(norm);
+    if (norm > 0)
+        for (uint32_t i = 0; i < s->n_embd; i++) v[i] = (float)(v[i] / norm);
+    pthread_mutex_lock(&j->mu);
+    j->embedding = v;
+    j->n_embd = s->n_embd;
+    pthread_mutex_unlock(&j->mu);
+    finish(s, sl, "stop", NULL);
+}
+
+/* One decode step over every active slot. */
+static void step(srv_sched *s) {
+    const uint32_t n_seq = s->p.n_seq;
+    double now = byoai_time_now();
+    for (uint32_t i = 0; i < n_seq; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job) continue;
+        if (__atomic_load_n(&sl->job->cancelled, __ATOMIC_ACQUIRE)) finish(s, sl, "cancelled", NULL);
+        else if (sl->job->deadline > 0 && now > sl->job->deadline) {
+            srv_error e;
+            srv_err(&e, 504, "server_error", "timeout", NULL, "the request took longer than the server's "
+                    "request-timeout and was stopped");
+            finish(s, sl, "error", &e);
+        }
+    }
+    uint32_t rows = 0, n_want = 0;
+    for (uint32_t i = 0; i < n_seq; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job || !sl->generating) continue;
+        s->b_tok[rows] = sl->next;
+        hist_push(sl, sl->next);
+        s->b_seq[rows] = (int32_t)i;
+        s->b_want[rows] = 1;
+        s->row_slot[rows] = i;
+        s->want_slot[n_want++] = i;
+        rows++;
+    }
+    for (uint32_t i = 0; i < n_seq && rows < s->p.n_batch; i++) {
+        slot *sl = &s->slots[i];
+        sl->n_take = 0;
+        if (!sl->job || sl->generating) continue;
+        srv_job *j = sl->job;
+        uint32_t take = j->n_prompt - sl->n_fed;
+        if (take > s->p.n_batch - rows) take = s->p.n_batch - rows;
+        for (uint32_t k = 0; k < take; k++) {
+            uint32_t pi = sl->n_fed + k;
+            s->b_tok[rows] = j->prompt[pi];
+            hist_push(sl, j->prompt[pi]);
+            s->b_seq[rows] = (int32_t)i;
+            s->b_want[rows] = !j->embed && pi == j->n_prompt - 1;
+            s->row_slot[rows] = i;
+            if (s->b_want[rows]) s->want_slot[n_want++] = i;
+            rows++;
+        }
+        sl->n_take = take;
+        if (sl->n_fed == j->n_prompt_cached && take) j->t_start = now;
+    }
+    if (rows == 0) return;
+    byoai_batch b = {.n_tokens = rows, .tokens = s->b_tok, .seq = s->b_seq, .want = s->b_want};
+    byoai_error err;
+    if (byoai_decode(s->ctx, &b, &err)) {
+        srv_error e;
+        srv_err(&e, 500, "server_error", NULL, NULL, "decoding failed: %s", err.msg);
+        for (uint32_t i = 0; i < n_seq; i++) {
+            s->slots[i].n_hist = 0; /* the histories no longer match the caches */
+            if (s->slots[i].job) finish(s, &s->slots[i], "error", &e);
+        }
+        return;
+    }
+    /* prompt progress and embeddings */
+    for (uint32_t r = 0; r < rows; r++) {
+        slot *sl = &s->slots[s->row_slot[r]];
+        if (!sl->job || !sl->job->embed) continue;
+        const float *h = byoai_get_embedding(s->ctx, r);
+        if (h)
+            for (uint32_t d = 0; d < s->n_embd; d++) sl->emb_sum[d] += h[d];
+    }
+    for (uint32_t i = 0; i < n_seq; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job || sl->generating || !sl->n_take) continue;
+        sl->n_fed += sl->n_take;
+        sl->job->n_prompt_eval += sl->n_take;
+        srv_metrics_tokens(s->met, sl->n_take, 0);
+        if (sl->job->embed && sl->n_fed == sl->job->n_prompt) embed_done(s, sl);
+    }
+    for (uint32_t w = 0; w < n_want; w++) {
+        uint32_t i = s->want_slot[w];
+        if (!s->slots[i].job) continue;
+        sample(s, i, byoai_get_output(s->ctx, w));
+    }
+}
+
+static void *sched_main(void *arg) {
+    srv_sched *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stopping && s->q_len == 0 && s->n_active == 0) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) break;
+        /* admit queued jobs into free slots, each into the one whose cache
+         * already holds the longest start of its prompt */
+        while (s->q_len && s->n_active < s->p.n_seq) {
+            srv_job *j = s->queue[s->q_head];
+            uint32_t i = UINT32_MAX, best = 0;
+            for (uint32_t k = 0; k < s->p.n_seq; k++) {
+                if (s->slots[k].job) continue;
+                uint32_t r = reusable(&s->slots[k], j);
+                if (i == UINT32_MAX || r > best) i = k, best = r;
+            }
+            if (i == UINT32_MAX) break;
+            s->q_head = (s->q_head + 1) % s->p.queue_max;
+            s->q_len--;
+            pthread_mutex_unlock(&s->mu);
+            srv_error e = {0};
+            if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE)) {
+                finish_unstarted(s, j, "cancelled", NULL);
+            } else if (j->deadline > 0 && byoai_time_now() > j->deadline) {
+                srv_err(&e, 503, "server_error", "overloaded", NULL, "the request waited longer than the server's "
+                        "request-timeout for a free slot");
+                finish_unstarted(s, j, "error", &e);
+            } else if (slot_start(s, i, j, &e)) {
+                slot_clear(s, &s->slots[i]);
+                finish_unstarted(s, j, "error", &e);
+            } else {
+                pthread_mutex_lock(&s->mu);
+                s->n_active++;
+                pthread_mutex_unlock(&s->mu);
+            }
+            pthread_mutex_lock(&s->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
+        step(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    /* stopping: cancel everything */
+    while (s->q_len) {
+        srv_job *j = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->p.queue_max;
+        s->q_len--;
+        pthread_mutex_unlock(&s->mu);
+        finish_unstarted(s, j, "cancelled", NULL);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (uint32_t i = 0; i < s->p.n_seq; i++)
+        if (s->slots[i].job) finish(s, &s->slots[i], "cancelled", NULL);
+    return NULL;
+}
+
+int srv_sched_new(byoai_model *m, const srv_sched_params *p, srv_metrics *met, srv_sched **out, byoai_error *err) {
+    *out = NULL;
+    srv_sched *s = calloc(1, sizeof *s);
+    if (!s) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+    s->model = m;
+    s->tok = byoai_model_tokenizer(m);
+    s->met = met;
+    s->p = *p;
+    if (s->p.n_seq == 0) s->p.n_seq = 1;
+    if (s->p.queue_max == 0) s->p.queue_max = 64;
+    if (s->p.n_batch == 0) s->p.n_batch = 512;
+    if (s->p.n_batch < s->p.n_seq) s->p.n_batch = s->p.n_seq;
+    byoai_context_params cp = {.n_ctx = s->p.n_ctx, .n_seq = s->p.n_seq, .n_batch = s->p.n_batch,
+                               .n_threads = s->p.n_threads, .embeddings = true};
+    int rc = byoai_context_new(m, &cp, &s->ctx, err);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->p.n_ctx = byoai_context_n_ctx(s->ctx);
+    if (s->p.n_batch > s->p.n_ctx * s->p.n_seq) s->p.n_batch = s->p.n_ctx * s->p.n_seq;
+    s->n_vocab = (int32_t)byoai_model_hparams(m)->n_vocab;
+    s->n_embd = byoai_model_hparams(m)->n_embd;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->queue = calloc(s->p.queue_max, sizeof *s->queue);
+    s->slots = calloc(s->p.n_seq, sizeof *s->slots);
+    s->b_tok = malloc(s->p.n_batch * sizeof(int32_t));
+    s->b_seq = malloc(s->p.n_batch * sizeof(int32_t));
+    s->b_want = malloc(s->p.n_batch);
+    s->want_slot = malloc(s->p.n_batch * sizeof(uint32_t));
+    s->row_slot = malloc(s->p.n_batch * sizeof(uint32_t));
+    if (!s->queue || !s->slots || !s->b_tok || !s->b_seq || !s->b_want || !s->want_slot || !s->row_slot) {
+        srv_sched_free(s);
+        return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+    }
+    if (pthread_create(&s->thread, NULL, sched_main, s)) {
+        srv_sched_free(s);
+        return byoai_error_set(err, BYOAI_ENOMEM, "cannot start the scheduler thread");
+    }
+    s->started = true;
+    *out = s;
+    return 0;
+}
+
+int srv_sched_submit(srv_sched *s, srv_job *j, srv_error *e) {
+    if (j->n_prompt == 0)
+        return srv_err(e, 400, "invalid_request_error", NULL, NULL, "the prompt is empty after tokenization");
+    if (j->n_prompt > s->p.n_ctx)
+        return srv_err(e, 400, "invalid_request_error", "context_length_exceeded", NULL,
+                       "the prompt has %u tokens but this model's context holds %u tokens per request; shorten the "
+                       "conversation (or start the server with a larger --ctx)", j->n_prompt, s->p.n_ctx);
+    for (uint32_t i = 0; i < j->n_prompt; i++)
+        if (j->prompt[i] < 0 || j->prompt[i] >= byoai_tokenizer_n_vocab(s->tok))
+            return srv_err(e, 400, "invalid_request_error", NULL, "prompt",
+                           "token id %d is outside the model's vocabulary (0..%d)", j->prompt[i],
+                           byoai_tokenizer_n_vocab(s->tok) - 1);
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return srv_err(e, 503, "server_error", "unavailable", NULL, "the model is being unloaded; retry");
+    }
+    if (s->q_len >= s->p.queue_max) {
+        pthread_mutex_unlock(&s->mu);
+        return srv_err(e, 503, "server_error", "overloaded", NULL,
+                       "the server is busy: %u requests are already waiting for this model; retry later",
+                       s->p.queue_max);
+    }
+    srv_job_ref(j);
+    j->t_submit = byoai_time_now();
+    s->queue[(s->q_head + s->q_len) % s->p.queue_max] = j;
+    s->q_len++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void srv_sched_stop(srv_sched *s) {
+    if (!s || !s->started) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->started = false;
+}
+
+void srv_sched_free(srv_sched *s) {
+    if (!s) return;
+    srv_sched_stop(s);
+    for (uint32_t i = 0; s->slots && i < s->p.n_seq; i++) free(s->slots[i].hist);
+    byoai_context_free(s->ctx);
+    free(s->queue);
+    free(s->slots);
+    free(s->b_tok);
+    free(s->b_seq);
+    free(s->b_want);
+    free(s->want_slot);
+    free(s->row_slot);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+void srv_sched_counts(srv_sched *s, uint32_t *queued, uint32_t *active, uint32_t *slots) {
+    pthread_mutex_lock(&s->mu);
+    *queued = (uint32_t)s->q_len;
+    *active = s->n_active;
+    *slots = s->p.n_seq;
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint32_t srv_sched_n_ctx(const srv_sched *s) { return s->p.n_ctx; }
