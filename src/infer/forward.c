@@ -233,6 +233,7 @@ typedef struct {
     const int32_t *pos, *seq;
     const float *q;
     size_t q_stride;
+    uint32_t split; /* each KV head's query heads in this many tasks */
 } attn_job;
 
 /* one (token, KV head) pair at a time: the query heads sharing the KV head
@@ -246,16 +247,17 @@ static void attention_heads(void *arg, int ith, int nth) {
     const uint32_t qd = hp->n_head * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     float *scores = ctx->scores + (size_t)ith * group * ctx->p.n_ctx;
-    const uint32_t tasks = j->n * hp->n_head_kv;
+    const uint32_t g = group / j->split, per_token = hp->n_head_kv * j->split;
+    const uint32_t tasks = j->n * per_token;
     for (uint32_t task = (uint32_t)ith; task < tasks; task += (uint32_t)nth) {
-        const uint32_t i = task / hp->n_head_kv, kvh = task % hp->n_head_kv;
+        const uint32_t i = task / per_token, kvh = task % per_token / j->split, h0 = kvh * group + task % j->split * g;
         const int32_t pos = j->pos[i];
         const size_t cache = (size_t)j->layer * ctx->p.n_seq + (size_t)j->seq[i];
         const float *K = ctx->k_cache[cache] + (size_t)kvh * hd;
         const float *V = ctx->v_cache[cache] + (size_t)kvh * hd;
-        const float *q = j->q + (size_t)i * j->q_stride + (size_t)kvh * group * hd;
-        float *out = ctx->att + (size_t)i * qd + (size_t)kvh * group * hd;
-        ctx->vec->attend(q, group, K, V, kvd, (uint32_t)pos + 1, hd, scale, scores, out);
+        const float *q = j->q + (size_t)i * j->q_stride + (size_t)h0 * hd;
+        float *out = ctx->att + (size_t)i * qd + (size_t)h0 * hd;
+        ctx->vec->attend(q, g, K, V, kvd, (uint32_t)pos + 1, hd, scale, scores, out);
     }
 }
 
@@ -301,7 +303,12 @@ static void attention_block(byoai_context *ctx, uint32_t il, uint32_t n, const i
         memcpy(ctx->v_cache[cache] + (size_t)pos[i] * kvd, vi, kvd * sizeof(float));
     }
 
-    attn_job j = {ctx, li, n, pos, seq, q, qs};
+    /* few tasks (one token, few KV heads): split each group of query heads
+     * so every thread has work, at the cost of reading a KV head twice */
+    const uint32_t nth = (uint32_t)byoai_pool_size(ctx->pool), group = hp->n_head / hp->n_head_kv;
+    uint32_t split = 1;
+    while (n * hp->n_head_kv * split < 2 * nth && group % (2 * split) == 0) split *= 2;
+    attn_job j = {ctx, li, n, pos, seq, q, qs, split};
     byoai_pool_run(ctx->pool, attention_heads, &j);
 
     /* x += Wo . att */
