@@ -61,9 +61,16 @@ typedef struct byoai_model_params {
     uint32_t layer_begin, layer_end;
     /* Load only the tokenizer and hyper-parameters (no tensor checks). */
     bool vocab_only;
+    /* Compute from the file's layout in place. By default the matrices of
+     * types this CPU has packed kernels for are re-laid at load time into
+     * 16-row tiles (same size; the file's pages are released), which makes
+     * both prompt processing and generation faster. $BYOAI_REPACK=0 does
+     * the same as this flag for every load. */
+    bool no_pack;
 } byoai_model_params;
 
-/* Load and validate a model. The model keeps the file mapped. */
+/* Load and validate a model. The model keeps the file mapped (and, unless
+ * no_pack, a packed copy of its matrices in anonymous memory). */
 int byoai_model_load(const char *path, const byoai_model_params *params, byoai_model **out, byoai_error *err);
 void byoai_model_free(byoai_model *m);
 const byoai_hparams *byoai_model_hparams(const byoai_model *m);
@@ -71,6 +78,8 @@ const byoai_tokenizer *byoai_model_tokenizer(const byoai_model *m);
 const byoai_gguf *byoai_model_gguf(const byoai_model *m);
 /* The chat template (tokenizer.chat_template) or NULL. Not NUL-terminated: see len. */
 const char *byoai_model_chat_template(const byoai_model *m, size_t *len);
+/* True when some of the model's matrices were packed at load time. */
+bool byoai_model_packed(const byoai_model *m);
 /* Bytes of KV cache per token of context (all layers this model loaded, F32). */
 uint64_t byoai_model_kv_bytes_per_token(const byoai_model *m);
 

@@ -90,6 +90,11 @@ int cli_bench(int argc, char **argv) {
         tg[r] = (double)n_gen / (byoai_time_now() - a);
     }
     if (rc == CLI_OK) {
+        json_t *pps = json_array(), *tgs = json_array();
+        for (long long r = 0; r < reps; r++) {
+            json_array_append_new(pps, json_real(pp[r]));
+            json_array_append_new(tgs, json_real(tg[r]));
+        }
         qsort(pp, (size_t)reps, sizeof(double), cmp_d);
         qsort(tg, (size_t)reps, sizeof(double), cmp_d);
         byoai_model_info info;
@@ -102,14 +107,20 @@ int cli_bench(int argc, char **argv) {
                                   "load_seconds", load_s, "prompt_tokens", (json_int_t)n_prompt, "gen_tokens",
                                   (json_int_t)n_gen, "reps", (json_int_t)reps, "prompt_tokens_per_second",
                                   pp[reps / 2], "gen_tokens_per_second", tg[reps / 2]);
+            json_object_set(o, "prompt_samples", pps);
+            json_object_set(o, "gen_samples", tgs);
+            json_object_set_new(o, "packed", json_boolean(byoai_model_packed(m)));
             json_dumpf(o, stdout, JSON_COMPACT);
             printf("\n");
             json_decref(o);
         } else {
-            printf("model:       %s (%s, %s kernels, %d threads)\n", path, info.file_type, byoai_kernels_best()->name, nt);
+            printf("model:       %s (%s, %s kernels%s, %d threads)\n", path, info.file_type, byoai_kernels_best()->name,
+                   byoai_model_packed(m) ? ", packed" : "", nt);
             printf("prompt:      %.1f tokens/s (%lld tokens, median of %lld)\n", pp[reps / 2], n_prompt, reps);
             printf("generation:  %.1f tokens/s (%lld tokens, median of %lld)\n", tg[reps / 2], n_gen, reps);
         }
+        json_decref(pps);
+        json_decref(tgs);
     }
     free(pp);
     free(tg);

@@ -39,6 +39,7 @@ int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_
     c->model = m;
     c->p = p;
     c->kernels = byoai_kernels_best();
+    c->vec = byoai_vec_ops_best();
     int rc = byoai_pool_new(p.n_threads, &c->pool, err);
     if (rc) {
         free(c);
@@ -66,7 +67,7 @@ int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_
     c->att = alloc_floats(nb * qd);
     c->hb = alloc_floats(nb * 2 * ff);
     c->hb2 = alloc_floats(nb * ff);
-    c->scores = alloc_floats((uint64_t)c->p.n_threads * p.n_ctx);
+    c->scores = alloc_floats((uint64_t)c->p.n_threads * (hp->n_head / hp->n_head_kv) * p.n_ctx);
     c->inv_freq = alloc_floats(hp->n_rot / 2);
     c->rows_pos = malloc(nb * sizeof(int32_t));
     c->rows_seq = malloc(nb * sizeof(int32_t));
@@ -77,6 +78,23 @@ int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_
     c->act_q = byoai_aligned_alloc(64, c->act_q_size);
     ok = ok && c->x && c->xb && c->qkv && c->att && c->hb && c->hb2 && c->scores && c->inv_freq && c->act_q &&
          c->rows_pos && c->rows_seq;
+    if (ok && m->pack_arena) {
+        /* activations for packed weights: q rows for whole 16-token tiles */
+        c->pk = byoai_packed_kernels_best();
+        const uint64_t stride = (max_in + 63) / 64 * 64, nb16 = (nb + 15) / 16 * 16;
+        c->act.stride = (size_t)stride;
+        c->act.q = byoai_aligned_alloc(64, (size_t)(nb16 * stride));
+        c->act.d = alloc_floats(nb * max_in / 32);
+        c->act.s = alloc_floats(nb * max_in / 32);
+        c->act.a32 = byoai_aligned_alloc(64, (size_t)(nb * max_in / 32 * sizeof(int32_t)));
+        c->act.a16 = byoai_aligned_alloc(64, (size_t)(nb * max_in / 16 * sizeof(int32_t)));
+        c->act_dt = alloc_floats(nb16 * max_in / 32);
+        c->act_st = alloc_floats(nb16 * max_in / 32);
+        c->pack_scratch_size = (BYOAI_PACK_SCRATCH(max_in) + 63) / 64 * 64;
+        c->pack_scratch = byoai_aligned_alloc(64, c->pack_scratch_size * (size_t)c->p.n_threads);
+        ok = c->pk && c->act.q && c->act.d && c->act.s && c->act.a32 && c->act.a16 && c->act_dt && c->act_st &&
+             c->pack_scratch;
+    }
     if (p.embeddings) {
         c->emb = alloc_floats(nb * d);
         ok = ok && c->emb;
@@ -117,6 +135,14 @@ void byoai_context_free(byoai_context *c) {
     free(c->scores);
     free(c->inv_freq);
     free(c->act_q);
+    free(c->act.q);
+    free(c->act.d);
+    free(c->act.s);
+    free(c->act.a32);
+    free(c->act.a16);
+    free(c->act_dt);
+    free(c->act_st);
+    free(c->pack_scratch);
     free(c->out);
     free(c->emb);
     free(c->rows_pos);

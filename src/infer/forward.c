@@ -62,8 +62,93 @@ static void matmul_rows(void *arg, int ith, int nth) {
     }
 }
 
+/* ---- packed weights: tiles of 16 rows (packed.h) ---------------------------- */
+
+#define PACK_QUANT_SERIAL 4 /* up to this many tokens, quantize on the caller */
+
+typedef struct {
+    byoai_context *ctx;
+    const float *x;
+    uint32_t n;
+    int count;
+    const byoai_packed *w[3];
+    float *y[3];
+    byoai_packed_fn fn[3];
+    uint64_t chunk_tiles[3];
+    uint64_t first[4]; /* first work item of each weight */
+    uint32_t next;     /* atomic work counter */
+} packed_job;
+
+static void packed_quantize(void *arg, int ith, int nth) {
+    packed_job *j = arg;
+    const uint32_t per = (j->n + (uint32_t)nth - 1) / (uint32_t)nth, t0 = per * (uint32_t)ith;
+    const uint32_t t1 = t0 + per < j->n ? t0 + per : j->n;
+    if (t0 < t1) byoai_act_quantize_rows(j->ctx->pk, j->x, j->ctx->act.k, t0, t1, &j->ctx->act);
+}
+
+static void packed_rows(void *arg, int ith, int nth) {
+    (void)nth;
+    packed_job *j = arg;
+    void *scratch = j->ctx->pack_scratch + (size_t)ith * j->ctx->pack_scratch_size;
+    int wi = 0;
+    for (;;) {
+        const uint64_t item = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (item >= j->first[j->count]) break;
+        while (item >= j->first[wi + 1]) wi++;
+        const byoai_packed *w = j->w[wi];
+        const uint64_t t0 = (item - j->first[wi]) * j->chunk_tiles[wi];
+        const uint64_t t1 = t0 + j->chunk_tiles[wi] < w->n_tiles ? t0 + j->chunk_tiles[wi] : w->n_tiles;
+        j->fn[wi](w, t0, t1, &j->ctx->act, j->y[wi], (size_t)w->rows, scratch);
+    }
+}
+
+/* y[i][n, rows_i] = x[n, k] . W_i^T for packed weights sharing k */
+static void matmul_packed(byoai_context *ctx, const byoai_weight *const *w, float *const *y, int count,
+                          const float *x, uint32_t n) {
+    const byoai_packed_kernels *pk = ctx->pk;
+    const uint32_t k = (uint32_t)w[0]->ne0;
+    const int nth = byoai_pool_size(ctx->pool);
+    packed_job j = {.ctx = ctx, .x = x, .n = n, .count = count};
+    bool any_large = false;
+    for (int i = 0; i < count; i++) any_large = any_large || (pk->large[w[i]->type] && n >= pk->large_min_n);
+    ctx->act.n = n;
+    ctx->act.k = k;
+    ctx->act.dt = any_large ? ctx->act_dt : NULL;
+    ctx->act.st = any_large ? ctx->act_st : NULL;
+    if (n <= PACK_QUANT_SERIAL) byoai_act_quantize_rows(pk, x, k, 0, n, &ctx->act);
+    else byoai_pool_run(ctx->pool, packed_quantize, &j);
+    if (any_large) byoai_act_pad(&ctx->act);
+    for (int i = 0; i < count; i++) {
+        const byoai_packed *p = &w[i]->packed;
+        const bool large = pk->large[p->type] && n >= pk->large_min_n;
+        j.w[i] = p;
+        j.y[i] = y[i];
+        j.fn[i] = large ? pk->large[p->type] : pk->small[p->type];
+        /* ~8 work items per thread: balance when threads are descheduled */
+        uint64_t ct = p->n_tiles / (uint64_t)(8 * nth);
+        j.chunk_tiles[i] = ct ? ct : 1;
+        j.first[i + 1] = j.first[i] + (p->n_tiles + j.chunk_tiles[i] - 1) / j.chunk_tiles[i];
+    }
+    byoai_pool_run(ctx->pool, packed_rows, &j);
+}
+
+void byoai_matmul_multi(byoai_context *ctx, const byoai_weight *const *w, float *const *y, int count, const float *x,
+                        uint32_t n) {
+    bool packed = ctx->pk != NULL;
+    for (int i = 0; i < count; i++) packed = packed && w[i]->packed.data && w[i]->ne0 == w[0]->ne0;
+    if (packed) {
+        matmul_packed(ctx, w, y, count, x, n);
+        return;
+    }
+    for (int i = 0; i < count; i++) byoai_matmul(ctx, w[i], x, n, y[i]);
+}
+
 /* y[n, ne1] = x[n, ne0] . W^T */
 void byoai_matmul(byoai_context *ctx, const byoai_weight *w, const float *x, uint32_t n, float *y) {
+    if (ctx->pk && w->packed.data) {
+        matmul_packed(ctx, &w, &y, 1, x, n);
+        return;
+    }
     const byoai_kernels *k = ctx->kernels;
     byoai_type at = byoai_type_activation(w->type);
     matmul_job j = {.w = w, .x = x, .n = n, .y = y, .dot = k->vec_dot[w->type]};
@@ -114,7 +199,6 @@ static void rope(float *vec, uint32_t n_heads, const byoai_hparams *hp, const fl
     }
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 static inline float gelu(float x) {
     /* tanh approximation, as the GELU models here were trained with */
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
@@ -149,10 +233,12 @@ typedef struct {
     const int32_t *pos, *seq;
     const float *q;
     size_t q_stride;
+    uint32_t split; /* each KV head's query heads in this many tasks */
 } attn_job;
 
-/* one (token, head) pair at a time: softmax(q . K^T / sqrt(hd)) . V over the
- * positions 0..pos of the token's own sequence */
+/* one (token, KV head) pair at a time: the query heads sharing the KV head
+ * attend together (softmax(q . K^T / sqrt(hd)) . V over positions 0..pos of
+ * the token's own sequence), reading that head's cache once */
 static void attention_heads(void *arg, int ith, int nth) {
     attn_job *j = arg;
     byoai_context *ctx = j->ctx;
@@ -160,37 +246,18 @@ static void attention_heads(void *arg, int ith, int nth) {
     const uint32_t hd = hp->head_dim, kvd = hp->n_head_kv * hd, group = hp->n_head / hp->n_head_kv;
     const uint32_t qd = hp->n_head * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *scores = ctx->scores + (size_t)ith * ctx->p.n_ctx;
-    const uint32_t tasks = j->n * hp->n_head;
+    float *scores = ctx->scores + (size_t)ith * group * ctx->p.n_ctx;
+    const uint32_t g = group / j->split, per_token = hp->n_head_kv * j->split;
+    const uint32_t tasks = j->n * per_token;
     for (uint32_t task = (uint32_t)ith; task < tasks; task += (uint32_t)nth) {
-        uint32_t i = task / hp->n_head, h = task % hp->n_head, kvh = h / group;
-        int32_t pos = j->pos[i];
-        size_t cache = (size_t)j->layer * ctx->p.n_seq + (size_t)j->seq[i];
+        const uint32_t i = task / per_token, kvh = task % per_token / j->split, h0 = kvh * group + task % j->split * g;
+        const int32_t pos = j->pos[i];
+        const size_t cache = (size_t)j->layer * ctx->p.n_seq + (size_t)j->seq[i];
         const float *K = ctx->k_cache[cache] + (size_t)kvh * hd;
         const float *V = ctx->v_cache[cache] + (size_t)kvh * hd;
-        const float *q = j->q + (size_t)i * j->q_stride + (size_t)h * hd;
-        float max = -INFINITY;
-        for (int32_t t = 0; t <= pos; t++) {
-            const float *k = K + (size_t)t * kvd;
-            float s = 0;
-            for (uint32_t e = 0; e < hd; e++) s += q[e] * k[e];
-            s *= scale;
-            scores[t] = s;
-            if (s > max) max = s;
-        }
-        float sum = 0;
-        for (int32_t t = 0; t <= pos; t++) {
-            scores[t] = expf(scores[t] - max);
-            sum += scores[t];
-        }
-        float inv = 1.0f / sum;
-        float *out = ctx->att + (size_t)i * qd + (size_t)h * hd;
-        memset(out, 0, hd * sizeof(float));
-        for (int32_t t = 0; t <= pos; t++) {
-            const float *v = V + (size_t)t * kvd;
-            float a = scores[t] * inv;
-            for (uint32_t e = 0; e < hd; e++) out[e] += a * v[e];
-        }
+        const float *q = j->q + (size_t)i * j->q_stride + (size_t)h0 * hd;
+        float *out = ctx->att + (size_t)i * qd + (size_t)h0 * hd;
+        ctx->vec->attend(q, g, K, V, kvd, (uint32_t)pos + 1, hd, scale, scores, out);
     }
 }
 
@@ -215,9 +282,9 @@ static void attention_block(byoai_context *ctx, uint32_t il, uint32_t n, const i
     } else {
         q = ctx->qkv, k = q + (size_t)n * qd, v = k + (size_t)n * kvd;
         qs = qd, ks = kvd;
-        byoai_matmul(ctx, &L->wq, ctx->xb, n, q);
-        byoai_matmul(ctx, &L->wk, ctx->xb, n, k);
-        byoai_matmul(ctx, &L->wv, ctx->xb, n, v);
+        const byoai_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+        float *const ys[3] = {q, k, v};
+        byoai_matmul_multi(ctx, ws, ys, 3, ctx->xb, n);
         add_bias(q, L->bq, n, qd, qd);
         add_bias(k, L->bk, n, kvd, kvd);
         add_bias(v, L->bv, n, kvd, kvd);
@@ -236,7 +303,12 @@ static void attention_block(byoai_context *ctx, uint32_t il, uint32_t n, const i
         memcpy(ctx->v_cache[cache] + (size_t)pos[i] * kvd, vi, kvd * sizeof(float));
     }
 
-    attn_job j = {ctx, li, n, pos, seq, q, qs};
+    /* few tasks (one token, few KV heads): split each group of query heads
+     * so every thread has work, at the cost of reading a KV head twice */
+    const uint32_t nth = (uint32_t)byoai_pool_size(ctx->pool), group = hp->n_head / hp->n_head_kv;
+    uint32_t split = 1;
+    while (n * hp->n_head_kv * split < 2 * nth && group % (2 * split) == 0) split *= 2;
+    attn_job j = {ctx, li, n, pos, seq, q, qs, split};
     byoai_pool_run(ctx->pool, attention_heads, &j);
 
     /* x += Wo . att */
@@ -260,13 +332,19 @@ static void ffn_block(byoai_context *ctx, uint32_t il, uint32_t n) {
         for (uint32_t i = 0; i < n; i++) {
             const float *g = ctx->hb + (size_t)i * 2 * ff, *u = g + ff;
             float *h = ctx->hb2 + (size_t)i * ff;
-            for (uint32_t e = 0; e < ff; e++) h[e] = (gelu_act ? gelu(g[e]) : silu(g[e])) * u[e];
+            if (gelu_act)
+                for (uint32_t e = 0; e < ff; e++) h[e] = gelu(g[e]) * u[e];
+            else
+                ctx->vec->silu_mul(h, g, u, ff);
         }
     } else {
-        byoai_matmul(ctx, &L->w_gate, ctx->xb, n, ctx->hb);
-        byoai_matmul(ctx, &L->w_up, ctx->xb, n, ctx->hb2);
-        for (size_t e = 0; e < (size_t)n * ff; e++)
-            ctx->hb2[e] = (gelu_act ? gelu(ctx->hb[e]) : silu(ctx->hb[e])) * ctx->hb2[e];
+        const byoai_weight *ws[2] = {&L->w_gate, &L->w_up};
+        float *const ys[2] = {ctx->hb, ctx->hb2};
+        byoai_matmul_multi(ctx, ws, ys, 2, ctx->xb, n);
+        if (gelu_act)
+            for (size_t e = 0; e < (size_t)n * ff; e++) ctx->hb2[e] = gelu(ctx->hb[e]) * ctx->hb2[e];
+        else
+            ctx->vec->silu_mul(ctx->hb2, ctx->hb, ctx->hb2, (size_t)n * ff);
     }
 
     /* x += Wdown . h */

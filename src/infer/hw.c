@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "byoai/quant.h"
+#include "infer/vec.h"
 
 static uint64_t meminfo_kb(const char *key) {
     FILE *f = fopen("/proc/meminfo", "r");
@@ -57,15 +58,9 @@ typedef struct {
 
 static void bw_read(void *arg, int ith, int nth) {
     bw_job *j = arg;
-    uint64_t chunk = j->words / (uint64_t)nth;
-    const uint64_t *p = j->buf + chunk * (uint64_t)ith;
-    /* 8 independent accumulators: the loads, not the adds, set the pace */
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-    for (uint64_t i = 0; i + 8 <= chunk; i += 8) {
-        s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
-        s4 += p[i + 4], s5 += p[i + 5], s6 += p[i + 6], s7 += p[i + 7];
-    }
-    j->sums[ith % 64] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+    /* whole 256-byte steps per thread */
+    const uint64_t chunk = j->words / (uint64_t)nth / 32 * 32;
+    j->sums[ith % 64] = byoai_vec_ops_best()->read_sum(j->buf + chunk * (uint64_t)ith, chunk * 8);
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -80,6 +75,9 @@ double byoai_hw_read_bandwidth(int n_threads, uint64_t bytes, int reps) {
     if (bytes < (1u << 20)) return 0;
     uint64_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED) return 0;
+#ifdef MADV_HUGEPAGE
+    madvise(buf, bytes, MADV_HUGEPAGE); /* as the packed weights (model_pack.c) */
+#endif
     byoai_pool *pool;
     if (byoai_pool_new(n_threads, &pool, NULL)) {
         munmap(buf, bytes);

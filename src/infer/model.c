@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "infer/model_internal.h"
 
@@ -228,8 +229,8 @@ static int load_tensors(byoai_model *m, byoai_error *err) {
         if (!ops || !ops->dequantize)
             return byoai_error_set(err, BYOAI_EUNSUPPORTED, "token_embd.weight has type %s, which this build cannot read",
                                    byoai_type_name(te->type));
-        m->tok_embd = (byoai_weight){te->name, te->type, te->data, te->ne[0], te->ne[1],
-                                     byoai_type_row_size(te->type, te->ne[0])};
+        m->tok_embd = (byoai_weight){.name = te->name, .type = te->type, .data = te->data, .ne0 = te->ne[0],
+                                     .ne1 = te->ne[1], .row_bytes = byoai_type_row_size(te->type, te->ne[0])};
     }
     if (m->has_head) {
         if ((rc = get_vector(m, "output_norm.weight", hp->n_embd, true, &m->out_norm, err))) return rc;
@@ -264,6 +265,7 @@ int byoai_model_load(const char *path, const byoai_model_params *params, byoai_m
         m->has_embd = m->layer_begin == 0;
         m->has_head = m->layer_end == m->hp.n_layer;
         if (!rc) rc = load_tensors(m, err);
+        if (!rc && !params->no_pack) rc = byoai_model_pack(m, err);
     }
     if (rc) {
         if (m->gguf && rc != BYOAI_ENOTFOUND && rc != BYOAI_EIO) byoai_error_prefix(err, "%s", path);
@@ -279,12 +281,14 @@ void byoai_model_free(byoai_model *m) {
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
+    if (m->pack_arena) munmap(m->pack_arena, m->pack_arena_size);
     byoai_tokenizer_free(m->tok);
     byoai_gguf_close(m->gguf);
     free(m);
 }
 
 const byoai_hparams *byoai_model_hparams(const byoai_model *m) { return &m->hp; }
+bool byoai_model_packed(const byoai_model *m) { return m->pack_arena != NULL; }
 const byoai_tokenizer *byoai_model_tokenizer(const byoai_model *m) { return m->tok; }
 const byoai_gguf *byoai_model_gguf(const byoai_model *m) { return m->gguf; }
 

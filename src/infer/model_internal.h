@@ -3,7 +3,9 @@
 #define BYOAI_MODEL_INTERNAL_H
 
 #include "byoai/model.h"
+#include "infer/packed.h"
 #include "infer/quant.h"
+#include "infer/vec.h"
 
 /* An architecture as data: what differs between llama-family models. */
 typedef struct byoai_arch {
@@ -26,6 +28,7 @@ typedef struct byoai_weight {
     const void *data;
     uint64_t ne0, ne1;
     uint64_t row_bytes;
+    byoai_packed packed; /* packed.data != NULL: use this copy, not data */
 } byoai_weight;
 
 typedef struct byoai_layer {
@@ -51,6 +54,8 @@ struct byoai_model {
     byoai_layer *layers;      /* indexed by absolute layer number */
     void **owned;             /* converted small vectors to free */
     size_t n_owned, cap_owned;
+    uint8_t *pack_arena;      /* packed weights (anonymous mapping), or NULL */
+    size_t pack_arena_size;
 };
 
 struct byoai_context {
@@ -58,12 +63,18 @@ struct byoai_context {
     byoai_context_params p;
     byoai_pool *pool;
     const byoai_kernels *kernels;
+    const byoai_vec_ops *vec;
     /* KV cache: [layer - layer_begin][seq] -> n_ctx x kv_dim floats */
     float **k_cache, **v_cache;
     uint32_t *kv_len; /* per sequence */
     /* scratch, sized for n_batch rows */
     float *x, *xb, *qkv, *att, *hb, *hb2;
-    float *scores;    /* n_threads x n_ctx */
+    float *scores;    /* n_threads x (n_head / n_head_kv) x n_ctx */
+    const byoai_packed_kernels *pk; /* kernels for packed weights, or NULL */
+    byoai_act act;    /* activations quantized for packed weights */
+    float *act_dt, *act_st; /* act.dt / act.st when large kernels run */
+    uint8_t *pack_scratch; /* n_threads x pack_scratch_size */
+    size_t pack_scratch_size;
     void *act_q;      /* quantized activations */
     size_t act_q_size;
     float *inv_freq;  /* n_rot / 2 */
@@ -77,6 +88,12 @@ struct byoai_context {
 
 /* forward pass pieces (forward.c) */
 void byoai_matmul(byoai_context *ctx, const byoai_weight *w, const float *x, uint32_t n, float *y);
+/* y[i] = x . w[i]^T for count (<= 3) weights sharing their input (q/k/v,
+ * gate/up): one activation quantization and one dispatch when packed */
+void byoai_matmul_multi(byoai_context *ctx, const byoai_weight *const *w, float *const *y, int count, const float *x,
+                        uint32_t n);
+/* pack the model's matrices for this CPU's kernels (model.c) */
+int byoai_model_pack(byoai_model *m, byoai_error *err);
 void byoai_forward(byoai_context *ctx, const byoai_batch *b, const int32_t *pos, const int32_t *seq);
 
 #endif

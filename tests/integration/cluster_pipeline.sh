@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Two and three `byoai serve --cluster` processes on 127.0.0.1 run a model
 # together; the greedy output equals a single machine's token for token
-# (stories260K and a synthetic 12-layer model), seeded sampling too, and any
+# (stories260K and a synthetic 12-layer Q8_0 model), seeded sampling too, and any
 # member's OpenAI API answers for a model another member coordinates.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_cluster.sh"
 
+# The synthetic model is Q8_0, so each node runs its layer range with the
+# packed (load-time re-laid) weights of its own tensors only.
 SYNTH="$T/synth.gguf"
-"$BYOAI_BUILD/make_tinyllama" "$SYNTH" "$BYOAI_SHARED" --layers 12 --dim 64 --ff 128 --heads 4 --kv-heads 2 ||
+"$BYOAI_BUILD/make_tinyllama" "$T/synth-f16.gguf" "$BYOAI_SHARED" --layers 12 --dim 64 --ff 128 --heads 4 --kv-heads 2 ||
   fail "cannot make the synthetic model"
+"$BYOAI_BIN" quantize "$T/synth-f16.gguf" "$SYNTH" Q8_0 -q >/dev/null || fail "cannot quantize the synthetic model"
 PROMPT="Once upon a time"
 
 # ---- two nodes ---------------------------------------------------------------------------

@@ -180,10 +180,53 @@ static void test_q4_k_m_mix(void **state) {
     byoai_gguf_close(g);
 }
 
+/* Packed weights on a whole model: a 20-token batch (the GEMM kernels, AMX
+ * where the CPU has it) gives the logits that feeding the tokens one at a
+ * time does (the matrix-vector kernels), up to float summation order; and
+ * the packed model stays as close to F32 as the file layout. */
+static void test_packed_batch_equivalence(void **state) {
+    (void)state;
+    static const char *types[] = {"Q8_0", "Q4_0", "Q4_K_M"};
+    enum { NT = 20 };
+    int32_t toks[NT];
+    for (int i = 0; i < NT; i++) toks[i] = (int32_t)(3 + (i * 37) % (NV - 3));
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        char out[700];
+        snprintf(out, sizeof out, "%s/%s.gguf", g_dir, types[ti]);
+        byoai_error err;
+        if (!byoai_fs_exists(out)) {
+            byoai_quantize_params p = {.target = types[ti], .n_threads = 2};
+            if (byoai_quantize_file(g_f32, out, &p, &err)) fail_msg("%s", err.msg);
+        }
+        byoai_model *m;
+        if (byoai_model_load(out, NULL, &m, &err)) fail_msg("%s", err.msg);
+        print_message("  %-7s packed: %s\n", types[ti], byoai_model_packed(m) ? "yes" : "no (no SIMD kernels here)");
+        byoai_context_params cp = {.n_ctx = 64, .n_threads = 2};
+        byoai_context *cb, *cs;
+        if (byoai_context_new(m, &cp, &cb, &err) || byoai_context_new(m, &cp, &cs, &err)) fail_msg("%s", err.msg);
+        int8_t want[NT];
+        for (int i = 0; i < NT; i++) want[i] = 1;
+        byoai_batch b = {.n_tokens = NT, .tokens = toks, .want = want};
+        if (byoai_decode(cb, &b, &err)) fail_msg("%s", err.msg);
+        for (int i = 0; i < NT; i++) {
+            byoai_batch b1 = {.n_tokens = 1, .tokens = &toks[i]};
+            if (byoai_decode(cs, &b1, &err)) fail_msg("%s", err.msg);
+            const float *x = byoai_get_output(cb, (uint32_t)i), *y = byoai_get_output(cs, 0);
+            for (int v = 0; v < NV; v++)
+                if (fabsf(x[v] - y[v]) > 1e-4f * (1 + fabsf(x[v])))
+                    fail_msg("%s token %d logit %d: batch %g, one at a time %g", types[ti], i, v, (double)x[v], (double)y[v]);
+        }
+        byoai_context_free(cb);
+        byoai_context_free(cs);
+        byoai_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_type_close_to_f32),
         cmocka_unit_test(test_q4_k_m_mix),
+        cmocka_unit_test(test_packed_batch_equivalence),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
