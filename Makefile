@@ -1,7 +1,8 @@
 # byoai: convenience wrapper around CMake.
 #   make run    install build deps, build, and generate a story with the test model
-#   make test   install build and test deps (chromium, node, npm packages), build
-#               with ASan+UBSan, run every test (unit, integration, e2e)
+#   make test   install build and test deps (chromium, node, npm packages, the
+#               aarch64 cross compiler and qemu-user), build with ASan+UBSan, run
+#               every test (unit, integration, e2e, NEON kernels under qemu)
 #   make bench  build optimized and run the benchmarks (JSON on stdout)
 #   make bench-cluster  only the cluster benchmark (1, 2, 3 local nodes)
 #   make fuzz   build libFuzzer targets with clang and run each briefly
@@ -36,7 +37,7 @@ test-build: deps
 # packages pinned in tests/node/package-lock.json (the openai client,
 # playwright-core). npm ci runs only when the lock file changed.
 e2e-deps:
-	@bash scripts/install-deps.sh --e2e
+	@bash scripts/install-deps.sh --e2e --arm
 	@if [ ! -f tests/node/node_modules/.byoai-lock ] || ! cmp -s tests/node/package-lock.json tests/node/node_modules/.byoai-lock; then \
 	  echo "byoai: npm ci in tests/node" >&2; \
 	  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error && \

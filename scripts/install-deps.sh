@@ -9,9 +9,16 @@ pkgs=(
   libjansson-dev libmicrohttpd-dev libssl-dev libpcre2-dev
   curl iproute2 ca-certificates python3 python3-jsonschema
 )
-if [ "${1:-}" = "--e2e" ]; then
-  pkgs+=(chromium nodejs npm)
-fi
+# --e2e: the browser and node tests; --arm: the cross compiler and qemu-user
+# that build and run the NEON kernels' tests (scripts/test-neon-qemu.sh)
+arm=0
+for a in "$@"; do
+  case "$a" in
+    --e2e) pkgs+=(chromium nodejs npm) ;;
+    --arm) arm=1; pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libcmocka-dev:arm64) ;;
+    *) echo "usage: scripts/install-deps.sh [--e2e] [--arm]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -40,6 +47,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 log=$(mktemp)
+# arm64 packages (libcmocka-dev:arm64) need the architecture known to dpkg
+if [ "$arm" = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+fi
 if ! { $SUDO apt-get update -qq && \
        $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
   cat "$log" >&2

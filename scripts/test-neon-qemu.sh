@@ -11,6 +11,12 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$src/build/neon}
 mkdir -p "$out"
 cc=${CC_AARCH64:-aarch64-linux-gnu-gcc}
+for tool in "$cc" qemu-aarch64; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "FAIL: $tool is missing: run 'bash scripts/install-deps.sh --arm' (or 'make test')" >&2; exit 1; }
+done
+[ -f /usr/lib/aarch64-linux-gnu/libcmocka.so ] || {
+  echo "FAIL: libcmocka-dev:arm64 is missing: run 'bash scripts/install-deps.sh --arm' (or 'make test')" >&2; exit 1; }
 files="$src/tests/unit/test_quant.c $src/tests/unit/testutil.c $src/src/infer/quant.c $src/src/infer/quant_float.c
   $src/src/infer/quant_legacy.c $src/src/infer/quant_kquants.c $src/src/infer/simd/neon.c $src/src/gguf/types.c
   $src/src/base/error.c $src/src/base/fs.c $src/src/base/log.c"

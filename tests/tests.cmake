@@ -42,3 +42,8 @@ foreach(f ${E2E_TESTS})
   add_test(NAME e2e/${n} COMMAND bash ${f})
   set_tests_properties(e2e/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 600 LABELS e2e)
 endforeach()
+
+# The ARM NEON kernels: cross-built for aarch64 and run under qemu-user
+# (scripts/install-deps.sh --arm installs the tools; `make test` does that).
+add_test(NAME cross/neon_qemu COMMAND sh ${CMAKE_SOURCE_DIR}/scripts/test-neon-qemu.sh ${CMAKE_BINARY_DIR}/neon)
+set_tests_properties(cross/neon_qemu PROPERTIES TIMEOUT 600 LABELS cross)
