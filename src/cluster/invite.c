@@ -236,6 +236,17 @@ int cl_invite_consume(const cl_identity *id, const uint8_t invite_id[8], const u
 #define J1_LEN (8 + 1 + 8 + 32 + 32)
 #define J2_LEN (8 + 1 + 32 + 32 + 32)
 
+/* The transcript both sides bind their keys and MACs to: J1 and J2 up to
+ * (not including) J2's MAC. One definition, so that they cannot diverge. */
+static void transcript_hash(const uint8_t *j1, const uint8_t *j2, uint8_t th[32]) {
+    crypto_generichash_state s;
+    crypto_generichash_init(&s, NULL, 0, 32);
+    crypto_generichash_update(&s, (const uint8_t *)"byoai-join-v1", 13);
+    crypto_generichash_update(&s, j1, J1_LEN);
+    crypto_generichash_update(&s, j2, J2_LEN - 32);
+    crypto_generichash_final(&s, th, 32);
+}
+
 static void join_keys(const uint8_t secret[16], const uint8_t dh[32], const uint8_t th[32], uint8_t k[32]) {
     crypto_generichash_state s;
     crypto_generichash_init(&s, secret, 16, 32);
@@ -325,12 +336,7 @@ int cl_join_serve(const cl_identity *id, int fd, const char *remote, double time
         rc = byoai_error_set(err, BYOAI_EAUTH, "invalid key from %s", remote);
         goto out;
     }
-    crypto_generichash_state s;
-    crypto_generichash_init(&s, NULL, 0, 32);
-    crypto_generichash_update(&s, (const uint8_t *)"byoai-join-v1", 13);
-    crypto_generichash_update(&s, j1, J1_LEN);
-    crypto_generichash_update(&s, j2, J2_LEN - 32);
-    crypto_generichash_final(&s, th, 32);
+    transcript_hash(j1, j2, th);
     join_keys(secret, dh, th, k);
     mac(k, "admin", th, j2 + 73);
     if ((rc = cl_write_full(fd, j2, J2_LEN, deadline, err))) goto out;
@@ -428,12 +434,7 @@ int cl_join_run(cl_identity *id, const cl_invite_code *code, double timeout_s, b
         rc = byoai_error_set(err, BYOAI_EAUTH, "invalid key from the inviting node");
         goto out;
     }
-    crypto_generichash_state s;
-    crypto_generichash_init(&s, NULL, 0, 32);
-    crypto_generichash_update(&s, (const uint8_t *)"byoai-join-v1", 13);
-    crypto_generichash_update(&s, j1, J1_LEN);
-    crypto_generichash_update(&s, j2, J2_LEN - 32);
-    crypto_generichash_final(&s, th, 32);
+    transcript_hash(j1, j2, th);
     join_keys(code->secret, dh, th, k);
     uint8_t ma[32];
     mac(k, "admin", th, ma);

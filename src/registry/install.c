@@ -191,6 +191,18 @@ static int fetch_and_commit(op *p, planned *files, size_t n, byoai_manifest *man
     return rc;
 }
 
+/* A model of one file: fetch it, commit its manifest, describe the result. */
+static int commit_one(op *p, planned *f, byoai_manifest *man, const byoai_install_plan *plan, byoai_store_model *out,
+                      byoai_error *err) {
+    man->origin = f->m.origin;
+    byoai_store_member mem;
+    man->members = &mem;
+    man->n_members = 1;
+    int rc = fetch_and_commit(p, f, 1, man, plan, err);
+    if (!rc && out) byoai_store_model_from_manifest(p->s, man, out);
+    return rc;
+}
+
 static int install_model(op *p, const loaded *l, const byoai_index_model *m, const char *want, byoai_store_model *out,
                          byoai_error *err) {
     byoai_machine mc;
@@ -216,13 +228,7 @@ static int install_model(op *p, const loaded *l, const byoai_index_model *m, con
     snprintf(man.variant, sizeof man.variant, "%s", v->name);
     snprintf(man.description, sizeof man.description, "%s", m->description);
     snprintf(man.license, sizeof man.license, "%s", m->license);
-    man.origin = f.m.origin;
-    byoai_store_member mem;
-    man.members = &mem;
-    man.n_members = 1;
-    rc = fetch_and_commit(p, &f, 1, &man, &plan, err);
-    if (!rc && out) byoai_store_model_from_manifest(p->s, &man, out);
-    return rc;
+    return commit_one(p, &f, &man, &plan, out, err);
 }
 
 /* the files of an index bundle; keep: an installed manifest whose member
@@ -343,13 +349,7 @@ static int install_hf(op *p, const char *spec, byoai_store_model *out, byoai_err
     if (p->o->dry_run) return 0;
     byoai_manifest man = {0};
     snprintf(man.name, sizeof man.name, "%s", name);
-    man.origin = f.m.origin;
-    byoai_store_member mem;
-    man.members = &mem;
-    man.n_members = 1;
-    rc = fetch_and_commit(p, &f, 1, &man, &plan, err);
-    if (!rc && out) byoai_store_model_from_manifest(p->s, &man, out);
-    return rc;
+    return commit_one(p, &f, &man, &plan, out, err);
 }
 
 int byoai_install(byoai_store *s, const char *spec, const byoai_install_opts *opts, byoai_progress_fn progress,
