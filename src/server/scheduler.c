@@ -235,26 +235,7 @@ static uint32_t reusable(const slot *sl, const srv_job *j) {
     return n == j->n_prompt ? n - 1 : n;
 }
 
-/* End a slot's job: flush held-back text (unless an error), publish, free. */
-static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *err) {
-    srv_job *j = sl->job;
-    if (!err && sl->pend_len && strcmp(reason, "cancelled")) srv_job_push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
-    /* the slot is free before anyone can see the job done */
-    slot_clear(s, sl);
-    pthread_mutex_lock(&s->mu);
-    s->n_active--;
-    pthread_mutex_unlock(&s->mu);
-    pthread_mutex_lock(&j->mu);
-    snprintf(j->finish, sizeof j->finish, "%s", reason);
-    if (err) j->err = *err;
-    j->t_end = byoai_time_now();
-    j->done = true;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-    if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
-    srv_job_unref(j);
-}
-
+/* Publish a job's end (reason, error) to whoever waits on it. */
 void srv_job_end(srv_job *j, const char *reason, const srv_error *err) {
     pthread_mutex_lock(&j->mu);
     snprintf(j->finish, sizeof j->finish, "%s", reason);
@@ -265,15 +246,23 @@ void srv_job_end(srv_job *j, const char *reason, const srv_error *err) {
     pthread_mutex_unlock(&j->mu);
 }
 
+/* End a slot's job: flush held-back text (unless an error), publish, free. */
+static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *err) {
+    srv_job *j = sl->job;
+    if (!err && sl->pend_len && strcmp(reason, "cancelled")) srv_job_push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
+    /* the slot is free before anyone can see the job done */
+    slot_clear(s, sl);
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
+    srv_job_end(j, reason, err);
+    if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
+    srv_job_unref(j);
+}
+
 /* a job that never got a slot */
 static void finish_unstarted(srv_sched *s, srv_job *j, const char *reason, const srv_error *err) {
-    pthread_mutex_lock(&j->mu);
-    snprintf(j->finish, sizeof j->finish, "%s", reason);
-    if (err) j->err = *err;
-    j->t_end = byoai_time_now();
-    j->done = true;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
+    srv_job_end(j, reason, err);
     if (!strcmp(reason, "cancelled")) srv_metrics_cancelled(s->met);
     srv_job_unref(j);
 }
