@@ -215,6 +215,8 @@ typedef struct byoai_cluster_gen_params {
     int32_t n_predict;     /* tokens at most; -1: until end of generation or a full context */
     int32_t top_logprobs;  /* -1: none; 0..20: logprob of each token and this many alternatives */
     bool ignore_eog;       /* keep going past end-of-generation tokens */
+    bool json_object;      /* JSON mode: the last stage samples only tokens that keep the output a valid
+                            * JSON object and closes it within n_predict / the context (byoai/grammar.h) */
 } byoai_cluster_gen_params;
 
 typedef struct byoai_cluster_gen_result {

@@ -607,7 +607,8 @@ static int cmd_run(int argc, char **argv) {
                                          {"temp", required_argument, 0, 'T'},   {"seed", required_argument, 0, 's'},
                                          {"top-k", required_argument, 0, 'k'},  {"top-p", required_argument, 0, 'P'},
                                          {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+                                         {"json-object", no_argument, 0, 'J'},   {0, 0, 0, 0}};
+    bool json_object = false;
     const char *prompt = "Once upon a time";
     long long n = 64, topk = 40;
     double temp = 0.8, topp = 0.95;
@@ -629,11 +630,15 @@ static int cmd_run(int argc, char **argv) {
             break;
         }
         case 'j': o.json = true; break;
+        case 'J': json_object = true; break;
         case 'h':
-            printf("usage: byoai cluster run NAME [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--json]\n\n"
+            printf("usage: byoai cluster run NAME [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--json]\n"
+                   "                         [--json-object]\n\n"
                    "Run a completion for model NAME through the cluster (the running node\n"
                    "coordinates it or asks the member that does). Text streams to standard\n"
-                   "output; with --json, one JSON object per token. Speed goes to standard error.\n");
+                   "output; with --json, one JSON object per token. Speed goes to standard error.\n"
+                   "--json-object constrains the output to one valid JSON object (JSON mode),\n"
+                   "closed within N tokens.\n");
             return CLI_OK;
         case ':': return cli_usage_error("cluster run", "option %s needs a value", argv[optind - 1]);
         default: return cli_usage_error("cluster run", "unknown option '%s'", argv[optind - 1]);
@@ -643,6 +648,7 @@ static int cmd_run(int argc, char **argv) {
     json_t *req = json_pack("{s:s,s:s,s:s,s:i,s:f,s:i,s:f,s:I}", "cmd", "generate", "model", argv[optind], "prompt",
                             prompt, "n_predict", (int)n, "temp", temp, "top_k", (int)topk, "top_p", topp, "seed",
                             (json_int_t)seed);
+    if (json_object) json_object_set_new(req, "json_object", json_true());
     if (!o.json) {
         fputs(prompt, stdout);
         fflush(stdout);

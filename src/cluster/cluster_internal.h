@@ -272,6 +272,11 @@ typedef struct cl_sampling {
     byoai_sampler_params sp;
     uint32_t draws;       /* random draws already made (replayed after a failover) */
     int8_t top_logprobs;  /* -1 none */
+    bool json;            /* JSON mode: only tokens that keep the output a valid JSON object */
+    /* The generated part of the sequence is positions [gen_from, gen_end):
+     * the JSON filter reads the tokens from gen_from on (again, after a
+     * re-plan) and has gen_end - position tokens left to close the object. */
+    uint32_t gen_from, gen_end;
 } cl_sampling;
 
 typedef struct cl_fwd {
@@ -316,6 +321,7 @@ typedef struct cl_gen {
     int32_t n_predict;
     int32_t top_logprobs;
     bool ignore_eog;
+    bool json_object;
     uint32_t n;
     const uint8_t *tokens; /* borrowed */
 } cl_gen;

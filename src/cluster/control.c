@@ -153,6 +153,7 @@ static void do_generate(byoai_cluster *c, int fd, json_t *req) {
     if ((v = json_object_get(req, "seed"))) p.sampler.seed = (uint64_t)json_integer_value(v);
     if ((v = json_object_get(req, "top_logprobs"))) p.top_logprobs = (int32_t)json_integer_value(v);
     if ((v = json_object_get(req, "ignore_eog"))) p.ignore_eog = json_is_true(v);
+    if ((v = json_object_get(req, "json_object"))) p.json_object = json_is_true(v);
     gen_out g = {.fd = fd, .tok = tok};
     byoai_cluster_gen_result res;
     int rc = byoai_cluster_generate(c, model, toks, n, &p, on_token, &g, &res, &err);

@@ -642,7 +642,10 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
     c->reqs = r;
     pthread_mutex_unlock(&c->mu);
 
-    cl_sampling samp = {.sp = p->sampler, .top_logprobs = (int8_t)(p->top_logprobs < 0 ? -1 : p->top_logprobs)};
+    cl_sampling samp = {.sp = p->sampler, .top_logprobs = (int8_t)(p->top_logprobs < 0 ? -1 : p->top_logprobs),
+                        .json = p->json_object, .gen_from = (uint32_t)n_prompt, .gen_end = d->n_ctx};
+    /* the last position a generated token may take is gen_end - 1 (see the stop test below) */
+    if (p->n_predict >= 0 && n_prompt + (uint64_t)p->n_predict < d->n_ctx) samp.gen_end = (uint32_t)n_prompt + (uint32_t)p->n_predict;
     uint32_t n_gen = 0, failovers = 0, history_retries = 0, timeouts = 0;
     double t_first = 0, t_last = 0, stall = 0, overhead = 0, t_sent = 0;
     bool prefill = true, one_step = false;
@@ -798,7 +801,7 @@ static int proxy_generate(byoai_cluster *c, const char *model, const int32_t *pr
     if (!found) return byoai_error_set(err, BYOAI_ENOTFOUND, "no node of the cluster runs model '%s'", model);
     if (!px) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     cl_gen g = {.req_id = px->id, .sp = p->sampler, .n_predict = p->n_predict, .top_logprobs = p->top_logprobs,
-                .ignore_eog = p->ignore_eog, .n = (uint32_t)n_prompt};
+                .ignore_eog = p->ignore_eog, .json_object = p->json_object, .n = (uint32_t)n_prompt};
     snprintf(g.model, sizeof g.model, "%s", model);
     cl_buf b = {0};
     cl_enc_gen(&b, &g, prompt);
@@ -938,7 +941,8 @@ static void served_run(byoai_cluster *c, void *arg) {
             toks[i] = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
         }
         byoai_cluster_gen_params gp = {.sampler = sv->gen.sp, .n_predict = sv->gen.n_predict,
-                                       .top_logprobs = sv->gen.top_logprobs, .ignore_eog = sv->gen.ignore_eog};
+                                       .top_logprobs = sv->gen.top_logprobs, .ignore_eog = sv->gen.ignore_eog,
+                                       .json_object = sv->gen.json_object};
         served_ctx x = {c, sv, 0};
         pthread_mutex_lock(&c->mu);
         cl_dep *d = dep_find(c, sv->gen.model);

@@ -12,6 +12,7 @@
 #ifndef BYOAI_CLUSTER_NODE_INTERNAL_H
 #define BYOAI_CLUSTER_NODE_INTERNAL_H
 
+#include "byoai/grammar.h"
 #include "cluster/cluster_internal.h"
 
 typedef struct cl_conn {
@@ -68,6 +69,14 @@ typedef struct cl_work {
     struct cl_work *next;
 } cl_work;
 
+/* What the last stage keeps per sequence slot to sample it. */
+typedef struct cl_tail_seq {
+    byoai_sampler *sm;
+    byoai_json_filter *jf;     /* JSON mode (constrained sampling), else NULL */
+    uint32_t gen_from, gen_end; /* see cl_sampling */
+    int8_t top_lp;
+} cl_tail_seq;
+
 typedef struct cl_stage {
     struct byoai_cluster *c;
     uint64_t dep_id;
@@ -93,8 +102,7 @@ typedef struct cl_stage {
     /* compute state, owned by the worker thread */
     byoai_model *model;
     byoai_context *ctx;
-    byoai_sampler **samplers;  /* per slot, last stage only */
-    int8_t *top_lp;            /* per slot */
+    cl_tail_seq *seqs;         /* per slot: sampling state (used on the last stage) */
     float *hidden;             /* conversion scratch */
     size_t hidden_cap;
     struct cl_stage *next;

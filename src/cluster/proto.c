@@ -99,6 +99,9 @@ static void enc_sampling(cl_buf *b, const cl_sampling *s) {
     enc_sampler_params(b, &s->sp);
     cl_buf_u32(b, s->draws);
     cl_buf_u8(b, (uint8_t)s->top_logprobs);
+    cl_buf_u8(b, s->json ? 1 : 0);
+    cl_buf_u32(b, s->gen_from);
+    cl_buf_u32(b, s->gen_end);
 }
 
 static void dec_sampler_params(cl_rd *r, byoai_sampler_params *p) {
@@ -120,7 +123,13 @@ static void dec_sampling(cl_rd *r, cl_sampling *s) {
     dec_sampler_params(r, &s->sp);
     s->draws = cl_rd_u32(r);
     s->top_logprobs = (int8_t)cl_rd_u8(r);
-    if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP) r->bad = true;
+    uint8_t json = cl_rd_u8(r);
+    s->json = json == 1;
+    s->gen_from = cl_rd_u32(r);
+    s->gen_end = cl_rd_u32(r);
+    if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP || json > 1 || s->gen_from > s->gen_end ||
+        s->gen_end > (1u << 20))
+        r->bad = true;
 }
 
 
@@ -272,7 +281,7 @@ void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens) {
     enc_sampler_params(b, &g->sp);
     cl_buf_i32(b, g->n_predict);
     cl_buf_i32(b, g->top_logprobs);
-    cl_buf_u8(b, g->ignore_eog ? 1 : 0);
+    cl_buf_u8(b, (g->ignore_eog ? 1 : 0) | (g->json_object ? 2 : 0));
     cl_buf_u32(b, g->n);
     for (uint32_t i = 0; i < g->n; i++) cl_buf_i32(b, tokens[i]);
 }
@@ -487,11 +496,12 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         dec_sampler_params(&r, &g->sp);
         g->n_predict = cl_rd_i32(&r);
         g->top_logprobs = cl_rd_i32(&r);
-        uint8_t ie = cl_rd_u8(&r);
-        g->ignore_eog = ie == 1;
+        uint8_t gf = cl_rd_u8(&r); /* bit 0: ignore_eog, bit 1: json_object */
+        g->ignore_eog = gf & 1;
+        g->json_object = gf & 2;
         g->n = cl_rd_u32(&r);
         if (r.bad) break;
-        if (ie > 1 || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
+        if (gf > 3 || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
             g->top_logprobs > BYOAI_CLUSTER_MAX_TOP || g->model[0] == '\0') {
             r.bad = true;
             break;

@@ -52,14 +52,19 @@ static void send_stage_err(cl_stage *s, const cl_fwd *f, uint8_t kind, int code,
 
 /* ---- loading --------------------------------------------------------------------------------- */
 
+/* Forget a slot's sampling state (a new sequence or a new plan follows). */
+static void tail_seq_clear(cl_tail_seq *q) {
+    byoai_sampler_free(q->sm);
+    byoai_json_filter_free(q->jf);
+    memset(q, 0, sizeof *q);
+}
+
 static void unload(cl_stage *s) {
-    if (s->samplers) {
-        for (uint32_t i = 0; i < s->n_seq; i++) byoai_sampler_free(s->samplers[i]);
-        free(s->samplers);
-        s->samplers = NULL;
+    if (s->seqs) {
+        for (uint32_t i = 0; i < s->n_seq; i++) tail_seq_clear(&s->seqs[i]);
+        free(s->seqs);
+        s->seqs = NULL;
     }
-    free(s->top_lp);
-    s->top_lp = NULL;
     byoai_context_free(s->ctx);
     s->ctx = NULL;
     byoai_model_free(s->model);
@@ -145,10 +150,9 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
             unload(s);
             return rc;
         }
-        s->samplers = calloc(l->n_seq, sizeof *s->samplers);
-        s->top_lp = calloc(l->n_seq, sizeof *s->top_lp);
-        s->n_seq = l->n_seq; /* unload() walks the samplers by n_seq */
-        if (!s->samplers || !s->top_lp) {
+        s->seqs = calloc(l->n_seq, sizeof *s->seqs);
+        s->n_seq = l->n_seq; /* unload() walks the slots by n_seq */
+        if (!s->seqs) {
             unload(s);
             return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
         }
@@ -178,8 +182,7 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
     /* a new plan: every sequence will be re-prefilled */
     for (uint32_t i = 0; i < s->n_seq; i++) {
         byoai_kv_truncate(s->ctx, i, 0);
-        byoai_sampler_free(s->samplers[i]);
-        s->samplers[i] = NULL;
+        tail_seq_clear(&s->seqs[i]);
     }
     r->mem_bytes = byoai_model_kv_bytes_per_token(s->model) * l->n_ctx * l->n_seq;
     const byoai_gguf *g = byoai_model_gguf(s->model);
@@ -265,27 +268,38 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
     if (f->flags & CL_FWD_RESET) {
         byoai_kv_truncate(s->ctx, f->slot, 0);
         if (tail) {
-            byoai_sampler_free(s->samplers[f->slot]);
-            s->samplers[f->slot] = NULL;
+            cl_tail_seq *q = &s->seqs[f->slot];
+            tail_seq_clear(q);
             byoai_error err = {0};
-            if (byoai_sampler_new(&f->s.sp, (int32_t)hp->n_vocab, &s->samplers[f->slot], &err)) {
+            if (byoai_sampler_new(&f->s.sp, (int32_t)hp->n_vocab, &q->sm, &err)) {
                 send_stage_err(s, f, CL_ERR_DECODE, err.code, NULL, err.msg);
                 return;
             }
             if (f->s.draws) { /* continue the random stream where the lost stage left it */
                 float *zero = calloc(hp->n_vocab, sizeof(float));
                 if (!zero) {
+                    tail_seq_clear(q);
                     send_stage_err(s, f, CL_ERR_DECODE, BYOAI_ENOMEM, NULL, "out of memory");
                     return;
                 }
-                for (uint32_t i = 0; i < f->s.draws; i++) byoai_sampler_sample(s->samplers[f->slot], zero);
+                for (uint32_t i = 0; i < f->s.draws; i++) byoai_sampler_sample(q->sm, zero);
                 free(zero);
             }
-            s->top_lp[f->slot] = f->s.top_logprobs;
+            if (f->s.json) { /* the filter replays the generated tokens as their rows arrive */
+                if (byoai_json_filter_new(byoai_model_tokenizer(s->model), (int32_t)hp->n_vocab, &q->jf, &err)) {
+                    tail_seq_clear(q);
+                    send_stage_err(s, f, CL_ERR_DECODE, err.code, NULL, err.msg);
+                    return;
+                }
+                byoai_sampler_set_filter(q->sm, byoai_json_filter_apply, q->jf);
+            }
+            q->gen_from = f->s.gen_from;
+            q->gen_end = f->s.gen_end;
+            q->top_lp = f->s.top_logprobs;
         }
     }
     uint32_t have = byoai_kv_len(s->ctx, f->slot);
-    if (f->pos0 > have || (tail && !s->samplers[f->slot])) {
+    if (f->pos0 > have || (tail && !s->seqs[f->slot].sm)) {
         snprintf(msg, sizeof msg, "this stage holds %u positions of the sequence, the step starts at %u", have, f->pos0);
         send_stage_err(s, f, CL_ERR_HISTORY, BYOAI_ERANGE, NULL, msg);
         return;
@@ -341,12 +355,24 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
     s->rows += f->n;
     pthread_mutex_unlock(&c->mu);
     if (tail) {
-        byoai_sampler *sm = s->samplers[f->slot];
-        for (uint32_t i = 0; i < f->n; i++) byoai_sampler_accept(sm, tokens[i]);
+        cl_tail_seq *q = &s->seqs[f->slot];
+        for (uint32_t i = 0; i < f->n; i++) {
+            byoai_sampler_accept(q->sm, tokens[i]);
+            if (q->jf && f->pos0 + i >= q->gen_from && !byoai_json_filter_accept(q->jf, tokens[i])) {
+                free(tokens);
+                send_stage_err(s, f, CL_ERR_DECODE, BYOAI_EINVAL, NULL,
+                               "the generated text so far is not the start of a JSON object");
+                return;
+            }
+        }
         free(tokens);
         if (!(f->flags & CL_FWD_SAMPLE)) return;
         const float *logits = byoai_get_output(s->ctx, 0);
-        int32_t id = byoai_sampler_sample(sm, logits);
+        if (q->jf) { /* tokens that may still come, this one included: enough to close the object */
+            uint32_t pos = f->pos0 + f->n;
+            byoai_json_filter_set_budget(q->jf, q->gen_end > pos ? q->gen_end - pos : 1);
+        }
+        int32_t id = byoai_sampler_sample(q->sm, logits);
         if (id < 0) {
             send_stage_err(s, f, CL_ERR_DECODE, BYOAI_EINVAL, NULL, "no token could be sampled");
             return;
@@ -354,7 +380,7 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
         cl_token_msg t = {.dep_id = f->dep_id, .req_id = f->req_id, .epoch = f->epoch, .step = f->step,
                           .slot = f->slot, .pos = f->pos0 + f->n};
         t.t.id = id;
-        int k = s->top_lp[f->slot];
+        int k = q->top_lp;
         if (k >= 0) {
             t.t.logprob = byoai_logprob(logits, (int32_t)hp->n_vocab, id);
             if (t.t.logprob > 0) t.t.logprob = 0;

@@ -180,6 +180,7 @@ static void *run_job(void *arg) {
     p.sampler.seed = j->s.seed;
     p.n_predict = j->max_new ? (int32_t)j->max_new : -1;
     if (j->s.logprobs) p.top_logprobs = j->s.top_logprobs;
+    p.json_object = j->s.json_mode;
     byoai_cluster_gen_result res = {0};
     byoai_error err = {0};
     int rc = byoai_cluster_generate(r->s->cluster, r->name, j->prompt, j->n_prompt, &p, on_token, r, &res, &err);
@@ -215,9 +216,6 @@ int srv_cluster_submit(srv_server *s, srv_loaded *l, srv_job *j, srv_error *e) {
     if (j->embed)
         return srv_err(e, 400, "invalid_request_error", NULL, "model",
                        "embeddings are not available for models the cluster runs");
-    if (j->s.json_mode)
-        return srv_err(e, 400, "invalid_request_error", NULL, "response_format",
-                       "JSON mode is not available for models the cluster runs");
     runner *r = calloc(1, sizeof *r);
     if (!r) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
     r->s = s;

@@ -141,7 +141,56 @@ assert done and not errors, errors
 assert "Once upon a time" + text + "\n" == open(sys.argv[2]).read()
 PY
   pass "kill -9 of the last stage while byoai serve streams: no client-visible error, the same text"
-  for n in g h f; do kill -0 "$(cat "$T/$n.pid")" 2>/dev/null && cl_kill $n; done
+
+  # JSON mode: the last stage samples under the JSON filter; the stage that
+  # takes over rebuilds the filter from the generated tokens, so the answer
+  # after kill -9 equals the answer without a failure, and is one object
+  cl_member i "${DELAY[@]}" --model-file "$STORIES"
+  cl_member j "${DELAY[@]}" --model-file "$STORIES"
+  cl f deploy stj="$STORIES" --ctx 128 --min-nodes 3 >/dev/null || fail "deploy stj"
+  json_req() { # STREAM
+    curl -sSN --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/chat/completions" -H 'Content-Type: application/json' \
+      -d '{"model": "stj", "messages": [{"role": "user", "content": "Tell me about Lily as JSON"}], "max_tokens": 200,
+           "temperature": 0, "response_format": {"type": "json_object"}, "stream": '"$1"'}'
+  }
+  json_req false >"$T/json-ref.json"
+  json_check "$T/json-ref.json" 'c=d["choices"][0]["message"]["content"]; assert isinstance(json.loads(c), dict) and d["usage"]["completion_tokens"] >= 60, d'
+  cl_status f
+  victim=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print([x for x in d["deployments"] if x["model"] == "stj"][0]["stages"][-1]["node_id"])' "$T/f.status")
+  vname=""
+  for n in g h i j; do
+    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
+    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && vname=$n
+  done
+  [ -n "$vname" ] || fail "no last stage found for stj"
+  json_req true >"$T/json-sse.txt" &
+  sse=$!
+  for i in $(seq 1 200); do [ "$(grep -c '^data: {' "$T/json-sse.txt" 2>/dev/null || true)" -ge 30 ] && break; sleep 0.05; done
+  cl_kill "$vname" KILL
+  for i in $(seq 1 600); do kill -0 $sse 2>/dev/null || break; sleep 0.1; done
+  kill -0 $sse 2>/dev/null && { kill -9 $sse; fail "the JSON stream hung after kill -9"; }
+  wait $sse || fail "the JSON stream failed"
+  python3 - "$T/json-sse.txt" "$T/json-ref.json" <<'PY' || fail "the JSON answer after kill -9 differs from the one without a failure"
+import json, sys
+text, done, errors = "", False, []
+for line in open(sys.argv[1]):
+    if not line.startswith("data: "): continue
+    if line.strip() == "data: [DONE]": done = True; continue
+    d = json.loads(line[6:])
+    if "error" in d: errors.append(d)
+    elif d["choices"]: text += d["choices"][0]["delta"].get("content") or ""
+assert done and not errors, errors
+ref = json.load(open(sys.argv[2]))["choices"][0]["message"]["content"]
+assert text == ref, (text, ref)
+assert isinstance(json.loads(text), dict)
+PY
+  cl_status f
+  json_check "$T/f.status" 'dep=[x for x in d["deployments"] if x["model"]=="stj"][0]; assert dep["failovers"]>=1, dep'
+  pass "JSON mode survives kill -9 of the last stage: the same object as without a failure"
+  for n in g h i j f; do kill -0 "$(cat "$T/$n.pid")" 2>/dev/null && cl_kill $n; done
 fi
 
 # ---- no room left: a clear error, not a hang ---------------------------------------------------

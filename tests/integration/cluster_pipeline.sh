@@ -64,7 +64,14 @@ got=$(cluster_ids b stories "$PROMPT" 80) || fail "run from b: $(cat "$T/run.err
 [ "$got" = "$(single_ids "$STORIES" "$PROMPT" 80)" ] || fail "run through b differs"
 cl_expect b 1 "$BYOAI_BIN" cluster run nosuchmodel -p x -n 3
 grep -q "no node of the cluster runs model 'nosuchmodel'" "$T/err" || fail "unknown model message: $(cat "$T/err")"
-pass "any member runs completions for a model the cluster runs"
+cl b run stories -p "$PROMPT" -n 30 --temp 0 --json-object >"$T/jo.txt" 2>"$T/jo.err" || fail "run --json-object: $(cat "$T/jo.err")"
+python3 - "$T/jo.txt" "$PROMPT" <<'PY' || fail "cluster run --json-object is not one JSON object: $(cat "$T/jo.txt")"
+import json, sys
+out = open(sys.argv[1]).read()
+assert out.startswith(sys.argv[2]) and out.endswith("\n"), out
+assert isinstance(json.loads(out[len(sys.argv[2]):-1]), dict), out
+PY
+pass "any member runs completions for a model the cluster runs (--json-object too)"
 
 # ---- the OpenAI API of byoai serve, on the coordinator and on the other member ------------------
 if [ "$CL_DAEMON" = serve ]; then
@@ -94,6 +101,28 @@ for line in open(sys.argv[1]):
 assert done
 assert "Once upon a time" + text + "\n" == open(sys.argv[2]).read()
 PY
+  # JSON mode: the last stage samples under the JSON filter; the answer equals
+  # one machine's (a's own serve running its local copy) and is an object,
+  # closed within max_tokens even when that is small
+  BYOAI_HOME="$T/a" "$BYOAI_BIN" import "$STORIES" --name solo >/dev/null 2>&1 || fail "import into a's store"
+  api_wait_model a solo
+  for mt in 40 12; do
+    body='{"model": "MODEL", "messages": [{"role": "user", "content": "Tell me about Lily as JSON"}], "max_tokens": '$mt',
+           "temperature": 0, "response_format": {"type": "json_object"}}'
+    api a /v1/chat/completions "${body/MODEL/solo}" >"$T/json-solo.json"
+    for n in a b; do
+      api $n /v1/chat/completions "${body/MODEL/stories}" >"$T/json-$n.json"
+      python3 - "$T/json-$n.json" "$T/json-solo.json" <<'PY' || fail "JSON mode through $n (max_tokens $mt): $(cat "$T/json-$n.json")"
+import json, sys
+got, want = (json.load(open(f)) for f in sys.argv[1:3])
+g, w = got["choices"][0]["message"]["content"], want["choices"][0]["message"]["content"]
+assert isinstance(json.loads(g), dict), g
+assert g == w, (g, w)
+assert got["usage"]["completion_tokens"] == want["usage"]["completion_tokens"], (got["usage"], want["usage"])
+PY
+    done
+  done
+  pass "JSON mode through the cluster: a valid object, equal to one machine's, closed within max_tokens"
   api b /v1/models | grep -q '"source":"cluster"' || fail "b's /v1/models does not list the cluster's model"
   api b /v1/completions '{"model": "nosuch", "prompt": "x"}' | grep -q model_not_found || fail "unknown model over the API"
   pass "byoai serve answers OpenAI requests for the cluster's model on any member (whole and streamed)"

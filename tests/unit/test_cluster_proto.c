@@ -154,6 +154,9 @@ static void test_fwd(void **state) {
     f.s.sp = byoai_sampler_defaults();
     f.s.draws = 17;
     f.s.top_logprobs = 5;
+    f.s.json = true;
+    f.s.gen_from = 3;
+    f.s.gen_end = 100;
     cl_buf b = {0};
     cl_enc_fwd(&b, &f, toks, hidden);
     cl_msg m;
@@ -162,6 +165,9 @@ static void test_fwd(void **state) {
     assert_int_equal(cl_fwd_token(&m.u.fwd, 2), 31999);
     assert_int_equal(m.u.fwd.s.draws, 17);
     assert_int_equal(m.u.fwd.s.top_logprobs, 5);
+    assert_true(m.u.fwd.s.json);
+    assert_int_equal(m.u.fwd.s.gen_from, 3);
+    assert_int_equal(m.u.fwd.s.gen_end, 100);
     assert_int_equal(m.u.fwd.hidden_len, sizeof hidden);
     assert_memory_equal(m.u.fwd.hidden, hidden, sizeof hidden);
     truncations_fail(&b);
@@ -193,6 +199,11 @@ static void test_fwd(void **state) {
     cl_buf_free(&b);
     bad = f;
     bad.s.sp.top_p = 7; /* out of range */
+    cl_enc_fwd(&b, &bad, toks, hidden);
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+    bad = f;
+    bad.s.gen_from = 200; /* the generated part ends before it starts */
     cl_enc_fwd(&b, &bad, toks, hidden);
     assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
     cl_buf_free(&b);
@@ -243,11 +254,14 @@ static void test_tokens_errors_gen(void **state) {
     cl_buf_free(&b);
 
     int32_t toks[2] = {1, 2};
-    cl_gen g = {.req_id = 5, .sp = byoai_sampler_defaults(), .n_predict = 10, .top_logprobs = -1, .n = 2};
+    cl_gen g = {.req_id = 5, .sp = byoai_sampler_defaults(), .n_predict = 10, .top_logprobs = -1, .n = 2,
+                .json_object = true};
     snprintf(g.model, sizeof g.model, "m");
     cl_enc_gen(&b, &g, toks);
     decode_ok(&b, &m);
     assert_int_equal(m.u.gen.n, 2);
+    assert_true(m.u.gen.json_object);
+    assert_false(m.u.gen.ignore_eog);
     truncations_fail(&b);
     cl_buf_free(&b);
     cl_gen_end ge = {.req_id = 5, .code = 0, .n_generated = 3};
