@@ -237,6 +237,15 @@ int byoai_cluster_generate(byoai_cluster *c, const char *model, const int32_t *p
                            const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
                            byoai_cluster_gen_result *res, byoai_error *err);
 
+/* The embedding of prompt by model across the cluster: the mean of the
+ * final (normed) hidden states of its tokens, scaled to unit length, as
+ * byoai serve's /v1/embeddings computes it for a local model. The last
+ * stage pools; a lost node is survived as for completions. On success
+ * *out is a malloc'd vector of *n_embd floats that the caller frees;
+ * res (may be NULL) gets n_prompt, timings and failovers. */
+int byoai_cluster_embed(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt, float **out,
+                        uint32_t *n_embd, byoai_cluster_gen_result *res, byoai_error *err);
+
 #ifdef __cplusplus
 }
 #endif

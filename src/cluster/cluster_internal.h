@@ -212,6 +212,7 @@ enum {
     CL_MSG_GEN_CANCEL = 33,
     CL_MSG_HEADER_REQ = 40,
     CL_MSG_HEADER = 41,
+    CL_MSG_EMBEDDING = 50,   /* a pooled embedding: last stage -> coordinator -> requesting member */
 };
 
 /* what a node tells about itself (HELLO and announcements) */
@@ -273,6 +274,7 @@ typedef struct cl_sampling {
     uint32_t draws;       /* random draws already made (replayed after a failover) */
     int8_t top_logprobs;  /* -1 none */
     bool json;            /* JSON mode: only tokens that keep the output a valid JSON object */
+    bool embed;           /* embedding: the last stage pools the final hidden states instead of sampling */
     /* The generated part of the sequence is positions [gen_from, gen_end):
      * the JSON filter reads the tokens from gen_from on (again, after a
      * re-plan) and has gen_end - position tokens left to close the object. */
@@ -304,6 +306,13 @@ typedef struct cl_token_msg { /* TOKEN and GEN_TOKEN */
 
 enum { CL_ERR_DECODE = 1, CL_ERR_NEXT_UNREACHABLE = 2, CL_ERR_NO_STAGE = 3, CL_ERR_HISTORY = 4 };
 
+typedef struct cl_embedding_msg { /* EMBEDDING */
+    uint64_t dep_id, req_id;   /* dep_id 0: the answer to a member's GEN */
+    uint32_t epoch, step;
+    uint32_t n_embd;
+    const uint8_t *data;       /* n_embd little-endian F32, borrowed */
+} cl_embedding_msg;
+
 typedef struct cl_stage_err {
     uint64_t dep_id, req_id;
     uint32_t epoch, step;
@@ -322,6 +331,7 @@ typedef struct cl_gen {
     int32_t top_logprobs;
     bool ignore_eog;
     bool json_object;
+    bool embed;            /* an embedding of the prompt, answered by EMBEDDING before GEN_END */
     uint32_t n;
     const uint8_t *tokens; /* borrowed */
 } cl_gen;
@@ -367,6 +377,7 @@ typedef struct cl_msg {
         uint64_t req_id;       /* GEN_CANCEL */
         char model[CL_NAME_MAX]; /* HEADER_REQ */
         cl_header_msg header;
+        cl_embedding_msg embedding;
     } u;
 } cl_msg;
 
@@ -386,6 +397,9 @@ void cl_enc_unload(cl_buf *b, uint64_t dep_id);
 void cl_enc_fwd(cl_buf *b, const cl_fwd *f, const int32_t *tokens, const void *hidden);
 void cl_enc_token(cl_buf *b, uint8_t type, const cl_token_msg *t);
 void cl_enc_stage_err(cl_buf *b, const cl_stage_err *e);
+void cl_enc_embedding(cl_buf *b, const cl_embedding_msg *e, const float *v);
+/* Element i of an EMBEDDING's vector. */
+float cl_embedding_at(const cl_embedding_msg *e, uint32_t i);
 void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens);
 void cl_enc_gen_end(cl_buf *b, const cl_gen_end *e);
 void cl_enc_gen_cancel(cl_buf *b, uint64_t req_id);

@@ -485,7 +485,7 @@ enum { W_TOKEN, W_ERR, W_LOST, W_TIMEOUT, W_STOP, W_REPLANNED };
 
 static int wait_outcome(byoai_cluster *c, cl_dep *d, cl_req *r, double deadline) {
     for (;;) {
-        if (r->has_token) return W_TOKEN;
+        if (r->has_token || r->has_emb) return W_TOKEN;
         if (r->has_err) return W_ERR;
         if (c->stopping || d->removing) return W_STOP;
         if (d->epoch != r->epoch || d->replanning) return W_REPLANNED;
@@ -509,7 +509,9 @@ static int send_steps(byoai_cluster *c, cl_dep *d, cl_req *r, const int32_t *tok
     memcpy(first, d->stage_pk[0], 32);
     r->epoch = epoch;
     r->step++;
-    r->has_token = r->has_err = false;
+    r->has_token = r->has_err = r->has_emb = false;
+    free(r->emb);
+    r->emb = NULL;
     uint32_t step = r->step, nb = d->n_batch;
     pthread_mutex_unlock(&c->mu);
     memcpy(culprit, first, 32);
@@ -589,9 +591,15 @@ static int failover(byoai_cluster *c, cl_dep *d, cl_req *r, const uint8_t *culpr
     return rc;
 }
 
+/* An embedding request's answer (NULL for completions). */
+typedef struct {
+    float *v;
+    uint32_t n;
+} embed_out;
+
 static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, size_t n_prompt,
                           const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
-                          byoai_cluster_gen_result *res, byoai_error *err) {
+                          byoai_cluster_gen_result *res, embed_out *eo, byoai_error *err) {
     const byoai_tokenizer *tok = byoai_model_tokenizer(d->vocab);
     const uint32_t n_vocab = d->cost.n_vocab;
     if (n_prompt == 0) return byoai_error_set(err, BYOAI_EINVAL, "the prompt is empty");
@@ -643,7 +651,8 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
     pthread_mutex_unlock(&c->mu);
 
     cl_sampling samp = {.sp = p->sampler, .top_logprobs = (int8_t)(p->top_logprobs < 0 ? -1 : p->top_logprobs),
-                        .json = p->json_object, .gen_from = (uint32_t)n_prompt, .gen_end = d->n_ctx};
+                        .json = p->json_object && !eo, .embed = eo != NULL, .gen_from = (uint32_t)n_prompt,
+                        .gen_end = d->n_ctx};
     /* the last position a generated token may take is gen_end - 1 (see the stop test below) */
     if (p->n_predict >= 0 && n_prompt + (uint64_t)p->n_predict < d->n_ctx) samp.gen_end = (uint32_t)n_prompt + (uint32_t)p->n_predict;
     uint32_t n_gen = 0, failovers = 0, history_retries = 0, timeouts = 0;
@@ -671,6 +680,20 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
             pthread_mutex_lock(&c->mu);
             what = wait_outcome(c, d, r, step_deadline);
             pthread_mutex_unlock(&c->mu);
+        }
+        if (what == W_TOKEN && eo) { /* an embedding: the only answer */
+            pthread_mutex_lock(&c->mu);
+            bool ok = r->has_emb;
+            if (ok) {
+                eo->v = r->emb;
+                eo->n = r->n_emb;
+                r->emb = NULL;
+            }
+            pthread_mutex_unlock(&c->mu);
+            if (!ok) rc = byoai_error_set(err, BYOAI_EFORMAT, "the last stage answered a token to an embedding request");
+            t_first = t_last = byoai_time_now();
+            finish = "stop";
+            break;
         }
         if (what == W_TOKEN) {
             int32_t id = r->tok.t.id;
@@ -768,6 +791,7 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
         res->overhead_s = overhead;
     }
     free(hist);
+    free(r->emb);
     free(r);
     return rc;
 }
@@ -776,7 +800,7 @@ static int coord_generate(byoai_cluster *c, cl_dep *d, const int32_t *prompt, si
 
 static int proxy_generate(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt,
                           const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
-                          byoai_cluster_gen_result *res, byoai_error *err) {
+                          byoai_cluster_gen_result *res, embed_out *eo, byoai_error *err) {
     if (n_prompt == 0 || n_prompt > (1u << 20)) return byoai_error_set(err, BYOAI_EINVAL, "bad prompt length");
     uint8_t coord[32];
     bool found = false;
@@ -801,7 +825,8 @@ static int proxy_generate(byoai_cluster *c, const char *model, const int32_t *pr
     if (!found) return byoai_error_set(err, BYOAI_ENOTFOUND, "no node of the cluster runs model '%s'", model);
     if (!px) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     cl_gen g = {.req_id = px->id, .sp = p->sampler, .n_predict = p->n_predict, .top_logprobs = p->top_logprobs,
-                .ignore_eog = p->ignore_eog, .json_object = p->json_object, .n = (uint32_t)n_prompt};
+                .ignore_eog = p->ignore_eog && !eo, .json_object = p->json_object && !eo, .embed = eo != NULL,
+                .n = (uint32_t)n_prompt};
     snprintf(g.model, sizeof g.model, "%s", model);
     cl_buf b = {0};
     cl_enc_gen(&b, &g, prompt);
@@ -833,6 +858,14 @@ static int proxy_generate(byoai_cluster *c, const char *model, const int32_t *pr
         }
         if (px->ended) {
             if (px->end.code && !cancelled) rc = byoai_error_set(err, px->end.code, "%s", px->end.msg);
+            else if (eo && !px->emb)
+                rc = byoai_error_set(err, BYOAI_EFORMAT, "node %.12s ended the embedding request without an embedding",
+                                     cid);
+            else if (eo) {
+                eo->v = px->emb;
+                eo->n = px->n_emb;
+                px->emb = NULL;
+            }
             break;
         }
         if (c->stopping) {
@@ -876,13 +909,14 @@ static int proxy_generate(byoai_cluster *c, const char *model, const int32_t *pr
         cl_buf_free(&cb);
     }
     free(px->toks);
+    free(px->emb);
     free(px);
     return rc;
 }
 
-int byoai_cluster_generate(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt,
-                           const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
-                           byoai_cluster_gen_result *res, byoai_error *err) {
+static int run_request(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt,
+                       const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
+                       byoai_cluster_gen_result *res, embed_out *eo, byoai_error *err) {
     pthread_mutex_lock(&c->mu);
     if (c->stopping) {
         pthread_mutex_unlock(&c->mu);
@@ -896,13 +930,36 @@ int byoai_cluster_generate(byoai_cluster *c, const char *model, const int32_t *p
     bool local = d && d->ready;
     c->n_generating++;
     pthread_mutex_unlock(&c->mu);
-    int rc = local ? coord_generate(c, d, prompt, n_prompt, p, fn, user, res, err)
-                   : proxy_generate(c, model, prompt, n_prompt, p, fn, user, res, err);
+    int rc = local ? coord_generate(c, d, prompt, n_prompt, p, fn, user, res, eo, err)
+                   : proxy_generate(c, model, prompt, n_prompt, p, fn, user, res, eo, err);
     pthread_mutex_lock(&c->mu);
     c->n_generating--;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int byoai_cluster_generate(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt,
+                           const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
+                           byoai_cluster_gen_result *res, byoai_error *err) {
+    return run_request(c, model, prompt, n_prompt, p, fn, user, res, NULL, err);
+}
+
+int byoai_cluster_embed(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt, float **out,
+                        uint32_t *n_embd, byoai_cluster_gen_result *res, byoai_error *err) {
+    *out = NULL;
+    *n_embd = 0;
+    byoai_cluster_gen_params p = {.sampler = byoai_sampler_defaults(), .n_predict = 0, .top_logprobs = -1};
+    p.sampler.temp = 0;
+    embed_out eo = {0};
+    int rc = run_request(c, model, prompt, n_prompt, &p, NULL, NULL, res, &eo, err);
+    if (rc) {
+        free(eo.v);
+        return rc;
+    }
+    *out = eo.v;
+    *n_embd = eo.n;
+    return 0;
 }
 
 /* ---- serving completions for other nodes ------------------------------------------------------------ */
@@ -951,7 +1008,16 @@ static void served_run(byoai_cluster *c, void *arg) {
         pthread_mutex_unlock(&c->mu);
         if (!ready) rc = byoai_error_set(&err, BYOAI_ENOTFOUND, "model '%s' is not deployed here", sv->gen.model);
         else {
-            rc = coord_generate(c, d, toks, sv->gen.n, &gp, served_emit, &x, &res, &err);
+            embed_out eo = {0};
+            rc = coord_generate(c, d, toks, sv->gen.n, &gp, served_emit, &x, &res, sv->gen.embed ? &eo : NULL, &err);
+            if (!rc && eo.v) { /* the embedding goes before the end */
+                cl_embedding_msg em = {.req_id = sv->id, .n_embd = eo.n};
+                cl_buf eb = {0};
+                cl_enc_embedding(&eb, &em, eo.v);
+                cl_send(c, sv->from, &eb, NULL);
+                cl_buf_free(&eb);
+            }
+            free(eo.v);
             pthread_mutex_lock(&c->mu);
             c->n_generating--;
             pthread_cond_broadcast(&c->cond);
@@ -1218,6 +1284,38 @@ void cl_coord_on_message(byoai_cluster *c, const uint8_t from[32], uint8_t *buf,
         }
         pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->mu);
+        break;
+    }
+    case CL_MSG_EMBEDDING: {
+        const cl_embedding_msg *e = &m->u.embedding;
+        float *v = malloc(e->n_embd * sizeof(float));
+        if (!v) break;
+        for (uint32_t i = 0; i < e->n_embd; i++) v[i] = cl_embedding_at(e, i);
+        pthread_mutex_lock(&c->mu);
+        if (e->dep_id) { /* from the last stage of a request coordinated here */
+            for (cl_req *r = c->reqs; r; r = r->next) {
+                if (r->id != e->req_id || r->epoch != e->epoch || r->step != e->step || r->dep->id != e->dep_id) continue;
+                if (!memcmp(r->dep->stage_pk[r->dep->plan.n_stages - 1], from, 32) && !r->has_emb &&
+                    e->n_embd == r->dep->cost.n_embd) {
+                    r->emb = v;
+                    r->n_emb = e->n_embd;
+                    r->has_emb = true;
+                    v = NULL;
+                }
+                break;
+            }
+        } else { /* the answer to an embedding this node asked a coordinator for */
+            for (cl_proxy *px = c->proxies; px; px = px->next) {
+                if (px->id != e->req_id || memcmp(px->coord_pk, from, 32) || px->ended || px->emb) continue;
+                px->emb = v;
+                px->n_emb = e->n_embd;
+                v = NULL;
+                break;
+            }
+        }
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->mu);
+        free(v);
         break;
     }
     case CL_MSG_HEADER: {

@@ -75,6 +75,9 @@ typedef struct cl_tail_seq {
     byoai_json_filter *jf;     /* JSON mode (constrained sampling), else NULL */
     uint32_t gen_from, gen_end; /* see cl_sampling */
     int8_t top_lp;
+    bool embed;                /* pooling the final hidden states into emb_sum (n_embd) */
+    double *emb_sum;
+    uint32_t emb_rows;
 } cl_tail_seq;
 
 typedef struct cl_stage {
@@ -152,6 +155,9 @@ typedef struct cl_req { /* a completion this node coordinates */
     cl_token_msg tok;
     bool has_err;
     cl_stage_err serr;
+    float *emb;                /* an embedding request's answer (has_emb) */
+    uint32_t n_emb;
+    bool has_emb;
     struct cl_req *next;
 } cl_req;
 
@@ -162,6 +168,8 @@ typedef struct cl_proxy { /* a completion this node asked another node to run */
     size_t n_toks, cap_toks;
     bool ended;
     cl_gen_end end;
+    float *emb;                /* the embedding, for an embedding request */
+    uint32_t n_emb;
     struct cl_proxy *next;
 } cl_proxy;
 

@@ -38,6 +38,7 @@ const char *cl_msg_name(uint8_t type) {
     case CL_MSG_GEN_CANCEL: return "GEN_CANCEL";
     case CL_MSG_HEADER_REQ: return "HEADER_REQ";
     case CL_MSG_HEADER: return "HEADER";
+    case CL_MSG_EMBEDDING: return "EMBEDDING";
     default: return "unknown";
     }
 }
@@ -99,7 +100,7 @@ static void enc_sampling(cl_buf *b, const cl_sampling *s) {
     enc_sampler_params(b, &s->sp);
     cl_buf_u32(b, s->draws);
     cl_buf_u8(b, (uint8_t)s->top_logprobs);
-    cl_buf_u8(b, s->json ? 1 : 0);
+    cl_buf_u8(b, (s->json ? 1 : 0) | (s->embed ? 2 : 0));
     cl_buf_u32(b, s->gen_from);
     cl_buf_u32(b, s->gen_end);
 }
@@ -123,11 +124,12 @@ static void dec_sampling(cl_rd *r, cl_sampling *s) {
     dec_sampler_params(r, &s->sp);
     s->draws = cl_rd_u32(r);
     s->top_logprobs = (int8_t)cl_rd_u8(r);
-    uint8_t json = cl_rd_u8(r);
-    s->json = json == 1;
+    uint8_t mode = cl_rd_u8(r); /* bit 0: JSON mode, bit 1: embedding */
+    s->json = mode & 1;
+    s->embed = mode & 2;
     s->gen_from = cl_rd_u32(r);
     s->gen_end = cl_rd_u32(r);
-    if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP || json > 1 || s->gen_from > s->gen_end ||
+    if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP || mode > 2 || s->gen_from > s->gen_end ||
         s->gen_end > (1u << 20))
         r->bad = true;
 }
@@ -274,6 +276,24 @@ void cl_enc_stage_err(cl_buf *b, const cl_stage_err *e) {
     cl_buf_str(b, e->msg);
 }
 
+void cl_enc_embedding(cl_buf *b, const cl_embedding_msg *e, const float *v) {
+    cl_buf_u8(b, CL_MSG_EMBEDDING);
+    cl_buf_u64(b, e->dep_id);
+    cl_buf_u64(b, e->req_id);
+    cl_buf_u32(b, e->epoch);
+    cl_buf_u32(b, e->step);
+    cl_buf_u32(b, e->n_embd);
+    for (uint32_t i = 0; i < e->n_embd; i++) cl_buf_f32(b, v[i]);
+}
+
+float cl_embedding_at(const cl_embedding_msg *e, uint32_t i) {
+    const uint8_t *p = e->data + 4 * (size_t)i;
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens) {
     cl_buf_u8(b, CL_MSG_GEN);
     cl_buf_u64(b, g->req_id);
@@ -281,7 +301,7 @@ void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens) {
     enc_sampler_params(b, &g->sp);
     cl_buf_i32(b, g->n_predict);
     cl_buf_i32(b, g->top_logprobs);
-    cl_buf_u8(b, (g->ignore_eog ? 1 : 0) | (g->json_object ? 2 : 0));
+    cl_buf_u8(b, (g->ignore_eog ? 1 : 0) | (g->json_object ? 2 : 0) | (g->embed ? 4 : 0));
     cl_buf_u32(b, g->n);
     for (uint32_t i = 0; i < g->n; i++) cl_buf_i32(b, tokens[i]);
 }
@@ -470,6 +490,25 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         dec_tok(&r, &t->t);
         break;
     }
+    case CL_MSG_EMBEDDING: {
+        cl_embedding_msg *e = &m->u.embedding;
+        e->dep_id = cl_rd_u64(&r);
+        e->req_id = cl_rd_u64(&r);
+        e->epoch = cl_rd_u32(&r);
+        e->step = cl_rd_u32(&r);
+        e->n_embd = cl_rd_u32(&r);
+        if (r.bad) break;
+        if (e->n_embd == 0 || e->n_embd > CL_MAX_EMBD) {
+            r.bad = true;
+            break;
+        }
+        e->data = cl_rd_bytes(&r, 4 * (size_t)e->n_embd);
+        for (uint32_t i = 0; e->data && i < e->n_embd; i++) {
+            float x = cl_embedding_at(e, i);
+            if (!(x >= -1.0001f && x <= 1.0001f)) r.bad = true; /* a unit vector: no NaN, no infinity */
+        }
+        break;
+    }
     case CL_MSG_STAGE_ERR: {
         cl_stage_err *e = &m->u.stage_err;
         e->dep_id = cl_rd_u64(&r);
@@ -496,12 +535,13 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         dec_sampler_params(&r, &g->sp);
         g->n_predict = cl_rd_i32(&r);
         g->top_logprobs = cl_rd_i32(&r);
-        uint8_t gf = cl_rd_u8(&r); /* bit 0: ignore_eog, bit 1: json_object */
+        uint8_t gf = cl_rd_u8(&r); /* bit 0: ignore_eog, bit 1: json_object, bit 2: embedding */
         g->ignore_eog = gf & 1;
         g->json_object = gf & 2;
+        g->embed = gf & 4;
         g->n = cl_rd_u32(&r);
         if (r.bad) break;
-        if (gf > 3 || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
+        if (gf > 7 || (g->embed && (gf & 3)) || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
             g->top_logprobs > BYOAI_CLUSTER_MAX_TOP || g->model[0] == '\0') {
             r.bad = true;
             break;

@@ -19,6 +19,7 @@
  * the same random stream.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ static void send_stage_err(cl_stage *s, const cl_fwd *f, uint8_t kind, int code,
 static void tail_seq_clear(cl_tail_seq *q) {
     byoai_sampler_free(q->sm);
     byoai_json_filter_free(q->jf);
+    free(q->emb_sum);
     memset(q, 0, sizeof *q);
 }
 
@@ -144,8 +146,9 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
             return byoai_error_set(err, BYOAI_EFORMAT, "the model has %u layers, the coordinator says %u", hp->n_layer,
                                    l->n_layer);
         }
+        /* the last stage keeps the final hidden states too, for embeddings */
         byoai_context_params cp = {.n_ctx = l->n_ctx, .n_seq = l->n_seq, .n_batch = l->n_batch,
-                                   .n_threads = c->n_threads};
+                                   .n_threads = c->n_threads, .embeddings = l->layer_end == l->n_layer};
         if ((rc = byoai_context_new(s->model, &cp, &s->ctx, err))) {
             unload(s);
             return rc;
@@ -242,6 +245,45 @@ static uint32_t add_us(uint32_t base, double t0) {
     return us > 4e9 ? 4000000000u : (uint32_t)us;
 }
 
+/* Embedding mode on the last stage: add every row's final hidden state to
+ * the sum; after the last row, send the mean, normalised to unit length
+ * (as byoai serve does for a local model). */
+static void embed_rows(cl_stage *s, const cl_fwd *f, cl_tail_seq *q, uint32_t n_embd) {
+    if (f->pos0 != q->emb_rows) { /* a row twice or one missing: the coordinator sends it all again */
+        char msg[128];
+        snprintf(msg, sizeof msg, "the embedding has %u rows pooled, the step starts at %u", q->emb_rows, f->pos0);
+        send_stage_err(s, f, CL_ERR_HISTORY, BYOAI_ERANGE, NULL, msg);
+        return;
+    }
+    for (uint32_t i = 0; i < f->n; i++) {
+        const float *h = byoai_get_embedding(s->ctx, i);
+        for (uint32_t k = 0; k < n_embd; k++) q->emb_sum[k] += h[k];
+        q->emb_rows++;
+    }
+    if (!(f->flags & CL_FWD_SAMPLE)) return;
+    float *v = malloc(n_embd * sizeof(float));
+    if (!v) {
+        send_stage_err(s, f, CL_ERR_DECODE, BYOAI_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    double norm = 0;
+    for (uint32_t k = 0; k < n_embd; k++) {
+        double x = q->emb_sum[k] / (double)q->emb_rows;
+        v[k] = (float)x;
+        norm += x * x;
+    }
+    norm = sqrt(norm);
+    if (norm > 0)
+        for (uint32_t k = 0; k < n_embd; k++) v[k] = (float)(v[k] / norm);
+    cl_embedding_msg e = {.dep_id = f->dep_id, .req_id = f->req_id, .epoch = f->epoch, .step = f->step,
+                          .n_embd = n_embd};
+    cl_buf out = {0};
+    cl_enc_embedding(&out, &e, v);
+    cl_send(s->c, s->coord_pk, &out, NULL);
+    cl_buf_free(&out);
+    free(v);
+}
+
 static void handle_fwd(cl_stage *s, const cl_fwd *f) {
     byoai_cluster *c = s->c;
     char msg[600];
@@ -293,6 +335,15 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
                 }
                 byoai_sampler_set_filter(q->sm, byoai_json_filter_apply, q->jf);
             }
+            if (f->s.embed) {
+                q->embed = true;
+                q->emb_sum = calloc(hp->n_embd, sizeof(double));
+                if (!q->emb_sum) {
+                    tail_seq_clear(q);
+                    send_stage_err(s, f, CL_ERR_DECODE, BYOAI_ENOMEM, NULL, "out of memory");
+                    return;
+                }
+            }
             q->gen_from = f->s.gen_from;
             q->gen_end = f->s.gen_end;
             q->top_lp = f->s.top_logprobs;
@@ -318,7 +369,7 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
     for (uint32_t i = 0; i < f->n; i++) {
         tokens[i] = cl_fwd_token(f, i);
         seq[i] = (int32_t)f->slot;
-        want[i] = tail ? (i == f->n - 1 && (f->flags & CL_FWD_SAMPLE)) : 1;
+        want[i] = tail ? (i == f->n - 1 && (f->flags & CL_FWD_SAMPLE) && !s->seqs[f->slot].embed) : 1;
     }
     byoai_batch b = {.n_tokens = f->n, .seq = seq, .want = want};
     if (head) b.tokens = tokens;
@@ -366,6 +417,10 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
             }
         }
         free(tokens);
+        if (q->embed) {
+            embed_rows(s, f, q, hp->n_embd);
+            return;
+        }
         if (!(f->flags & CL_FWD_SAMPLE)) return;
         const float *logits = byoai_get_output(s->ctx, 0);
         if (q->jf) { /* tokens that may still come, this one included: enough to close the object */

@@ -10,9 +10,9 @@
  * then runs on its own thread through byoai_cluster_generate, which hands
  * over tokens that become pieces the way the scheduler makes them (stop
  * strings, held-back partial text, logprobs): answers, streams and errors
- * look the same to a client whichever way the model runs. JSON mode is
- * refused for these models: its sampler filter would have to run on the
- * last stage, on another machine.
+ * look the same to a client whichever way the model runs. JSON mode runs
+ * its filter on the last stage; an embedding is pooled there too
+ * (byoai_cluster_embed).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,10 +165,52 @@ static int on_token(void *user, const byoai_cluster_token *t) {
     return 0;
 }
 
+/* An error of the cluster as the API's error. */
+static void cluster_error(srv_error *e, int rc, const byoai_error *err) {
+    int status = rc == BYOAI_ERANGE || rc == BYOAI_EINVAL ? 400 : rc == BYOAI_ETIMEOUT ? 504 : 502;
+    srv_err(e, status, status == 400 ? "invalid_request_error" : "server_error",
+            status == 400 ? "context_length_exceeded" : "cluster_error", NULL, "%s", err->msg);
+}
+
+/* An embedding: one pooled vector from the last stage. */
+static void embed_job(runner *r) {
+    srv_job *j = r->j;
+    float *v = NULL;
+    uint32_t n = 0;
+    byoai_cluster_gen_result res = {0};
+    byoai_error err = {0};
+    int rc = byoai_cluster_embed(r->s->cluster, r->name, j->prompt, j->n_prompt, &v, &n, &res, &err);
+    srv_error e = {0};
+    const char *reason = "stop";
+    if (rc == BYOAI_ECANCELED) reason = "cancelled";
+    else if (rc) {
+        cluster_error(&e, rc, &err);
+        reason = "error";
+    } else {
+        pthread_mutex_lock(&j->mu);
+        j->embedding = v;
+        j->n_embd = n;
+        pthread_mutex_unlock(&j->mu);
+        v = NULL;
+        j->n_prompt_eval = j->n_prompt;
+        if (res.failovers)
+            byoai_log(BYOAI_LOG_INFO, "cluster: %s: the embedding survived %u re-plan(s)", r->name, res.failovers);
+    }
+    free(v);
+    srv_job_end(j, reason, e.status ? &e : NULL);
+}
+
 static void *run_job(void *arg) {
     runner *r = arg;
     srv_job *j = r->j;
     j->t_start = byoai_time_now();
+    if (j->embed) {
+        embed_job(r);
+        srv_job_unref(j);
+        __atomic_sub_fetch(&r->s->cluster_jobs, 1, __ATOMIC_ACQ_REL);
+        free(r);
+        return NULL;
+    }
     byoai_cluster_gen_params p = {.sampler = byoai_sampler_defaults(), .top_logprobs = -1};
     p.sampler.temp = j->s.temperature;
     p.sampler.top_p = j->s.top_p > 0 ? j->s.top_p : 1.0f;
@@ -194,9 +236,7 @@ static void *run_job(void *arg) {
     } else if (r->stopped) reason = "stop";
     else if (rc == BYOAI_ECANCELED) reason = "cancelled";
     else if (rc) {
-        int status = rc == BYOAI_ERANGE || rc == BYOAI_EINVAL ? 400 : rc == BYOAI_ETIMEOUT ? 504 : 502;
-        srv_err(&e, status, status == 400 ? "invalid_request_error" : "server_error",
-                status == 400 ? "context_length_exceeded" : "cluster_error", NULL, "%s", err.msg);
+        cluster_error(&e, rc, &err);
         reason = "error";
     }
     if (!e.status && r->pend_len && strcmp(reason, "cancelled")) /* the held-back tail */
@@ -213,9 +253,6 @@ static void *run_job(void *arg) {
 }
 
 int srv_cluster_submit(srv_server *s, srv_loaded *l, srv_job *j, srv_error *e) {
-    if (j->embed)
-        return srv_err(e, 400, "invalid_request_error", NULL, "model",
-                       "embeddings are not available for models the cluster runs");
     runner *r = calloc(1, sizeof *r);
     if (!r) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
     r->s = s;

@@ -543,7 +543,10 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
         return;
     }
     srv_loaded *lm;
-    if (srv_models_acquire(s->models, rq.model, &lm, &e)) {
+    int arc = srv_models_acquire(s->models, rq.model, &lm, &e);
+    if (arc == 404 && s->cluster && byoai_cluster_has_model(s->cluster, rq.model)) /* the cluster runs it */
+        arc = srv_cluster_acquire(s, rq.model, &lm, &e);
+    if (arc) {
         srv_request_free(&rq);
         srv_send_error(r, &e);
         return;
@@ -576,7 +579,7 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
             }
             j->prompt = toks;
             j->n_prompt = (uint32_t)nt;
-            if (!rc) rc = srv_sched_submit(lm->sched, j, &e);
+            if (!rc) rc = lm->cluster ? srv_cluster_submit(s, lm, j, &e) : srv_sched_submit(lm->sched, j, &e);
             if (rc) { /* never submitted: nobody else holds it */
                 snprintf(e.param, sizeof e.param, "input[%zu]", i);
                 srv_job_unref(j);
@@ -628,7 +631,8 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
     }
     for (size_t i = 0; i < n && jobs; i++) srv_job_unref(jobs[i]);
     free(jobs);
-    srv_models_release(s->models, lm);
+    if (lm->cluster) srv_cluster_release(lm);
+    else srv_models_release(s->models, lm);
     if (rc) {
         json_decref(data);
         srv_send_error(r, &e);

@@ -123,6 +123,30 @@ PY
     done
   done
   pass "JSON mode through the cluster: a valid object, equal to one machine's, closed within max_tokens"
+
+  # embeddings: pooled on the last stage; the same vector as one machine's
+  # (two inputs, one longer than a prefill chunk), on the coordinator and
+  # through the member that asks it
+  long_input=$(python3 -c 'print(" ".join(["the little dog ran to the park"] * 10))')
+  body='{"model": "MODEL", "input": ["Once upon a time", "'"$long_input"'"]}'
+  api a /v1/embeddings "${body/MODEL/solo}" >"$T/emb-solo.json"
+  for n in a b; do
+    api $n /v1/embeddings "${body/MODEL/stories}" >"$T/emb-$n.json"
+    python3 - "$T/emb-$n.json" "$T/emb-solo.json" <<'PY' || fail "embeddings through $n differ from one machine: $(head -c 300 "$T/emb-$n.json")"
+import json, math, sys
+got, want = (json.load(open(f)) for f in sys.argv[1:3])
+assert len(got["data"]) == 2 and got["usage"] == want["usage"], (got.get("usage"), want.get("usage"))
+for g, w in zip(got["data"], want["data"]):
+    a, b = g["embedding"], w["embedding"]
+    assert len(a) == len(b) == 64, (len(a), len(b))
+    assert abs(math.sqrt(sum(x * x for x in a)) - 1) < 1e-5
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5, max(abs(x - y) for x, y in zip(a, b))
+assert got["data"][0]["embedding"] != got["data"][1]["embedding"]
+PY
+  done
+  api b /v1/embeddings '{"model": "stories", "input": [[1, 99999]]}' >"$T/emb-bad.json"
+  json_check "$T/emb-bad.json" 'assert d["error"]["type"] == "invalid_request_error" and "99999" in d["error"]["message"], d'
+  pass "embeddings through the cluster equal one machine's (on the coordinator and through a member)"
   api b /v1/models | grep -q '"source":"cluster"' || fail "b's /v1/models does not list the cluster's model"
   api b /v1/completions '{"model": "nosuch", "prompt": "x"}' | grep -q model_not_found || fail "unknown model over the API"
   pass "byoai serve answers OpenAI requests for the cluster's model on any member (whole and streamed)"

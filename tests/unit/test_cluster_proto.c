@@ -264,6 +264,35 @@ static void test_tokens_errors_gen(void **state) {
     assert_false(m.u.gen.ignore_eog);
     truncations_fail(&b);
     cl_buf_free(&b);
+    /* embeddings: the vector round-trips; a NaN or an empty vector does not decode */
+    float vec[3] = {0.6f, -0.8f, 0.0f};
+    cl_embedding_msg em = {.dep_id = 9, .req_id = 5, .epoch = 2, .step = 7, .n_embd = 3};
+    cl_enc_embedding(&b, &em, vec);
+    decode_ok(&b, &m);
+    assert_int_equal(m.u.embedding.n_embd, 3);
+    assert_int_equal(m.u.embedding.step, 7);
+    for (uint32_t i = 0; i < 3; i++) assert_true(cl_embedding_at(&m.u.embedding, i) == vec[i]);
+    truncations_fail(&b);
+    cl_buf_free(&b);
+    vec[2] = NAN;
+    cl_enc_embedding(&b, &em, vec);
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+    em.n_embd = 0;
+    cl_enc_embedding(&b, &em, vec);
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+    g.json_object = false;
+    g.embed = true;
+    cl_enc_gen(&b, &g, toks);
+    decode_ok(&b, &m);
+    assert_true(m.u.gen.embed);
+    cl_buf_free(&b);
+    g.json_object = true; /* an embedding with JSON mode is not a request */
+    cl_enc_gen(&b, &g, toks);
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+
     cl_gen_end ge = {.req_id = 5, .code = 0, .n_generated = 3};
     snprintf(ge.finish, sizeof ge.finish, "length");
     cl_enc_gen_end(&b, &ge);
