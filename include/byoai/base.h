@@ -149,6 +149,18 @@ void byoai_pool_run(byoai_pool *pool, byoai_pool_fn fn, void *arg);
 /* Number of online CPUs (at least 1). */
 int byoai_cpu_count(void);
 
+/* Progress of a long operation (download, verification, copy, loading a
+ * model, ...). */
+typedef struct byoai_progress {
+    const char *phase;     /* "resolving", "waiting", "downloading", "verifying", "copying", "loading", "done" */
+    const char *what;      /* file or model being worked on */
+    uint64_t done, total;  /* bytes (total 0 when unknown) */
+    double rate;           /* bytes per second, smoothed */
+} byoai_progress;
+
+/* Return non-zero to cancel the operation (it then fails with BYOAI_ECANCELED). */
+typedef int (*byoai_progress_fn)(void *user, const byoai_progress *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -67,6 +67,13 @@ typedef struct byoai_model_params {
      * both prompt processing and generation faster. $BYOAI_REPACK=0 does
      * the same as this flag for every load. */
     bool no_pack;
+    /* Optional: called from the loading thread as the weights are made
+     * ready (phase "loading", done/total in bytes): packed, and, when a
+     * callback is given, the file's pages of the other matrices read in,
+     * so that a model on a slow disk shows its progress at load rather
+     * than stalling the first prompt. Non-zero cancels (BYOAI_ECANCELED). */
+    byoai_progress_fn progress;
+    void *progress_user;
 } byoai_model_params;
 
 /* Load and validate a model. The model keeps the file mapped (and, unless

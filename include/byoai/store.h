@@ -77,16 +77,7 @@ int byoai_store_resolve(byoai_store *s, const char *arg, char *path, size_t cap,
 
 /* ==== extensions: manifests, blobs, maintenance, bundles ================== */
 
-/* Progress of a long operation (download, verification, copy, ...). */
-typedef struct byoai_progress {
-    const char *phase;     /* "resolving", "waiting", "downloading", "verifying", "copying", "done" */
-    const char *what;      /* file or model being worked on */
-    uint64_t done, total;  /* bytes (total 0 when unknown) */
-    double rate;           /* bytes per second, smoothed */
-} byoai_progress;
-
-/* Return non-zero to cancel the operation (it then fails with BYOAI_ECANCELED). */
-typedef int (*byoai_progress_fn)(void *user, const byoai_progress *p);
+/* Progress reports (byoai_progress, byoai_progress_fn) are in base.h. */
 
 /* Where an installed file came from. */
 typedef struct byoai_origin {

@@ -59,7 +59,7 @@ int cli_bench(int argc, char **argv) {
     byoai_error err = {0};
     double t0 = byoai_time_now();
     byoai_model *m;
-    if (byoai_model_load(path, NULL, &m, &err)) return cli_fail("bench", &err);
+    if (cli_load_model("bench", path, &m, &err)) return cli_fail("bench", &err);
     const byoai_hparams *hp = byoai_model_hparams(m);
     byoai_context_params cp = {.n_ctx = (uint32_t)(n_prompt + n_gen + 8), .n_threads = (int)threads,
                                .n_batch = (uint32_t)n_prompt};

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "byoai/base.h"
+#include "byoai/model.h"
 #include "byoai/registry.h"
 #include "byoai/store.h"
 
@@ -80,6 +81,9 @@ void cli_progress_init(cli_progress *p, const char *cmd, bool quiet);
 int cli_progress_cb(void *user, const byoai_progress *pr);
 /* End an open bar line. */
 void cli_progress_end(cli_progress *p);
+/* Load a model for a command, with a progress bar on standard error when
+ * loading takes longer than half a second (a large file read from disk). */
+int cli_load_model(const char *cmd, const char *path, byoai_model **out, byoai_error *err);
 /* Print an install plan (what will be downloaded, disk and memory needed). */
 void cli_print_plan(FILE *f, const byoai_install_plan *plan, bool dry_run);
 /* The registries a listing command reads: the one named by --registry (only

@@ -58,7 +58,8 @@ int cli_progress_cb(void *user, const byoai_progress *pr) {
     char a[32], b[32], c[32], d[32];
     double now = byoai_time_now();
     bool bytes = !strcmp(pr->phase, "downloading") || !strcmp(pr->phase, "uploading") ||
-                 !strcmp(pr->phase, "copying") || !strcmp(pr->phase, "exporting") || !strcmp(pr->phase, "importing");
+                 !strcmp(pr->phase, "copying") || !strcmp(pr->phase, "exporting") || !strcmp(pr->phase, "importing") ||
+                 !strcmp(pr->phase, "loading");
     if (!bytes) { /* waiting, verifying, retrying: one line each */
         if (changed) {
             if (!strcmp(pr->phase, "retrying"))
@@ -90,4 +91,27 @@ int cli_progress_cb(void *user, const byoai_progress *pr) {
             pr->total ? cli_bytes(pr->total, b, sizeof b) : "?", pct, cli_bytes((uint64_t)pr->rate, c, sizeof c),
             eta(left, d, sizeof d));
     return 0;
+}
+
+typedef struct {
+    cli_progress p;
+    double t0;
+} load_bar;
+
+static int load_cb(void *user, const byoai_progress *pr) {
+    load_bar *b = user;
+    /* a quick load (the file in the page cache, a small model) shows nothing */
+    if (byoai_time_now() - b->t0 < 0.5 && pr->done < pr->total) return 0;
+    if (!b->p.phase[0] && pr->done >= pr->total) return 0; /* done before the bar ever showed */
+    return cli_progress_cb(&b->p, pr);
+}
+
+int cli_load_model(const char *cmd, const char *path, byoai_model **out, byoai_error *err) {
+    load_bar b;
+    cli_progress_init(&b.p, cmd, false);
+    b.t0 = byoai_time_now();
+    byoai_model_params mp = {.progress = load_cb, .progress_user = &b};
+    int rc = byoai_model_load(path, &mp, out, err);
+    cli_progress_end(&b.p);
+    return rc;
 }

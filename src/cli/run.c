@@ -428,7 +428,7 @@ int cli_run(int argc, char **argv) {
     byoai_error err = {0};
     double t0 = byoai_time_now();
     byoai_model *model;
-    if (byoai_model_load(path, NULL, &model, &err)) return cli_fail("run", &err);
+    if (cli_load_model("run", path, &model, &err)) return cli_fail("run", &err);
     byoai_context_params cp = {.n_ctx = o.ctx, .n_threads = o.threads};
     byoai_context *ctx;
     if (byoai_context_new(model, &cp, &ctx, &err)) {

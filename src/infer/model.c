@@ -265,7 +265,11 @@ int byoai_model_load(const char *path, const byoai_model_params *params, byoai_m
         m->has_embd = m->layer_begin == 0;
         m->has_head = m->layer_end == m->hp.n_layer;
         if (!rc) rc = load_tensors(m, err);
-        if (!rc && !params->no_pack) rc = byoai_model_pack(m, err);
+        if (!rc && (!params->no_pack || params->progress)) {
+            const char *base = strrchr(path, '/');
+            rc = byoai_model_pack(m, !params->no_pack, params->progress, params->progress_user, base ? base + 1 : path,
+                                  err);
+        }
     }
     if (rc) {
         if (m->gguf && rc != BYOAI_ENOTFOUND && rc != BYOAI_EIO) byoai_error_prefix(err, "%s", path);

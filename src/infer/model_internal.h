@@ -93,7 +93,10 @@ void byoai_matmul(byoai_context *ctx, const byoai_weight *w, const float *x, uin
 void byoai_matmul_multi(byoai_context *ctx, const byoai_weight *const *w, float *const *y, int count, const float *x,
                         uint32_t n);
 /* pack the model's matrices for this CPU's kernels (model.c) */
-int byoai_model_pack(byoai_model *m, byoai_error *err);
+/* Pack the matrices this CPU has packed kernels for (when pack), and with
+ * a progress callback read in the pages of the others (model_pack.c). */
+int byoai_model_pack(byoai_model *m, bool pack, byoai_progress_fn progress, void *user, const char *what,
+                     byoai_error *err);
 void byoai_forward(byoai_context *ctx, const byoai_batch *b, const int32_t *pos, const int32_t *seq);
 
 #endif
