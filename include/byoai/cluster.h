@@ -134,6 +134,17 @@ void byoai_cluster_announce_leave(byoai_cluster *c);
  * node to leave. From then on it neither links nor announces; the host
  * process should call byoai_cluster_stop when convenient. */
 bool byoai_cluster_left(byoai_cluster *c);
+/* Admin only: remove a member for good. node is its id or a unique prefix
+ * of at least 6 hex characters (the whole id for a node this one has never
+ * seen). The cluster key signs a new list of removed members, saved in
+ * cluster/revoked.bin and sent to every member; from then on no member
+ * links with the removed node (its certificate no longer opens a link) and
+ * the removed node stops. removed_id gets the whole id. */
+int byoai_cluster_remove_member(byoai_cluster *c, const char *node, char removed_id[BYOAI_CLUSTER_ID_LEN + 1],
+                                byoai_error *err);
+/* The same with no node running (the admin's home): node_id must be whole.
+ * The members learn of it when the admin's node next links with them. */
+int byoai_cluster_remove_offline(const char *home, const char *node_id, byoai_error *err);
 
 /* ---- models across the cluster -------------------------------------------- */
 

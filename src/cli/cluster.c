@@ -26,6 +26,8 @@ static void usage(FILE *f) {
 "                              print a one-time code for a new member (admin)\n"
 "  join CODE [--timeout S]     join with a code (the inviting node must be running)\n"
 "  leave [--force]             leave the cluster (tells the running node to go)\n"
+"  remove NODE_ID              remove a member for good (admin; an id prefix while\n"
+"                              the node runs, else the whole id)\n"
 "\n"
 "The running node:\n"
 "  node [options]              run a node in the foreground (see --help)\n"
@@ -297,6 +299,35 @@ static int cmd_leave(int argc, char **argv) {
     }
     if (byoai_cluster_leave(NULL, force, &err)) return cli_fail("cluster leave", &err);
     printf("left cluster '%s'\n", id.cluster_name);
+    return CLI_OK;
+}
+
+static int cmd_remove(int argc, char **argv) {
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: byoai cluster remove NODE_ID\n\n"
+               "Remove a member for good (a lost or given-away machine): the cluster key signs a\n"
+               "new list of removed members, every member gets it, and from then on no member\n"
+               "links with that node, its announcements are ignored, and it stops. Admin only.\n"
+               "With the admin's node running, NODE_ID may be a unique prefix (6 or more hex\n"
+               "characters) of an id in `byoai cluster status`; otherwise give the whole id, and\n"
+               "the members learn of it when the admin's node next runs. A removed machine can\n"
+               "come back only with a new invite (`byoai cluster leave`, then `join`).\n");
+        return CLI_OK;
+    }
+    if (argc != 2 || argv[1][0] == '-') return cli_usage_error("cluster remove", "expected exactly one NODE_ID");
+    char why[256];
+    int fd = control_connect(why, sizeof why);
+    if (fd >= 0) {
+        close(fd);
+        json_t *fin;
+        int rc = control_call("remove", json_pack("{s:s,s:s}", "cmd", "remove", "node", argv[1]), NULL, NULL, &fin);
+        if (rc == CLI_OK) printf("removed node %s\n", json_string_value(json_object_get(fin, "node_id")));
+        json_decref(fin);
+        return rc;
+    }
+    byoai_error err = {0};
+    if (byoai_cluster_remove_offline(NULL, argv[1], &err)) return cli_fail("cluster remove", &err);
+    printf("removed node %s (the members learn of it when this node runs)\n", argv[1]);
     return CLI_OK;
 }
 
@@ -827,6 +858,7 @@ int cli_cluster(int argc, char **argv) {
     if (!strcmp(cmd, "invite")) return cmd_invite(argc - 1, argv + 1);
     if (!strcmp(cmd, "join")) return cmd_join(argc - 1, argv + 1);
     if (!strcmp(cmd, "leave")) return cmd_leave(argc - 1, argv + 1);
+    if (!strcmp(cmd, "remove")) return cmd_remove(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "deploy")) return cmd_deploy(argc - 1, argv + 1);

@@ -103,6 +103,25 @@ void cl_cert_sign(cl_cert *c, const uint8_t cluster_sk[64]);
 /* Signature, cluster and validity period. */
 int cl_cert_verify(const cl_cert *c, const uint8_t cluster_pk[32], uint64_t now, byoai_error *err);
 
+/* ---- revoke.c: removed members ------------------------------------------------------ */
+#define CL_REVOKED_MAX 256
+
+typedef struct cl_revoked {
+    uint64_t serial;                 /* a newer list has a larger serial; 0: none */
+    uint32_t n;
+    uint8_t ids[CL_REVOKED_MAX][16]; /* node ids (fingerprints) */
+    uint8_t sig[64];
+} cl_revoked;
+
+void cl_revoked_encode(const cl_revoked *r, cl_buf *b);
+int cl_revoked_decode(const uint8_t *in, size_t len, cl_revoked *out, byoai_error *err);
+void cl_revoked_sign(cl_revoked *r, const uint8_t cluster_pk[32], const uint8_t cluster_sk[64]);
+int cl_revoked_verify(const cl_revoked *r, const uint8_t cluster_pk[32], byoai_error *err);
+/* The 16 bytes of a node key's fingerprint (its id). */
+void cl_node_id16(const uint8_t pk[32], uint8_t out[16]);
+bool cl_revoked_has(const cl_revoked *r, const uint8_t pk[32]);
+bool cl_revoked_has_id(const cl_revoked *r, const uint8_t id[16]);
+
 typedef struct cl_identity {
     char home[4096];        /* $BYOAI_HOME */
     char dir[4200];         /* $BYOAI_HOME/cluster */
@@ -118,6 +137,10 @@ typedef struct cl_identity {
     uint8_t cluster_sk[64];
     char peers[16][CL_ADDR_MAX + 8]; /* bootstrap addresses learnt at join */
     int n_peers;
+    /* Set by a running node: true when a certificate's node was removed
+     * (checked in every handshake). NULL: no check (tests, joins). */
+    bool (*is_revoked)(void *user, const uint8_t node_pk[32]);
+    void *revoked_user;
 } cl_identity;
 
 int cl_home_resolve(const char *home, char *out, size_t cap, byoai_error *err);
@@ -127,6 +150,13 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err);
 int cl_identity_save_membership(const cl_identity *id, byoai_error *err);
 void cl_identity_wipe(cl_identity *id);
 void cl_identity_public(const cl_identity *id, byoai_cluster_identity *out);
+/* revoked.bin: the newest signed list of removed members (empty when none). */
+int cl_revoked_load(const cl_identity *id, cl_revoked *r, byoai_error *err);
+int cl_revoked_save(const cl_identity *id, const cl_revoked *r, byoai_error *err);
+/* Admin: a new list with node_id added (serial + 1), signed and saved. */
+int cl_revoked_add(const cl_identity *id, cl_revoked *r, const uint8_t node_id[16], byoai_error *err);
+/* Admin: a new list without node_id (a removed machine invited again). */
+int cl_revoked_readmit(const cl_identity *id, cl_revoked *r, const uint8_t node_id[16], byoai_error *err);
 
 /* ---- invite.c ----------------------------------------------------------------------- */
 typedef struct cl_invite_code {
@@ -213,6 +243,7 @@ enum {
     CL_MSG_HEADER_REQ = 40,
     CL_MSG_HEADER = 41,
     CL_MSG_EMBEDDING = 50,   /* a pooled embedding: last stage -> coordinator -> requesting member */
+    CL_MSG_REVOKED = 60,     /* the signed list of removed members */
 };
 
 /* what a node tells about itself (HELLO and announcements) */
@@ -378,6 +409,10 @@ typedef struct cl_msg {
         char model[CL_NAME_MAX]; /* HEADER_REQ */
         cl_header_msg header;
         cl_embedding_msg embedding;
+        struct {               /* REVOKED: an encoded cl_revoked (structure checked; signature not) */
+            const uint8_t *data;
+            uint32_t len;
+        } revoked;
     } u;
 } cl_msg;
 
@@ -398,6 +433,7 @@ void cl_enc_fwd(cl_buf *b, const cl_fwd *f, const int32_t *tokens, const void *h
 void cl_enc_token(cl_buf *b, uint8_t type, const cl_token_msg *t);
 void cl_enc_stage_err(cl_buf *b, const cl_stage_err *e);
 void cl_enc_embedding(cl_buf *b, const cl_embedding_msg *e, const float *v);
+void cl_enc_revoked(cl_buf *b, const cl_revoked *r);
 /* Element i of an EMBEDDING's vector. */
 float cl_embedding_at(const cl_embedding_msg *e, uint32_t i);
 void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens);

@@ -210,6 +210,11 @@ static void handle_request(byoai_cluster *c, int fd, json_t *req) {
         }
     } else if (!strcmp(cmd, "generate")) {
         do_generate(c, fd, req);
+    } else if (!strcmp(cmd, "remove")) {
+        const char *node = json_string_value(json_object_get(req, "node"));
+        char removed[BYOAI_CLUSTER_ID_LEN + 1];
+        if (byoai_cluster_remove_member(c, node ? node : "", removed, &err)) reply_error(fd, &err);
+        else write_line(fd, json_pack("{s:b,s:b,s:s}", "done", 1, "ok", 1, "node_id", removed));
     } else if (!strcmp(cmd, "leave")) {
         __atomic_store_n(&c->left_requested, true, __ATOMIC_RELAXED); /* no new links from now on */
         byoai_cluster_announce_leave(c);

@@ -107,6 +107,7 @@ static void heard(byoai_cluster *c, const uint8_t *buf, size_t len, const char *
         return;
     }
     if (cl_is_self(c, cert.node_pk)) return;
+    if (c->id.is_revoked && c->id.is_revoked(c->id.revoked_user, cert.node_pk)) return; /* removed by the admin */
     /* connect to the datagram's source when the sender lists it, else to its best address */
     const char *addr = info.n_addrs ? info.addrs[0] : src;
     for (int i = 0; i < info.n_addrs; i++)

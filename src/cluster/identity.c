@@ -367,8 +367,8 @@ int byoai_cluster_leave(const char *home, bool force, byoai_error *err) {
                              id->cluster_name);
     if (!rc) {
         char path[4400];
-        const char *files[] = {"cluster.json", "cluster.key", "invites.json"};
-        for (size_t i = 0; i < 3; i++) {
+        const char *files[] = {"cluster.json", "cluster.key", "invites.json", "revoked.bin"};
+        for (size_t i = 0; i < 4; i++) {
             snprintf(path, sizeof path, "%s/%s", id->dir, files[i]);
             if (unlink(path) != 0 && errno != ENOENT) {
                 rc = byoai_error_set(err, BYOAI_EIO, "cannot remove %s: %s", path, strerror(errno));

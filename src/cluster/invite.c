@@ -540,6 +540,11 @@ int byoai_cluster_join(const char *home, const char *code, double timeout_s, byo
                              "first", id->cluster_name);
     if (!rc) rc = cl_join_run(id, &ic, timeout_s > 0 ? timeout_s : 10, err);
     if (!rc) rc = cl_identity_save_membership(id, err);
+    if (!rc) { /* a list of removed members from an earlier membership no longer applies */
+        char path[4400];
+        snprintf(path, sizeof path, "%s/revoked.bin", id->dir);
+        unlink(path);
+    }
     if (!rc && out) cl_identity_public(id, out);
     sodium_memzero(&ic, sizeof ic);
     cl_identity_wipe(id);

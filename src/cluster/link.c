@@ -208,6 +208,11 @@ static int check_peer_cert(const cl_identity *id, const uint8_t *cert, size_t cl
     int rc = cl_cert_decode(cert, clen, out, err);
     if (rc) return rc;
     if ((rc = cl_cert_verify(out, id->cluster_pk, byoai_time_unix(), err))) return rc;
+    if (id->is_revoked && id->is_revoked(id->revoked_user, out->node_pk)) {
+        char fp[BYOAI_CLUSTER_ID_LEN + 1];
+        cl_fingerprint(out->node_pk, fp);
+        return byoai_error_set(err, BYOAI_EAUTH, "node %.12s was removed from the cluster by its admin; refused", fp);
+    }
     if (sodium_memcmp(out->node_pk, id->node_pk, 32) == 0)
         return byoai_error_set(err, BYOAI_EAUTH, "the peer presented this node's own identity (a reflected "
                                "connection); refused");

@@ -142,6 +142,8 @@ static void set_state(cl_peer *p, cl_peer_state s) {
 
 bool cl_peer_usable(const cl_peer *p) { return p && p->conn && !p->conn->dead && p->state == PEER_ALIVE; }
 
+static const char *peer_state_name(const cl_peer *p);
+
 static const char *state_name(cl_peer_state s) {
     switch (s) {
     case PEER_ALIVE: return "alive";
@@ -161,7 +163,7 @@ void cl_note_heard(byoai_cluster *c, const uint8_t pk[32], const cl_cert *cert, 
         if (ann_ts <= p->ann_ts) return; /* a replayed or stale announcement */
         p->ann_ts = ann_ts;
         /* a member that left is heard again only with a fresh announcement */
-        if (p->state == PEER_LEFT && ann_ts / 1000 > (uint64_t)p->left_at) set_state(p, PEER_NEW);
+        if (p->state == PEER_LEFT && !p->removed && ann_ts / 1000 > (uint64_t)p->left_at) set_state(p, PEER_NEW);
     }
     if (cert) {
         p->cert = *cert;
@@ -533,6 +535,149 @@ static void send_hello_view(byoai_cluster *c, const uint8_t pk[32]) {
     free(e);
     cl_buf_free(&h);
     cl_buf_free(&v);
+    /* the list of removed members travels with the view, so it reaches every member */
+    cl_buf r = {0};
+    pthread_mutex_lock(&c->rev_mu);
+    if (c->revoked.serial) cl_enc_revoked(&r, &c->revoked);
+    pthread_mutex_unlock(&c->rev_mu);
+    if (r.len) cl_send_linked(c, pk, &r);
+    cl_buf_free(&r);
+}
+
+/* ---- removed members ----------------------------------------------------------------------------- */
+
+static const char *peer_state_name(const cl_peer *p) { return p->removed ? "removed" : state_name(p->state); }
+
+static bool node_is_revoked(void *user, const uint8_t pk[32]) {
+    byoai_cluster *c = user;
+    pthread_mutex_lock(&c->rev_mu);
+    bool r = cl_revoked_has(&c->revoked, pk);
+    pthread_mutex_unlock(&c->rev_mu);
+    return r;
+}
+
+/* Under mu: mark the members on the list (and unmark the re-admitted) and
+ * take the links of the removed down. */
+static void mark_removed_locked(byoai_cluster *c, const cl_revoked *r) {
+    for (int i = 0; i < CL_MAX_PEERS; i++) {
+        cl_peer *p = &c->peers[i];
+        if (!p->used) continue;
+        bool on = cl_revoked_has(r, p->pk);
+        if (p->removed && !on) { /* invited again */
+            p->removed = false;
+            set_state(p, PEER_NEW);
+            continue;
+        }
+        if (p->removed || !on) continue;
+        p->removed = true;
+        set_state(p, PEER_LEFT);
+        p->left_at = (double)byoai_time_unix();
+        if (p->conn) {
+            p->conn->dead = true;
+            cl_link_shutdown(p->conn->link);
+        }
+    }
+    if (cl_revoked_has(r, c->id.node_pk) && !c->removed) {
+        c->removed = true;
+        c->left_requested = true; /* no new links; the host process sees byoai_cluster_left() */
+        for (cl_conn *k = c->conns; k; k = k->next) cl_link_shutdown(k->link);
+    }
+    pthread_cond_broadcast(&c->cond);
+}
+
+void cl_apply_revoked(byoai_cluster *c, const cl_revoked *r, const uint8_t *from) {
+    byoai_error err = {0};
+    if (cl_revoked_verify(r, c->id.cluster_pk, &err)) {
+        char id[BYOAI_CLUSTER_ID_LEN + 1] = "?";
+        if (from) cl_fingerprint(from, id);
+        cl_event(c, BYOAI_LOG_WARN, "ignored a list of removed members from %.12s: %s", id, err.msg);
+        return;
+    }
+    pthread_mutex_lock(&c->rev_mu);
+    bool newer = r->serial > c->revoked.serial;
+    if (newer) c->revoked = *r;
+    pthread_mutex_unlock(&c->rev_mu);
+    if (!newer) return;
+    if (cl_revoked_save(&c->id, r, &err)) cl_event(c, BYOAI_LOG_WARN, "cannot save the list of removed members: %s", err.msg);
+    uint8_t (*to)[32] = malloc(CL_MAX_PEERS * sizeof *to);
+    int n = 0;
+    pthread_mutex_lock(&c->mu);
+    bool was_removed = c->removed;
+    mark_removed_locked(c, r);
+    bool now_removed = c->removed && !was_removed;
+    for (int i = 0; to && i < CL_MAX_PEERS; i++) {
+        cl_peer *p = &c->peers[i];
+        if (p->used && !p->removed && cl_peer_usable(p) && (!from || memcmp(p->pk, from, 32))) memcpy(to[n++], p->pk, 32);
+    }
+    pthread_mutex_unlock(&c->mu);
+    cl_event(c, now_removed ? BYOAI_LOG_ERROR : BYOAI_LOG_INFO, "%s (list %llu, %u removed member(s))",
+             now_removed ? "this node was removed from the cluster by its admin" : "the list of removed members changed",
+             (unsigned long long)r->serial, r->n);
+    if (now_removed) n = 0;
+    cl_buf b = {0};
+    cl_enc_revoked(&b, r);
+    for (int i = 0; i < n; i++) cl_send_linked(c, to[i], &b);
+    cl_buf_free(&b);
+    free(to);
+}
+
+int byoai_cluster_remove_member(byoai_cluster *c, const char *node, char removed_id[BYOAI_CLUSTER_ID_LEN + 1],
+                                byoai_error *err) {
+    size_t len = node ? strlen(node) : 0;
+    if (len < 6 || len > BYOAI_CLUSTER_ID_LEN || strspn(node, "0123456789abcdef") != len)
+        return byoai_error_set(err, BYOAI_EINVAL, "'%s' is not a node id: give at least 6 hex characters of it (see "
+                               "`byoai cluster status`)", node ? node : "");
+    if (!c->id.admin)
+        return byoai_error_set(err, BYOAI_EAUTH, "only the cluster's admin (the node that holds its key) can remove "
+                               "members");
+    uint8_t id16[16];
+    bool found = false;
+    pthread_mutex_lock(&c->mu);
+    int matches = 0;
+    for (int i = 0; i < CL_MAX_PEERS; i++) {
+        cl_peer *p = &c->peers[i];
+        if (!p->used || strncmp(p->id, node, len)) continue;
+        if (!found) cl_node_id16(p->pk, id16);
+        found = true;
+        matches++;
+    }
+    bool self = !strncmp(c->id.node_id, node, len);
+    pthread_mutex_unlock(&c->mu);
+    if (self) return byoai_error_set(err, BYOAI_EINVAL, "'%s' is this node; the admin cannot remove itself", node);
+    if (matches > 1) return byoai_error_set(err, BYOAI_EINVAL, "'%s' matches %d members; give more of the id", node, matches);
+    if (!found) {
+        if (len != BYOAI_CLUSTER_ID_LEN)
+            return byoai_error_set(err, BYOAI_ENOTFOUND, "no member known to this node has an id starting '%s'; give "
+                                   "the whole id (32 hex characters) to remove a node never seen here", node);
+        cl_unhex(node, id16, 16);
+    }
+    pthread_mutex_lock(&c->rev_mu);
+    cl_revoked next = c->revoked;
+    pthread_mutex_unlock(&c->rev_mu);
+    int rc = cl_revoked_add(&c->id, &next, id16, err);
+    if (rc) return rc;
+    cl_hex(id16, 16, removed_id);
+    /* tell the removed node too (it then stops), then everyone else */
+    cl_buf b = {0};
+    cl_enc_revoked(&b, &next);
+    uint8_t victim[32];
+    bool linked = false;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < CL_MAX_PEERS && !linked; i++) {
+        cl_peer *p = &c->peers[i];
+        uint8_t pid[16];
+        if (!p->used) continue;
+        cl_node_id16(p->pk, pid);
+        if (!memcmp(pid, id16, 16) && cl_peer_usable(p)) {
+            memcpy(victim, p->pk, 32);
+            linked = true;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (linked) cl_send_linked(c, victim, &b);
+    cl_buf_free(&b);
+    cl_apply_revoked(c, &next, NULL);
+    return 0;
 }
 
 /* ---- message dispatch ------------------------------------------------------------------------------ */
@@ -561,7 +706,7 @@ int cl_handle(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len
         pthread_mutex_lock(&c->mu);
         for (uint32_t i = 0; i < m.u.view.n; i++) {
             const cl_view_entry *e = &m.u.view.e[i];
-            if (cl_is_self(c, e->pk) || cl_peer_find(c, e->pk)) continue;
+            if (cl_is_self(c, e->pk) || cl_peer_find(c, e->pk) || node_is_revoked(c, e->pk)) continue;
             cl_peer *p = cl_peer_upsert(c, e->pk);
             if (!p) break;
             snprintf(p->addr, sizeof p->addr, "%s", e->addr);
@@ -614,6 +759,13 @@ int cl_handle(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len
     case CL_MSG_UNLOAD:
         cl_stage_enqueue(c, from, buf, len, &m);
         break;
+    case CL_MSG_REVOKED: {
+        cl_revoked *r = malloc(sizeof *r);
+        if (r && cl_revoked_decode(m.u.revoked.data, m.u.revoked.len, r, NULL) == 0) cl_apply_revoked(c, r, from);
+        free(r);
+        free(buf);
+        break;
+    }
     case CL_MSG_HEADER_REQ: {
         char model[CL_NAME_MAX];
         snprintf(model, sizeof model, "%s", m.u.model);
@@ -661,6 +813,15 @@ static void handshake_job(byoai_cluster *c, void *arg) {
             char id[BYOAI_CLUSTER_ID_LEN + 1];
             cl_fingerprint(issued.node_pk, id);
             cl_event(c, BYOAI_LOG_INFO, "node %.12s (%s) joined the cluster from %s", id, issued.name, j->remote);
+            if (node_is_revoked(c, issued.node_pk)) { /* a removed machine, invited again */
+                uint8_t id16[16];
+                cl_node_id16(issued.node_pk, id16);
+                pthread_mutex_lock(&c->rev_mu);
+                cl_revoked next = c->revoked;
+                pthread_mutex_unlock(&c->rev_mu);
+                if (cl_revoked_readmit(&c->id, &next, id16, &err) == 0) cl_apply_revoked(c, &next, NULL);
+                else cl_event(c, BYOAI_LOG_WARN, "cannot re-admit node %.12s: %s", id, err.msg);
+            }
         } else {
             cl_event(c, BYOAI_LOG_WARN, "refused a join from %s: %s", j->remote, err.msg);
         }
@@ -919,6 +1080,7 @@ static void free_cluster(byoai_cluster *c) {
     for (size_t i = 0; i < c->n_model_files; i++) free(c->model_files[i]);
     free(c->model_files);
     cl_identity_wipe(&c->id);
+    pthread_mutex_destroy(&c->rev_mu);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
     free(c);
@@ -929,6 +1091,7 @@ int byoai_cluster_start(const byoai_cluster_config *cfg, byoai_cluster **out, by
     byoai_cluster *c = calloc(1, sizeof *c);
     if (!c) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->rev_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_cond_init(&c->cond, &ca);
@@ -948,6 +1111,17 @@ int byoai_cluster_start(const byoai_cluster_config *cfg, byoai_cluster **out, by
         free_cluster(c);
         return byoai_error_prefix(err, "this node's own certificate");
     }
+    byoai_error rev_err = {0};
+    if (cl_revoked_load(&c->id, &c->revoked, &rev_err))
+        byoai_log(BYOAI_LOG_WARN, "cluster: %s; starting without it", rev_err.msg);
+    if (cl_revoked_has(&c->revoked, c->id.node_pk)) {
+        byoai_error_set(err, BYOAI_EAUTH, "this node was removed from cluster '%s' by its admin; run `byoai cluster "
+                        "leave` and ask for a new invite", c->id.cluster_name);
+        free_cluster(c);
+        return BYOAI_EAUTH;
+    }
+    c->id.is_revoked = node_is_revoked;
+    c->id.revoked_user = c;
     snprintf(c->bind_addr, sizeof c->bind_addr, "%s", cfg->bind_addr && *cfg->bind_addr ? cfg->bind_addr : "0.0.0.0");
     c->bind_any = !strcmp(c->bind_addr, "0.0.0.0");
     c->bind_loopback = !strncmp(c->bind_addr, "127.", 4);
@@ -1125,7 +1299,7 @@ int byoai_cluster_status_json(byoai_cluster *c, char **out, byoai_error *err) {
         bool usable = cl_peer_usable(p);
         if (usable) alive++;
         json_t *m = json_pack("{s:s,s:s,s:b,s:s,s:s,s:i,s:b,s:f,s:f,s:{s:I,s:I,s:I,s:I}}", "node_id", p->id, "name",
-                              p->cert.name, "self", 0, "state", usable ? "alive" : state_name(p->state), "address",
+                              p->cert.name, "self", 0, "state", usable ? "alive" : peer_state_name(p), "address",
                               p->addr, "port", (int)p->port, "linked", p->conn && !p->conn->dead, "rtt_ms", p->rtt_ms,
                               "last_seen_s", p->last_heard > 0 ? now - p->last_heard : -1.0, "link", "bytes_tx",
                               (json_int_t)st.bytes_tx, "bytes_rx", (json_int_t)st.bytes_rx, "frames_tx",
@@ -1148,12 +1322,24 @@ int byoai_cluster_status_json(byoai_cluster *c, char **out, byoai_error *err) {
                                                 (json_int_t)s->steps, "rows", (json_int_t)s->rows));
     }
     cl_coord_status(c, deps);
+    json_t *removed = json_array();
+    pthread_mutex_lock(&c->rev_mu);
+    for (uint32_t i = 0; i < c->revoked.n; i++) {
+        char hex[BYOAI_CLUSTER_ID_LEN + 1];
+        cl_hex(c->revoked.ids[i], 16, hex);
+        json_array_append_new(removed, json_string(hex));
+    }
+    pthread_mutex_unlock(&c->rev_mu);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i,s:I,s:I,s:o,s:o,s:o,s:o}", "node_id", c->id.node_id, "name",
                           c->id.node_name, "cluster_id", c->id.cluster_id, "cluster_name", c->id.cluster_name, "admin",
                           c->id.admin, "port", (int)c->port, "discovery_port", c->no_discovery ? 0 : (int)c->disc_port,
                           "alive", alive, "handshake_failures", (json_int_t)c->n_handshake_failures, "auth_failures",
                           (json_int_t)c->n_auth_failures, "members", members, "stages", stages, "deployments", deps,
                           "events", events);
+    if (j) {
+        json_object_set_new(j, "removed", json_boolean(c->removed)); /* this node was removed by the admin */
+        json_object_set_new(j, "removed_members", removed);
+    } else json_decref(removed);
     pthread_mutex_unlock(&c->mu);
     *out = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
     json_decref(j);

@@ -46,6 +46,7 @@ typedef struct cl_peer {
     double rtt_ms;
     uint64_t ann_ts;        /* newest announcement timestamp heard (replay guard) */
     double left_at;
+    bool removed;           /* on the admin's list of removed members (state LEFT, for good) */
 } cl_peer;
 
 typedef struct cl_target { /* a static peer */
@@ -256,9 +257,18 @@ struct byoai_cluster {
     bool ctl_stop;
     bool left_requested;   /* `byoai cluster leave` asked this node to go */
     char ctl_path[4400];
+
+    /* removed members (revoke.c): the newest signed list; its own lock, since
+     * handshakes consult it (cl_identity.is_revoked) */
+    pthread_mutex_t rev_mu;
+    cl_revoked revoked;
+    bool removed;          /* this node is on the list */
 };
 
 /* node.c */
+/* Adopt a signed list of removed members if it is newer than ours: save it,
+ * drop the links of removed nodes and pass it on to the linked members. */
+void cl_apply_revoked(byoai_cluster *c, const cl_revoked *r, const uint8_t *from);
 void cl_event(byoai_cluster *c, byoai_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 cl_peer *cl_peer_find(byoai_cluster *c, const uint8_t pk[32]);       /* under mu */
 cl_peer *cl_peer_upsert(byoai_cluster *c, const uint8_t pk[32]);     /* under mu; NULL when full */

@@ -10,6 +10,7 @@
  * signature over the whole datagram; only members of this cluster whose
  * signature verifies are heard.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster/cluster_internal.h"
@@ -39,6 +40,7 @@ const char *cl_msg_name(uint8_t type) {
     case CL_MSG_HEADER_REQ: return "HEADER_REQ";
     case CL_MSG_HEADER: return "HEADER";
     case CL_MSG_EMBEDDING: return "EMBEDDING";
+    case CL_MSG_REVOKED: return "REVOKED";
     default: return "unknown";
     }
 }
@@ -286,6 +288,16 @@ void cl_enc_embedding(cl_buf *b, const cl_embedding_msg *e, const float *v) {
     for (uint32_t i = 0; i < e->n_embd; i++) cl_buf_f32(b, v[i]);
 }
 
+void cl_enc_revoked(cl_buf *b, const cl_revoked *r) {
+    cl_buf inner = {0};
+    cl_revoked_encode(r, &inner);
+    cl_buf_u8(b, CL_MSG_REVOKED);
+    cl_buf_u32(b, (uint32_t)inner.len);
+    cl_buf_bytes(b, inner.data, inner.len);
+    if (inner.oom) b->oom = true;
+    cl_buf_free(&inner);
+}
+
 float cl_embedding_at(const cl_embedding_msg *e, uint32_t i) {
     const uint8_t *p = e->data + 4 * (size_t)i;
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -488,6 +500,19 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         t->pos = cl_rd_u32(&r);
         t->compute_us = cl_rd_u32(&r);
         dec_tok(&r, &t->t);
+        break;
+    }
+    case CL_MSG_REVOKED: {
+        uint32_t n = cl_rd_u32(&r);
+        if (r.bad || n > 4 + 8 + 4 + 16 * CL_REVOKED_MAX + 64) {
+            r.bad = true;
+            break;
+        }
+        m->u.revoked.data = cl_rd_bytes(&r, n);
+        m->u.revoked.len = n;
+        cl_revoked *tmp = m->u.revoked.data ? malloc(sizeof *tmp) : NULL;
+        if (!tmp || cl_revoked_decode(m->u.revoked.data, n, tmp, NULL)) r.bad = true;
+        free(tmp);
         break;
     }
     case CL_MSG_EMBEDDING: {

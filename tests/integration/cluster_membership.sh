@@ -195,4 +195,66 @@ grep -q "not in a cluster" "$T/out" || fail "c still a member"
 cl_expect a 1 "$BYOAI_BIN" cluster leave
 grep -q -- "--force" "$T/err" || fail "admin leave message"
 pass "leave: the node goes, the others see it, the admin must force it"
+
+# ---- remove: the admin removes a member for good ------------------------------------------------------
+node_id() { cl "$1" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])'; }
+did=$(node_id d)
+aid=$(node_id a)
+cl_expect b 1 "$BYOAI_BIN" cluster remove "${aid:0:8}"
+grep -q "only the cluster's admin" "$T/err" || fail "a member removed another: $(cat "$T/err")"
+cl_expect a 1 "$BYOAI_BIN" cluster remove "${aid:0:8}"
+grep -q "cannot remove itself" "$T/err" || fail "the admin removed itself: $(cat "$T/err")"
+cl_expect a 1 "$BYOAI_BIN" cluster remove xyz
+grep -q "not a node id" "$T/err" || fail "bad id message: $(cat "$T/err")"
+cl_expect a 2 "$BYOAI_BIN" cluster remove
+cl a remove "${did:0:8}" >"$T/out" || fail "remove d"
+grep -q "removed node $did" "$T/out" || fail "remove output: $(cat "$T/out")"
+# every member gets the list and drops d; d learns it was removed and stops linking
+for n in a b; do
+  for i in $(seq 1 100); do
+    cl_status $n
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); m=[x for x in d["members"] if x["node_id"]==sys.argv[2]]
+sys.exit(0 if sys.argv[2] in d["removed_members"] and m and m[0]["state"]=="removed" and d["alive"]==2 else 1)' "$T/$n.status" "$did" && break
+    sleep 0.1
+  done
+  json_check "$T/$n.status" 'assert "'"$did"'" in d["removed_members"] and d["alive"] == 2, (d["removed_members"], d["alive"])'
+  [ -f "$T/$n/cluster/revoked.bin" ] || fail "$n did not keep the list"
+done
+if [ "$CL_DAEMON" = serve ]; then
+  for i in $(seq 1 50); do cl_status d; python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["removed"] else 1)' "$T/d.status" && break; sleep 0.1; done
+  json_check "$T/d.status" 'assert d["removed"] is True and d["alive"] == 1, (d["removed"], d["alive"])'
+  cl_kill d
+else
+  for i in $(seq 1 50); do kill -0 "$(cat "$T/d.pid")" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$(cat "$T/d.pid")" 2>/dev/null && fail "the removed node did not stop"
+  cl_check_log d
+  CL_NODES=$(echo "$CL_NODES" | sed "s/ d\b//")
+fi
+# d knows: it refuses to start
+cl_expect d 1 "$BYOAI_BIN" cluster node --bind 127.0.0.1 --port 0 --no-discovery
+grep -q "removed from cluster" "$T/err" || fail "d started although removed: $(cat "$T/err")"
+# without its copy of the list, d still cannot link: the members refuse its certificate
+rm "$T/d/cluster/revoked.bin"
+cl_start d --no-discovery --peer "127.0.0.1:$(cat "$T/a.port")"
+sleep 2
+for n in a b; do
+  cl_status $n
+  json_check "$T/$n.status" 'assert d["alive"] == 2, d["alive"]'
+done
+grep -q "was removed from the cluster by its admin" "$T/a.status" || fail "a's refusal is not in its events"
+cl_status d
+json_check "$T/d.status" 'assert d["alive"] == 1, d["alive"]'
+cl_kill d
+pass "remove: a member cannot, the admin can; every member drops the node, which stops and cannot link again"
+
+# a new invite re-admits the machine (same key, new certificate)
+cl d leave >/dev/null || fail "d leave"
+code=$(cl a invite --address "127.0.0.1:$(cat "$T/a.port")" 2>/dev/null)
+cl d join "$code" >/dev/null || fail "d rejoin"
+cl_start d --no-discovery --peer "127.0.0.1:$(cat "$T/a.port")"
+cl_wait_alive a 3 15
+cl_wait_alive b 3 15
+cl_status b
+json_check "$T/b.status" 'assert "'"$did"'" not in d["removed_members"], d["removed_members"]'
+pass "a removed machine comes back only with a new invite"
 for n in d b a; do cl_kill $n; done
