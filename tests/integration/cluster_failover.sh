@@ -190,6 +190,43 @@ PY
   cl_status f
   json_check "$T/f.status" 'dep=[x for x in d["deployments"] if x["model"]=="stj"][0]; assert dep["failovers"]>=1, dep'
   pass "JSON mode survives kill -9 of the last stage: the same object as without a failure"
+
+  # an embedding whose last stage is lost while it pools: one row per step
+  # (--batch 1) with 10 ms per hop makes the prompt take a while
+  cl f deploy ste="$STORIES" --ctx 128 --batch 1 --min-nodes 3 >/dev/null || fail "deploy ste"
+  emb_body='{"model": "ste", "input": "'"$(python3 -c 'print(" ".join(["the little dog ran to the park"] * 10))')"'"}'
+  t0=$(date +%s.%N)
+  curl -sS --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/embeddings" -H 'Content-Type: application/json' \
+    -d "$emb_body" >"$T/emb-ref.json"
+  ref_s=$(python3 -c "import time,sys; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
+  echo "   (the embedding takes ${ref_s} s without a failure; the last stage is killed after a third of that)"
+  json_check "$T/emb-ref.json" 'assert len(d["data"][0]["embedding"]) == 64 and d["usage"]["prompt_tokens"] > 60, d.get("usage")'
+  cl_status f
+  victim=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print([x for x in d["deployments"] if x["model"] == "ste"][0]["stages"][-1]["node_id"])' "$T/f.status")
+  vname=""
+  for n in g h i j; do
+    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
+    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && vname=$n
+  done
+  [ -n "$vname" ] || fail "no last stage found for ste"
+  curl -sS --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/embeddings" -H 'Content-Type: application/json' \
+    -d "$emb_body" >"$T/emb-fo.json" &
+  emb=$!
+  sleep "$(python3 -c "print(float('$ref_s') / 3)")"
+  cl_kill "$vname" KILL
+  wait $emb || fail "the embedding request failed after kill -9"
+  python3 - "$T/emb-fo.json" "$T/emb-ref.json" <<'PY' || fail "the embedding after kill -9 differs: $(head -c 300 "$T/emb-fo.json")"
+import json, sys
+got, want = (json.load(open(f)) for f in sys.argv[1:3])
+a, b = got["data"][0]["embedding"], want["data"][0]["embedding"]
+assert len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+PY
+  cl_status f
+  json_check "$T/f.status" 'dep=[x for x in d["deployments"] if x["model"]=="ste"][0]; assert dep["failovers"]>=1, ("no failover: the kill came too late", dep)'
+  pass "an embedding survives kill -9 of its last stage: the same vector"
   for n in g h i j f; do kill -0 "$(cat "$T/$n.pid")" 2>/dev/null && cl_kill $n; done
 fi
 
