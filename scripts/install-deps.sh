@@ -7,7 +7,7 @@ pkgs=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libcmocka-dev libcurl4-openssl-dev libsqlite3-dev libsodium-dev
   libjansson-dev libmicrohttpd-dev libssl-dev libpcre2-dev
-  curl iproute2 ca-certificates python3 python3-jsonschema
+  curl iproute2 ca-certificates openssl python3 python3-jsonschema
 )
 # --e2e: the browser and node tests; --arm: the cross compiler and qemu-user
 # that build and run the NEON kernels' tests (scripts/test-neon-qemu.sh)

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cluster/cluster_internal.h"
+#include "registry/registry_internal.h"
 
 #define MANIFEST_FORMAT "byoai-tensor-manifest/1"
 
@@ -289,6 +290,7 @@ int cl_fetch_range(const char *url, int fd, uint64_t off, uint64_t len, const ui
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "byoai-cluster/" BYOAI_VERSION);
+    reg_curl_tls(c);
     double t0 = byoai_time_now();
     CURLcode cc = curl_easy_perform(c);
     long code = 0;
@@ -306,7 +308,9 @@ int cl_fetch_range(const char *url, int fd, uint64_t off, uint64_t len, const ui
         return byoai_error_set(err, BYOAI_EUNSUPPORTED, "%s ignores Range requests (answered 200 for bytes %s)", url,
                                range);
     if (s.too_much) return byoai_error_set(err, BYOAI_EFORMAT, "%s sent more than the %s bytes asked for", url, range);
-    if (cc != CURLE_OK) return byoai_error_set(err, BYOAI_ENET, "downloading bytes %s of %s: %s", range, url, curl_easy_strerror(cc));
+    if (cc != CURLE_OK)
+        return byoai_error_set(err, BYOAI_ENET, "downloading bytes %s of %s: %s%s", range, url, curl_easy_strerror(cc),
+                               reg_tls_hint(cc));
     if (code != 206 && code != 200)
         return byoai_error_set(err, BYOAI_ENET, "downloading bytes %s of %s: HTTP %ld", range, url, code);
     if (s.got != len)

@@ -165,6 +165,7 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)reg_env_u64("BYOAI_STALL_SECONDS", 30));
     curl_easy_setopt(c, CURLOPT_USERAGENT, "byoai/" BYOAI_VERSION);
+    reg_curl_tls(c);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dl_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, d);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_write);
@@ -230,6 +231,11 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     }
     if (cc == CURLE_REMOTE_FILE_NOT_FOUND || cc == CURLE_FILE_COULDNT_READ_FILE) {
         byoai_error_set(err, BYOAI_ENOTFOUND, "%s: no such file", url);
+        return ATTEMPT_NEXT_URL;
+    }
+    if (cc != CURLE_OK && reg_tls_fatal(cc)) { /* retrying will not change the certificate: try a mirror */
+        byoai_error_set(err, BYOAI_EAUTH, "cannot download %s from %s: %s%s", d->what, url, curl_easy_strerror(cc),
+                        reg_tls_hint(cc));
         return ATTEMPT_NEXT_URL;
     }
     if (cc != CURLE_OK) {

@@ -172,6 +172,7 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)reg_env_u64("BYOAI_STALL_SECONDS", 30));
     curl_easy_setopt(c, CURLOPT_USERAGENT, "byoai/" BYOAI_VERSION);
+    reg_curl_tls(c);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
@@ -208,7 +209,7 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     else if (cc == CURLE_OPERATION_TIMEDOUT)
         rc = byoai_error_set(err, BYOAI_ETIMEOUT, "%s: timed out (%s)", url, curl_easy_strerror(cc));
     else if (cc != CURLE_OK)
-        rc = byoai_error_set(err, BYOAI_ENET, "cannot reach %s: %s", url, curl_easy_strerror(cc));
+        rc = byoai_error_set(err, BYOAI_ENET, "cannot reach %s: %s%s", url, curl_easy_strerror(cc), reg_tls_hint(cc));
 out:
     if (up) fclose(up);
     curl_slist_free_all(hdrs);

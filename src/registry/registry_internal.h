@@ -2,6 +2,7 @@
 #ifndef BYOAI_REGISTRY_INTERNAL_H
 #define BYOAI_REGISTRY_INTERNAL_H
 
+#include <curl/curl.h>
 #include <stdio.h>
 
 #include "byoai/registry.h"
@@ -77,6 +78,12 @@ bool reg_quant_runnable(const char *quant, bool *is_float);
 /* Add "Authorization: Bearer $HF_TOKEN" for a Hub URL (never for other hosts). */
 struct curl_slist;
 void reg_auth_header(const char *url, struct curl_slist **hdrs);
+/* TLS trust for a handle ($BYOAI_CA_BUNDLE, $SSL_CERT_FILE, $CURL_CA_BUNDLE). */
+void reg_curl_tls(CURL *c);
+/* For a failed transfer: a hint on what to do ("" when not a TLS problem),
+ * and whether retrying is pointless (the certificate will not change). */
+const char *reg_tls_hint(int curl_code);
+bool reg_tls_fatal(int curl_code);
 /* The cache directory of a registry URL. */
 int reg_cache_dir(byoai_store *s, const char *url, char *out, size_t cap);
 

@@ -187,3 +187,36 @@ void reg_auth_header(const char *url, struct curl_slist **hdrs) {
     snprintf(hb, sizeof hb, "Authorization: Bearer %s", tok);
     *hdrs = curl_slist_append(*hdrs, hb);
 }
+
+/* Trusted CAs for https: the system's, unless $BYOAI_CA_BUNDLE (or the
+ * usual $SSL_CERT_FILE / $CURL_CA_BUNDLE) names a PEM file: a registry with
+ * its own CA, or a proxy that re-signs traffic. */
+void reg_curl_tls(CURL *c) {
+    const char *vars[] = {"BYOAI_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            curl_easy_setopt(c, CURLOPT_CAINFO, v);
+            return;
+        }
+    }
+}
+
+const char *reg_tls_hint(int curl_code) {
+    switch ((CURLcode)curl_code) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return "; the server's TLS certificate is not trusted here: for a registry with its own certificate authority, "
+               "set BYOAI_CA_BUNDLE=/path/to/ca.pem";
+    case CURLE_SSL_CACERT_BADFILE:
+        return "; the CA bundle cannot be read: check BYOAI_CA_BUNDLE (or SSL_CERT_FILE)";
+    case CURLE_SSL_CONNECT_ERROR:
+        return "; the TLS handshake failed (is it really an https server on that port?)";
+    default:
+        return "";
+    }
+}
+
+bool reg_tls_fatal(int curl_code) {
+    return curl_code == CURLE_PEER_FAILED_VERIFICATION || curl_code == CURLE_SSL_CACERT_BADFILE ||
+           curl_code == CURLE_SSL_CONNECT_ERROR;
+}
