@@ -67,8 +67,17 @@ typedef struct byoai_machine {
     uint64_t ram_bytes;   /* physical memory ($BYOAI_RAM_BYTES overrides) */
     int cpus;
     const char *simd;     /* "avx512", "avx2", "neon" or "scalar" */
+    double read_bw;       /* memory read bandwidth in bytes/s; 0 = not measured */
 } byoai_machine;
 void byoai_machine_get(byoai_machine *m);
+/* Measure read_bw (a fraction of a second; $BYOAI_READ_BW, e.g. "20G",
+ * overrides): generation streams every weight once per token, so a
+ * variant's speed here is about read_bw / its size. */
+void byoai_machine_measure(byoai_machine *m);
+
+/* Generation speed a variant choice aims for when the machine's bandwidth
+ * is known: faster than people read. */
+#define BYOAI_TARGET_TOKENS_PER_S 8.0
 
 /* ---- registries -------------------------------------------------------------- */
 typedef struct byoai_registry_conf {

@@ -578,7 +578,10 @@ int byoai_index_choose_variant(const byoai_index_model *m, const byoai_machine *
     }
     uint64_t ram = mc->ram_bytes;
     uint64_t comfy = ram / 10 * 6;
-    long best = -1, best_float = -1, smallest = -1;
+    /* with a known bandwidth, a variant is "fast" when it generates at least
+     * the target speed (every weight is read once per token) */
+    const double bw = mc->read_bw;
+    long best = -1, best_float = -1, smallest = -1, fastest = -1;
     size_t n_runnable = 0;
     for (size_t i = 0; i < m->n_variants; i++) {
         const byoai_index_variant *v = &m->variants[i];
@@ -588,17 +591,34 @@ int byoai_index_choose_variant(const byoai_index_model *m, const byoai_machine *
         uint64_t need = byoai_index_variant_ram(v);
         if (need <= ram && (smallest < 0 || need < byoai_index_variant_ram(&m->variants[smallest]))) smallest = (long)i;
         if (need > comfy) continue;
+        if (fastest < 0 || v->approx_size < m->variants[fastest].approx_size) fastest = (long)i;
+        if (bw > 0 && v->approx_size && bw / (double)v->approx_size < BYOAI_TARGET_TOKENS_PER_S) continue;
         long *slot = is_float ? &best_float : &best;
         if (*slot < 0 || v->approx_size > m->variants[*slot].approx_size) *slot = (long)i;
     }
+    char speed[96] = "";
+    long pick = best >= 0 ? best : best_float;
+    if (pick >= 0 && bw > 0 && m->variants[pick].approx_size)
+        snprintf(speed, sizeof speed, ", generating about %.0f tokens/s at this machine's %.1f GB/s",
+                 bw / (double)m->variants[pick].approx_size, bw / 1e9);
     if (best >= 0) {
         *idx = (size_t)best;
-        snprintf(why, 256, "the largest quantized variant that fits comfortably in %s of RAM", byoai_format_bytes(ram, a, sizeof a));
+        snprintf(why, 256, "the largest quantized variant that fits comfortably in %s of RAM%s",
+                 byoai_format_bytes(ram, a, sizeof a), speed);
         return 0;
     }
     if (best_float >= 0) {
         *idx = (size_t)best_float;
-        snprintf(why, 256, "the largest variant that fits comfortably in %s of RAM", byoai_format_bytes(ram, a, sizeof a));
+        snprintf(why, 256, "the largest variant that fits comfortably in %s of RAM%s", byoai_format_bytes(ram, a, sizeof a),
+                 speed);
+        return 0;
+    }
+    if (fastest >= 0) { /* each one that fits is slower than the target: the fastest of them */
+        *idx = (size_t)fastest;
+        snprintf(why, 256, "the fastest variant that fits in %s of RAM: about %.1f tokens/s at this machine's %.1f GB/s "
+                 "(none reaches %.0f)", byoai_format_bytes(ram, a, sizeof a),
+                 bw / (double)(m->variants[fastest].approx_size ? m->variants[fastest].approx_size : 1), bw / 1e9,
+                 BYOAI_TARGET_TOKENS_PER_S);
         return 0;
     }
     if (smallest >= 0) {

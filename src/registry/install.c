@@ -207,6 +207,7 @@ static int install_model(op *p, const loaded *l, const byoai_index_model *m, con
                          byoai_error *err) {
     byoai_machine mc;
     byoai_machine_get(&mc);
+    if (!want || !*want) byoai_machine_measure(&mc); /* the choice weighs speed too */
     size_t vi;
     byoai_install_plan plan = {0};
     int rc = byoai_index_choose_variant(m, &mc, want, &vi, plan.why, err);
@@ -237,6 +238,7 @@ static int plan_bundle(op *p, const loaded *l, const byoai_index_bundle *b, cons
                        planned *files, byoai_error *err) {
     byoai_machine mc;
     byoai_machine_get(&mc);
+    byoai_machine_measure(&mc);
     for (size_t i = 0; i < b->n_members; i++) {
         const byoai_index_bundle_member *bm = &b->members[i];
         const byoai_index_model *m = byoai_index_find_model(l->ix, bm->model);

@@ -9,6 +9,7 @@
 #include <sys/sysinfo.h>
 
 #include "byoai/gguf.h"
+#include "byoai/hw.h"
 #include "byoai/quant.h"
 #include "registry_internal.h"
 
@@ -37,6 +38,15 @@ void byoai_machine_get(byoai_machine *m) {
     case BYOAI_SIMD_NEON: m->simd = "neon"; break;
     default: m->simd = "scalar";
     }
+}
+
+void byoai_machine_measure(byoai_machine *m) {
+    uint64_t env = reg_env_u64("BYOAI_READ_BW", 0);
+    if (env) {
+        m->read_bw = (double)env;
+        return;
+    }
+    m->read_bw = byoai_hw_read_bandwidth(m->cpus > 0 ? m->cpus : 1, 64u << 20, 2);
 }
 
 bool reg_quant_runnable(const char *quant, bool *is_float) {

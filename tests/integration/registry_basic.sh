@@ -57,6 +57,9 @@ pass "search, list --available, show"
 expect_exit 0 "$BYOAI_BIN" install stories260k --dry-run
 grep -q "would install stories260k:f32 from default, revision 1" "$T/out" || fail "dry run: $(cat "$T/out")"
 grep -q "download 1.1 MiB, disk needed 1.1 MiB" "$T/out" || fail "dry run sizes: $(cat "$T/out")"
+# the plan says why this variant: RAM and the speed at this machine's (here: given) bandwidth
+BYOAI_READ_BW=10G expect_exit 0 "$BYOAI_BIN" install stories260k --dry-run
+grep -q "chosen: .*generating about [0-9]* tokens/s at this machine's 10.7 GB/s" "$T/out" || fail "plan reason: $(cat "$T/out")"
 [ "$(count_gets /blobs/)" = 0 ] || fail "dry run downloaded"
 expect_exit 0 "$BYOAI_BIN" list --json
 json_check "$T/out" 'assert d == []'

@@ -243,8 +243,53 @@ static void test_registry_config(void **state) {
     tu_rmtree(dir);
 }
 
+/* With the machine's bandwidth known, the choice weighs speed: the largest
+ * variant that still generates the target tokens/s, else the fastest. */
+static void test_variant_speed(void **state) {
+    (void)state;
+    assert_true(reg_quant_runnable("Q8_0", NULL) && reg_quant_runnable("Q4_K_M", NULL)); /* every build runs them */
+    char v[2048];
+    snprintf(v, sizeof v,
+             "{\"name\":\"q8_0\",\"quantization\":\"Q8_0\",\"size\":2000000000,\"sha256\":\"%s\",\"url\":\"blobs/a.gguf\"},"
+             "{\"name\":\"q4_k_m\",\"quantization\":\"Q4_K_M\",\"size\":1000000000,\"sha256\":\"%s\",\"url\":\"blobs/b.gguf\"}",
+             SHA, SHA);
+    const char *j = index_json(v);
+    byoai_index *ix;
+    byoai_error err;
+    byoai_index_parse_opts po = {.base_url = "http://reg.test/index.json"};
+    if (byoai_index_parse(j, strlen(j), &po, &ix, &err)) fail_msg("%s", err.msg);
+    const byoai_index_model *m = byoai_index_find_model(ix, "zeta");
+    byoai_machine mc = {.ram_bytes = 32ull << 30};
+    size_t idx;
+    char why[256];
+    /* bandwidth unknown: the largest that fits */
+    assert_int_equal(byoai_index_choose_variant(m, &mc, NULL, &idx, why, &err), 0);
+    assert_string_equal(m->variants[idx].name, "q8_0");
+    /* 40 GB/s: Q8_0 makes 20 tokens/s, above the target */
+    mc.read_bw = 40e9;
+    assert_int_equal(byoai_index_choose_variant(m, &mc, NULL, &idx, why, &err), 0);
+    assert_string_equal(m->variants[idx].name, "q8_0");
+    assert_non_null(strstr(why, "about 20 tokens/s"));
+    /* 12 GB/s: Q8_0 would make 6, Q4_K_M 12: the smaller one */
+    mc.read_bw = 12e9;
+    assert_int_equal(byoai_index_choose_variant(m, &mc, NULL, &idx, why, &err), 0);
+    assert_string_equal(m->variants[idx].name, "q4_k_m");
+    assert_non_null(strstr(why, "about 12 tokens/s"));
+    /* 4 GB/s: neither reaches 8: the fastest, and the message says so */
+    mc.read_bw = 4e9;
+    assert_int_equal(byoai_index_choose_variant(m, &mc, NULL, &idx, why, &err), 0);
+    assert_string_equal(m->variants[idx].name, "q4_k_m");
+    assert_non_null(strstr(why, "fastest"));
+    assert_non_null(strstr(why, "4.0 tokens/s"));
+    /* a variant asked for is installed whatever its speed */
+    assert_int_equal(byoai_index_choose_variant(m, &mc, "q8_0", &idx, why, &err), 0);
+    assert_string_equal(m->variants[idx].name, "q8_0");
+    byoai_index_free(ix);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_parse), cmocka_unit_test(test_rejects),
-                                       cmocka_unit_test(test_urls), cmocka_unit_test(test_registry_config)};
+                                       cmocka_unit_test(test_urls), cmocka_unit_test(test_registry_config),
+                                       cmocka_unit_test(test_variant_speed)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
