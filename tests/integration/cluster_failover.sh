@@ -100,6 +100,22 @@ got=$(cluster_ids a synth "$PROMPT" 50) || fail "run alone: $(cat "$T/run.err")"
 [ "$got" = "$(echo "$want" | cut -d' ' -f1-50)" ] || fail "coordinator alone differs"
 cl_kill a
 
+# last_stage_node MODEL NODES...: the name of the running node that runs
+# MODEL's last stage, in f's view
+last_stage_node() {
+  local model=$1 victim n
+  shift
+  cl_status f
+  victim=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print([x for x in d["deployments"] if x["model"] == sys.argv[2]][0]["stages"][-1]["node_id"])' "$T/f.status" "$model")
+  for n in "$@"; do
+    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
+    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && { echo $n; return; }
+  done
+}
+
 # ---- the same through the OpenAI API of byoai serve: a stream survives kill -9 -----------------------
 if [ "$CL_DAEMON" = serve ]; then
   cl_admin f "${DELAY[@]}"
@@ -107,17 +123,7 @@ if [ "$CL_DAEMON" = serve ]; then
   cl_member h "${DELAY[@]}" --model-file "$SYNTH"
   cl_wait_alive f 3
   cl f deploy synth2="$SYNTH" --ctx 512 --min-nodes 3 >/dev/null || fail "deploy synth2"
-  cl_status f
-  victim=$(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-st = [x for x in d["deployments"] if x["model"] == "synth2"][0]["stages"]
-print(st[-1]["node_id"])' "$T/f.status")
-  vname=""
-  for n in g h; do
-    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
-    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && vname=$n
-  done
+  vname=$(last_stage_node synth2 g h)
   [ -n "$vname" ] || fail "no last stage found for synth2"
   "$BYOAI_BIN" run "$SYNTH" -p "$PROMPT" -n $N --temp 0 -t 1 >"$T/single.txt" 2>/dev/null
   curl -sSN --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/completions" -H 'Content-Type: application/json' \
@@ -155,16 +161,7 @@ PY
   }
   json_req false >"$T/json-ref.json"
   json_check "$T/json-ref.json" 'c=d["choices"][0]["message"]["content"]; assert isinstance(json.loads(c), dict) and d["usage"]["completion_tokens"] >= 60, d'
-  cl_status f
-  victim=$(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print([x for x in d["deployments"] if x["model"] == "stj"][0]["stages"][-1]["node_id"])' "$T/f.status")
-  vname=""
-  for n in g h i j; do
-    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
-    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && vname=$n
-  done
+  vname=$(last_stage_node stj g h i j)
   [ -n "$vname" ] || fail "no last stage found for stj"
   json_req true >"$T/json-sse.txt" &
   sse=$!
@@ -201,16 +198,7 @@ PY
   ref_s=$(python3 -c "import time,sys; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
   echo "   (the embedding takes ${ref_s} s without a failure; the last stage is killed after a third of that)"
   json_check "$T/emb-ref.json" 'assert len(d["data"][0]["embedding"]) == 64 and d["usage"]["prompt_tokens"] > 60, d.get("usage")'
-  cl_status f
-  victim=$(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print([x for x in d["deployments"] if x["model"] == "ste"][0]["stages"][-1]["node_id"])' "$T/f.status")
-  vname=""
-  for n in g h i j; do
-    kill -0 "$(cat "$T/$n.pid")" 2>/dev/null || continue
-    [ "$(cl $n status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" = "$victim" ] && vname=$n
-  done
+  vname=$(last_stage_node ste g h i j)
   [ -n "$vname" ] || fail "no last stage found for ste"
   curl -sS --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/embeddings" -H 'Content-Type: application/json' \
     -d "$emb_body" >"$T/emb-fo.json" &
