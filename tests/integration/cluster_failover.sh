@@ -100,6 +100,17 @@ got=$(cluster_ids a synth "$PROMPT" 50) || fail "run alone: $(cat "$T/run.err")"
 [ "$got" = "$(echo "$want" | cut -d' ' -f1-50)" ] || fail "coordinator alone differs"
 cl_kill a
 
+# kill_mid_stream PID FILE NODE: once the stream PID writes to FILE has 30
+# events, kill -9 NODE; the stream must then end by itself, successfully
+kill_mid_stream() {
+  local pid=$1 file=$2 node=$3 i
+  for i in $(seq 1 200); do [ "$(grep -c '^data: {' "$file" 2>/dev/null || true)" -ge 30 ] && break; sleep 0.05; done
+  cl_kill "$node" KILL
+  for i in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; fail "the stream hung after kill -9 of $node"; }
+  wait "$pid" || fail "the stream failed after kill -9 of $node"
+}
+
 # last_stage_node MODEL NODES...: the name of the running node that runs
 # MODEL's last stage, in f's view
 last_stage_node() {
@@ -128,12 +139,7 @@ if [ "$CL_DAEMON" = serve ]; then
   "$BYOAI_BIN" run "$SYNTH" -p "$PROMPT" -n $N --temp 0 -t 1 >"$T/single.txt" 2>/dev/null
   curl -sSN --max-time 120 "http://127.0.0.1:$(cat "$T/f.http")/v1/completions" -H 'Content-Type: application/json' \
     -d "{\"model\": \"synth2\", \"prompt\": \"$PROMPT\", \"max_tokens\": $N, \"temperature\": 0, \"stream\": true}" >"$T/sse.txt" &
-  sse=$!
-  for i in $(seq 1 200); do [ "$(grep -c '^data: {' "$T/sse.txt" 2>/dev/null || true)" -ge 30 ] && break; sleep 0.05; done
-  cl_kill "$vname" KILL
-  for i in $(seq 1 600); do kill -0 $sse 2>/dev/null || break; sleep 0.1; done
-  kill -0 $sse 2>/dev/null && { kill -9 $sse; fail "the stream hung after kill -9"; }
-  wait $sse || fail "the stream failed"
+  kill_mid_stream $! "$T/sse.txt" "$vname"
   python3 - "$T/sse.txt" "$T/single.txt" <<'PY' || fail "the streamed answer after kill -9 differs from one machine"
 import json, sys
 text, done, errors = "", False, []
@@ -164,12 +170,7 @@ PY
   vname=$(last_stage_node stj g h i j)
   [ -n "$vname" ] || fail "no last stage found for stj"
   json_req true >"$T/json-sse.txt" &
-  sse=$!
-  for i in $(seq 1 200); do [ "$(grep -c '^data: {' "$T/json-sse.txt" 2>/dev/null || true)" -ge 30 ] && break; sleep 0.05; done
-  cl_kill "$vname" KILL
-  for i in $(seq 1 600); do kill -0 $sse 2>/dev/null || break; sleep 0.1; done
-  kill -0 $sse 2>/dev/null && { kill -9 $sse; fail "the JSON stream hung after kill -9"; }
-  wait $sse || fail "the JSON stream failed"
+  kill_mid_stream $! "$T/json-sse.txt" "$vname"
   python3 - "$T/json-sse.txt" "$T/json-ref.json" <<'PY' || fail "the JSON answer after kill -9 differs from the one without a failure"
 import json, sys
 text, done, errors = "", False, []
