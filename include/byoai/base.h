@@ -126,6 +126,10 @@ void byoai_sha256_buf(const void *data, size_t len, char hex[65]);
 int byoai_utf8_len(uint8_t c);
 /* True when s[0..n) is valid UTF-8 (no overlongs, no surrogates). */
 bool byoai_utf8_valid(const char *s, size_t n);
+/* A malloc'd, NUL-terminated copy of s[0..n) with every byte that is not part
+ * of a valid UTF-8 sequence replaced by U+FFFD (model output and token
+ * pieces can be any bytes; JSON strings cannot). NULL when out of memory. */
+char *byoai_utf8_sanitize(const char *s, size_t n, size_t *out_len);
 /* Number of bytes at the end of s[0..n) that form an incomplete UTF-8
  * sequence (0..3): what a streaming printer must hold back. */
 size_t byoai_utf8_incomplete_tail(const char *s, size_t n);

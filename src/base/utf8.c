@@ -1,4 +1,7 @@
 /* UTF-8 helpers used by tokenizers, streaming output and input validation. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "byoai/base.h"
 
 int byoai_utf8_len(uint8_t c) {
@@ -73,4 +76,31 @@ int byoai_utf8_encode(uint32_t cp, char out[4]) {
     out[0] = (char)(0xF0 | (cp >> 18)); out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+char *byoai_utf8_sanitize(const char *s, size_t n, size_t *out_len) {
+    char *o = malloc(n * 3 + 1), *w = o;
+    if (!o) return NULL;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) {
+            *w++ = (char)c;
+            i++;
+            continue;
+        }
+        int l = byoai_utf8_len(c);
+        if (i + (size_t)l <= n && l > 1 && byoai_utf8_valid(s + i, (size_t)l)) {
+            memcpy(w, s + i, (size_t)l);
+            w += l;
+            i += (size_t)l;
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3);
+            w += 3;
+            i++;
+        }
+    }
+    *w = '\0';
+    if (out_len) *out_len = (size_t)(w - o);
+    return o;
 }

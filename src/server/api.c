@@ -180,7 +180,8 @@ static bool prefix(const char *s, const char *p) { return !strncmp(s, p, strlen(
 
 static const char *route_name(const char *path) {
     static const char *known[] = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
-                                  "/api/health", "/api/version", "/metrics", "/api/conversations", "/api/models"};
+                                  "/api/health", "/api/version", "/metrics", "/api/conversations", "/api/models",
+                                  "/api/tokenize", "/api/detokenize"};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (prefix(path, known[i])) return known[i];
     if (prefix(path, "/v1/") || prefix(path, "/api/")) return "other";
@@ -237,6 +238,12 @@ static bool dispatch(srv_server *s, byoai_http_req *r) {
     } else if (is(p, "/metrics")) {
         if (!get) method_not_allowed(r, "GET");
         else metrics(s, r);
+    } else if (is(p, "/api/tokenize")) {
+        if (!post) method_not_allowed(r, "POST");
+        else srv_api_tokenize(s, r);
+    } else if (is(p, "/api/detokenize")) {
+        if (!post) method_not_allowed(r, "POST");
+        else srv_api_detokenize(s, r);
     } else if (prefix(p, "/api/conversations") && (p[18] == '\0' || p[18] == '/')) {
         srv_conversations_handle(s->db, r, p + 18);
     } else if (prefix(p, "/api/models")) {

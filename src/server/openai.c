@@ -52,23 +52,9 @@ void srv_send_error(byoai_http_req *r, const srv_error *e) {
 static json_t *jstr(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j) return j;
-    char *o = malloc(n * 3 + 1);
-    if (!o) return json_string("");
-    size_t w = 0;
-    for (size_t i = 0; i < n;) {
-        int l = byoai_utf8_len((unsigned char)s[i]);
-        if ((unsigned char)s[i] < 0x80) o[w++] = s[i++];
-        else if (i + (size_t)l <= n && l > 1 && byoai_utf8_valid(s + i, (size_t)l)) {
-            memcpy(o + w, s + i, (size_t)l);
-            w += (size_t)l;
-            i += (size_t)l;
-        } else {
-            memcpy(o + w, "\xEF\xBF\xBD", 3);
-            w += 3;
-            i++;
-        }
-    }
-    j = json_stringn(o, w);
+    size_t w;
+    char *o = byoai_utf8_sanitize(s, n, &w);
+    j = o ? json_stringn(o, w) : NULL;
     free(o);
     return j ? j : json_string("");
 }

@@ -99,35 +99,6 @@ size_t srv_stop_scan(const char *buf, size_t n, char *const *stops, size_t n_sto
     return n - hold;
 }
 
-/* A copy of s[0..n) with invalid UTF-8 replaced by U+FFFD (model output can
- * be any bytes; JSON strings must be valid UTF-8). */
-static char *utf8_sanitize(const char *s, size_t n, size_t *out_len) {
-    char *o = malloc(n * 3 + 1), *w = o;
-    if (!o) return NULL;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x80) {
-            *w++ = (char)c;
-            i++;
-            continue;
-        }
-        int l = byoai_utf8_len(c);
-        if (i + (size_t)l <= n && l > 1 && byoai_utf8_valid(s + i, (size_t)l)) {
-            memcpy(w, s + i, (size_t)l);
-            w += l;
-            i += (size_t)l;
-        } else {
-            memcpy(w, "\xEF\xBF\xBD", 3);
-            w += 3;
-            i++;
-        }
-    }
-    *w = '\0';
-    *out_len = (size_t)(w - o);
-    return o;
-}
-
 /* ---- the scheduler -------------------------------------------------------------- */
 typedef struct slot {
     srv_job *job;
@@ -174,7 +145,7 @@ void srv_job_push_piece(srv_job *j, const char *text, size_t len, int32_t token,
     srv_piece pc = {0};
     pc.token = token;
     pc.logprob = lp;
-    pc.text = utf8_sanitize(text ? text : "", len, &pc.len);
+    pc.text = byoai_utf8_sanitize(text ? text : "", len, &pc.len);
     if (!pc.text) return;
     pc.n_top = (uint8_t)n_top;
     if (n_top > 0) {

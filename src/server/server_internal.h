@@ -314,6 +314,9 @@ void srv_api_handle(void *user, byoai_http_req *r);
 bool srv_openai_chat(srv_server *s, byoai_http_req *r);
 bool srv_openai_completions(srv_server *s, byoai_http_req *r);
 void srv_openai_embeddings(srv_server *s, byoai_http_req *r);
+/* tokens.c: POST /api/tokenize, POST /api/detokenize */
+void srv_api_tokenize(srv_server *s, byoai_http_req *r);
+void srv_api_detokenize(srv_server *s, byoai_http_req *r);
 void srv_openai_models(srv_server *s, byoai_http_req *r, const char *id);
 /* POST /api/models/install (install.c) */
 void srv_install_handle(srv_server *s, byoai_http_req *r);

@@ -56,6 +56,28 @@ cmp -s "$T/plain" "$T/pres" && fail "presence_penalty changed nothing: $(cat "$T
 cmp -s "$T/plain" "$T/freq" && fail "frequency_penalty changed nothing"
 pass "presence and frequency penalties"
 
+# the tokenizer over HTTP: the same ids as `byoai tokenize`, a round trip, clear errors
+want_ids=$("$BYOAI_BIN" tokenize "$BYOAI_SHARED/models/stories260K.gguf" "Once upon a time" --ids)
+expect_status 200 POST /api/tokenize '{"model": "stories260k", "content": "Once upon a time", "with_pieces": true}'
+python3 - "$T/body" "$want_ids" <<'PY' || fail "tokenize: $(cat "$T/body")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["tokens"] == json.loads(sys.argv[2]) and d["count"] == len(d["tokens"]), (d, sys.argv[2])
+assert "".join(d["pieces"][1:]).replace("\u2581", " ").strip() == "Once upon a time", d["pieces"]
+PY
+expect_status 200 POST /api/tokenize '{"model": "stories260k", "content": "Once upon a time", "add_special": false}'
+json_check "$T/body" 'assert d["tokens"] == '"$want_ids"'[1:], d'
+expect_status 200 POST /api/detokenize '{"model": "stories260k", "tokens": '"$want_ids"'}'
+json_check "$T/body" 'assert d["content"] == "Once upon a time", d'
+expect_error 400 "'content' must be the text" POST /api/tokenize '{"model": "stories260k", "content": 5}'
+expect_error 400 "'model' is required" POST /api/tokenize '{"content": "x"}'
+expect_error 404 "does not exist" POST /api/tokenize '{"model": "nosuch", "content": "x"}'
+expect_error 400 "'add_special' must be true or false" POST /api/tokenize '{"model": "stories260k", "content": "x", "add_special": 1}'
+expect_error 400 "tokens\[1\] is not a token id of model 'stories260k' \(0 to 511\)" POST /api/detokenize '{"model": "stories260k", "tokens": [1, 512]}'
+expect_error 400 "'tokens' must be an array" POST /api/detokenize '{"model": "stories260k", "tokens": "1 2"}'
+expect_status 405 GET /api/tokenize
+pass "POST /api/tokenize and /api/detokenize"
+
 expect_error 400 "'max_tokens' must be at least 1 \(got -1\)" POST /v1/chat/completions "$(chat -1)"
 expect_error 400 "at most 4096 tokens" POST /v1/chat/completions "$(chat 100000)"
 expect_error 404 "the model 'gpt-4' does not exist.*stories260k" POST /v1/chat/completions '{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}'
