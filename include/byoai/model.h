@@ -48,6 +48,12 @@ typedef struct byoai_hparams {
     float rope_freq_base;
     byoai_rope_type rope_type;
     byoai_ffn_act act;
+    /* Gemma 2 style (0 = off): tanh soft-capping of attention scores and of
+     * the final logits (x -> cap * tanh(x / cap)); sliding-window attention
+     * over the last n_swa positions on every other layer (0, 2, 4, ...). */
+    float attn_softcap, final_softcap;
+    uint32_t n_swa;
+    float q_scale;         /* query scaling before the dot products (1/sqrt(head_dim) by default) */
     uint64_t n_params;     /* total parameters in the file's tensors */
     uint64_t weight_bytes; /* total tensor bytes */
 } byoai_hparams;

@@ -9,13 +9,16 @@
 #include "infer/model_internal.h"
 
 static const byoai_arch ARCHS[] = {
-    /* name      rope             activation      fused_qkv fused_gate_up embd_scale */
-    {"llama",   BYOAI_ROPE_NORM, BYOAI_ACT_SILU, false, false, false},
-    {"mistral", BYOAI_ROPE_NORM, BYOAI_ACT_SILU, false, false, false},
-    {"qwen2",   BYOAI_ROPE_NEOX, BYOAI_ACT_SILU, false, false, false},
-    {"qwen3",   BYOAI_ROPE_NEOX, BYOAI_ACT_SILU, false, false, false},
-    {"phi3",    BYOAI_ROPE_NEOX, BYOAI_ACT_SILU, true,  true,  false},
-    {"gemma",   BYOAI_ROPE_NEOX, BYOAI_ACT_GELU, false, false, true},
+    /* name      rope             activation      fused_qkv fused_gate_up embd_scale swa_alternate */
+    {"llama",   BYOAI_ROPE_NORM, BYOAI_ACT_SILU, false, false, false, false},
+    {"mistral", BYOAI_ROPE_NORM, BYOAI_ACT_SILU, false, false, false, false},
+    {"qwen2",   BYOAI_ROPE_NEOX, BYOAI_ACT_SILU, false, false, false, false},
+    {"qwen3",   BYOAI_ROPE_NEOX, BYOAI_ACT_SILU, false, false, false, false},
+    {"phi3",    BYOAI_ROPE_NEOX, BYOAI_ACT_SILU, true,  true,  false, false},
+    {"gemma",   BYOAI_ROPE_NEOX, BYOAI_ACT_GELU, false, false, true,  false},
+    /* Gemma 2 adds post-block norms, soft-capping and alternating sliding
+     * windows, all read from the file (model.c) */
+    {"gemma2",  BYOAI_ROPE_NEOX, BYOAI_ACT_GELU, false, false, true,  true},
 };
 
 const byoai_arch *byoai_arch_find(const char *name) {
@@ -24,6 +27,6 @@ const byoai_arch *byoai_arch_find(const char *name) {
     return NULL;
 }
 
-const char *byoai_arch_names(void) { return "llama, mistral, qwen2, qwen3, phi3, gemma"; }
+const char *byoai_arch_names(void) { return "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2"; }
 
 bool byoai_arch_supported(const char *name) { return byoai_arch_find(name) != NULL; }

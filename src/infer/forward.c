@@ -234,6 +234,7 @@ typedef struct {
     const float *q;
     size_t q_stride;
     uint32_t split; /* each KV head's query heads in this many tasks */
+    uint32_t window; /* attend to the last `window` positions only; 0: all */
 } attn_job;
 
 /* one (token, KV head) pair at a time: the query heads sharing the KV head
@@ -245,7 +246,7 @@ static void attention_heads(void *arg, int ith, int nth) {
     const byoai_hparams *hp = &ctx->model->hp;
     const uint32_t hd = hp->head_dim, kvd = hp->n_head_kv * hd, group = hp->n_head / hp->n_head_kv;
     const uint32_t qd = hp->n_head * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = hp->q_scale, cap = hp->attn_softcap;
     float *scores = ctx->scores + (size_t)ith * group * ctx->p.n_ctx;
     const uint32_t g = group / j->split, per_token = hp->n_head_kv * j->split;
     const uint32_t tasks = j->n * per_token;
@@ -253,11 +254,15 @@ static void attention_heads(void *arg, int ith, int nth) {
         const uint32_t i = task / per_token, kvh = task % per_token / j->split, h0 = kvh * group + task % j->split * g;
         const int32_t pos = j->pos[i];
         const size_t cache = (size_t)j->layer * ctx->p.n_seq + (size_t)j->seq[i];
-        const float *K = ctx->k_cache[cache] + (size_t)kvh * hd;
-        const float *V = ctx->v_cache[cache] + (size_t)kvh * hd;
+        /* a sliding window starts at the oldest position it still sees */
+        const uint32_t first = j->window && (uint32_t)pos + 1 > j->window ? (uint32_t)pos + 1 - j->window : 0;
+        const float *K = ctx->k_cache[cache] + (size_t)first * kvd + (size_t)kvh * hd;
+        const float *V = ctx->v_cache[cache] + (size_t)first * kvd + (size_t)kvh * hd;
         const float *q = j->q + (size_t)i * j->q_stride + (size_t)h0 * hd;
         float *out = ctx->att + (size_t)i * qd + (size_t)h0 * hd;
-        ctx->vec->attend(q, g, K, V, kvd, (uint32_t)pos + 1, hd, scale, scores, out);
+        const uint32_t n_pos = (uint32_t)pos + 1 - first;
+        if (cap > 0) byoai_attend_capped(q, g, K, V, kvd, n_pos, hd, scale, cap, scores, out);
+        else ctx->vec->attend(q, g, K, V, kvd, n_pos, hd, scale, scores, out);
     }
 }
 
@@ -308,12 +313,15 @@ static void attention_block(byoai_context *ctx, uint32_t il, uint32_t n, const i
     const uint32_t nth = (uint32_t)byoai_pool_size(ctx->pool), group = hp->n_head / hp->n_head_kv;
     uint32_t split = 1;
     while (n * hp->n_head_kv * split < 2 * nth && group % (2 * split) == 0) split *= 2;
-    attn_job j = {ctx, li, n, pos, seq, q, qs, split};
+    const uint32_t window = hp->n_swa && il % 2 == 0 ? hp->n_swa : 0; /* Gemma 2: even layers slide */
+    attn_job j = {ctx, li, n, pos, seq, q, qs, split, window};
     byoai_pool_run(ctx->pool, attention_heads, &j);
 
-    /* x += Wo . att */
+    /* x += [post_norm](Wo . att) */
     byoai_matmul(ctx, &L->wo, ctx->att, n, ctx->xb);
     add_bias(ctx->xb, L->bo, n, d, d);
+    if (L->post_attn_norm)
+        for (uint32_t i = 0; i < n; i++) rmsnorm(ctx->xb + (size_t)i * d, ctx->xb + (size_t)i * d, L->post_attn_norm, d, hp->norm_eps);
     for (size_t i = 0; i < (size_t)n * d; i++) ctx->x[i] += ctx->xb[i];
 }
 
@@ -347,8 +355,10 @@ static void ffn_block(byoai_context *ctx, uint32_t il, uint32_t n) {
             ctx->vec->silu_mul(ctx->hb2, ctx->hb, ctx->hb2, (size_t)n * ff);
     }
 
-    /* x += Wdown . h */
+    /* x += [post_norm](Wdown . h) */
     byoai_matmul(ctx, &L->w_down, ctx->hb2, n, ctx->xb);
+    if (L->post_ffn_norm)
+        for (uint32_t i = 0; i < n; i++) rmsnorm(ctx->xb + (size_t)i * d, ctx->xb + (size_t)i * d, L->post_ffn_norm, d, hp->norm_eps);
     for (size_t i = 0; i < (size_t)n * d; i++) ctx->x[i] += ctx->xb[i];
 }
 
@@ -373,6 +383,10 @@ static void output_head(byoai_context *ctx, const byoai_batch *b) {
     }
     if (!m->has_head || n_out == 0) return;
     byoai_matmul(ctx, &m->output, ctx->xb, n_out, ctx->out);
+    if (hp->final_softcap > 0) {
+        const float cap = hp->final_softcap;
+        for (size_t e = 0; e < (size_t)n_out * hp->n_vocab; e++) ctx->out[e] = cap * tanhf(ctx->out[e] / cap);
+    }
     /* ids past the tokenizer's vocabulary (padding rows) can never be sampled */
     int32_t n_tok = byoai_tokenizer_n_vocab(m->tok);
     for (uint32_t j = 0; j < n_out; j++)

@@ -113,6 +113,18 @@ static int read_hparams(byoai_model *m, byoai_error *err) {
         return byoai_error_set(err, BYOAI_EFORMAT, "rope frequency base %g is out of range", (double)hp->rope_freq_base);
     hp->rope_type = m->arch->rope;
     hp->act = m->arch->act;
+    if ((rc = hp_f32(g, a, "attn_logit_softcapping", 0, &hp->attn_softcap, err)) ||
+        (rc = hp_f32(g, a, "final_logit_softcapping", 0, &hp->final_softcap, err)))
+        return rc;
+    if (hp->attn_softcap < 0 || hp->final_softcap < 0)
+        return byoai_error_set(err, BYOAI_EFORMAT, "a logit soft-capping value is negative");
+    if ((rc = hp_u32(g, a, "attention.sliding_window", false, m->arch->swa_alternate ? 4096 : 0, &hp->n_swa, err)))
+        return rc;
+    if (!m->arch->swa_alternate) hp->n_swa = 0;
+    /* Gemma 2 27B (46 layers) scales queries by 1/sqrt(n_embd / n_head), the
+     * others by 1/sqrt(head_dim), as its reference code does */
+    hp->q_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (!strcmp(a, "gemma2") && hp->n_layer == 46) hp->q_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         hp->n_params += g->tensors[i].n_elements;
         hp->weight_bytes += g->tensors[i].size;
@@ -207,6 +219,8 @@ static int load_layer(byoai_model *m, uint32_t il, byoai_error *err) {
         if ((rc = get_weight(m, NAME("ffn_up.weight"), d, ff, true, &L->w_up, err))) return rc;
     }
     if ((rc = get_weight(m, NAME("ffn_down.weight"), ff, d, true, &L->w_down, err))) return rc;
+    if ((rc = get_vector(m, NAME("post_attention_norm.weight"), d, false, &L->post_attn_norm, err))) return rc;
+    if ((rc = get_vector(m, NAME("post_ffw_norm.weight"), d, false, &L->post_ffn_norm, err))) return rc;
 #undef NAME
     return 0;
 }

@@ -15,6 +15,7 @@ typedef struct byoai_arch {
     bool fused_qkv;      /* attn_qkv.weight instead of attn_q/k/v */
     bool fused_gate_up;  /* ffn_up.weight holds [gate; up] */
     bool embd_scale;     /* scale input embeddings by sqrt(n_embd) */
+    bool swa_alternate;  /* sliding-window attention on even layers (Gemma 2) */
 } byoai_arch;
 
 const byoai_arch *byoai_arch_find(const char *name);
@@ -38,6 +39,7 @@ typedef struct byoai_layer {
     const float *q_norm, *k_norm;    /* optional per-head norms [head_dim] */
     const float *ffn_norm;           /* [n_embd] */
     byoai_weight w_gate, w_up, w_down;
+    const float *post_attn_norm, *post_ffn_norm; /* optional norms of the block outputs [n_embd] (Gemma 2) */
 } byoai_layer;
 
 struct byoai_model {

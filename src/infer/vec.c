@@ -11,8 +11,9 @@
 
 #include "infer/cpu.h"
 
-static void ref_attend(const float *q, uint32_t G, const float *k, const float *v, size_t kv_stride, uint32_t n,
-                       uint32_t hd, float scale, float *scores, float *out) {
+/* cap > 0: scores soft-capped as cap * tanh(score / cap) before the softmax */
+static void attend_impl(const float *q, uint32_t G, const float *k, const float *v, size_t kv_stride, uint32_t n,
+                        uint32_t hd, float scale, float cap, float *scores, float *out) {
     for (uint32_t g = 0; g < G; g++) {
         const float *qg = q + (size_t)g * hd;
         float *sc = scores + (size_t)g * n;
@@ -22,6 +23,7 @@ static void ref_attend(const float *q, uint32_t G, const float *k, const float *
             float s = 0;
             for (uint32_t e = 0; e < hd; e++) s += qg[e] * kt[e];
             s *= scale;
+            if (cap > 0) s = cap * tanhf(s / cap);
             sc[t] = s;
             if (s > max) max = s;
         }
@@ -39,6 +41,16 @@ static void ref_attend(const float *q, uint32_t G, const float *k, const float *
             for (uint32_t e = 0; e < hd; e++) o[e] += a * vt[e];
         }
     }
+}
+
+static void ref_attend(const float *q, uint32_t G, const float *k, const float *v, size_t kv_stride, uint32_t n,
+                       uint32_t hd, float scale, float *scores, float *out) {
+    attend_impl(q, G, k, v, kv_stride, n, hd, scale, 0, scores, out);
+}
+
+void byoai_attend_capped(const float *q, uint32_t G, const float *k, const float *v, size_t kv_stride, uint32_t n,
+                         uint32_t hd, float scale, float cap, float *scores, float *out) {
+    attend_impl(q, G, k, v, kv_stride, n, hd, scale, cap, scores, out);
 }
 
 static void ref_silu_mul(float *h, const float *g, const float *u, size_t n) {

@@ -25,6 +25,11 @@ typedef struct byoai_vec_ops {
     uint64_t (*read_sum)(const void *p, size_t n);
 } byoai_vec_ops;
 
+/* The scalar attention with the scores soft-capped (cap * tanh(s / cap))
+ * before the softmax, for models that need it (Gemma 2). */
+void byoai_attend_capped(const float *q, uint32_t G, const float *k, const float *v, size_t kv_stride, uint32_t n,
+                         uint32_t hd, float scale, float cap, float *scores, float *out);
+
 /* the best this CPU runs ($BYOAI_SIMD caps it as for the other kernels) */
 const byoai_vec_ops *byoai_vec_ops_best(void);
 /* "scalar", "avx2", "avx512"; NULL when this CPU cannot run it */
