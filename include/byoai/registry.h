@@ -60,6 +60,7 @@ struct byoai_install_plan {
     uint64_t download_bytes;    /* still to download (partial downloads counted as done) */
     uint64_t ram_bytes;         /* memory the chosen variant needs to run */
     char why[256];              /* why this variant was chosen */
+    char unsupported_arch[32];  /* the index's architecture when this build cannot run it (else "") */
 };
 
 /* ---- the machine ----------------------------------------------------------- */

@@ -38,6 +38,9 @@ void cli_print_plan(FILE *f, const byoai_install_plan *pl, bool dry_run) {
             cli_bytes(pl->download_bytes, b, sizeof b), pl->n_files, pl->n_files == 1 ? "" : "s", pl->n_present);
     if (pl->ram_bytes) fprintf(f, "  memory to run: about %s\n", cli_bytes(pl->ram_bytes, c, sizeof c));
     if (pl->why[0]) fprintf(f, "  chosen: %s\n", pl->why);
+    if (pl->unsupported_arch[0])
+        fprintf(f, "  note: this build of byoai cannot run architecture '%s' yet (`byoai run` will say so); the file "
+                "is stored for when it can, or for other tools\n", pl->unsupported_arch);
 }
 
 int cli_progress_cb(void *user, const byoai_progress *pr) {

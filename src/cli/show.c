@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "byoai/model.h"
 #include "cli.h"
 
 static void usage(FILE *f) {
@@ -116,6 +117,7 @@ int cli_show(int argc, char **argv) {
                                     "parameters", (json_int_t)im->parameters, "context_length",
                                     (json_int_t)im->context_length, "tags", tags, "variants", vars);
             if (im->publisher) json_object_set_new(idx, "publisher", json_string(im->publisher));
+            json_object_set_new(idx, "architecture_supported", json_boolean(byoai_arch_supported(im->architecture)));
             if (byoai_index_choose_variant(im, &mc, NULL, &best, NULL, NULL) == 0)
                 json_object_set_new(idx, "recommended_variant", json_string(im->variants[best].name));
             json_object_set_new(o, "index", idx);
@@ -136,7 +138,8 @@ int cli_show(int argc, char **argv) {
     printf("%s\n", base);
     if (im) {
         printf("  %s\n", im->description);
-        printf("  architecture %s, %.2f B parameters%s%.0llu, license %s\n", im->architecture,
+        printf("  architecture %s%s, %.2f B parameters%s%.0llu, license %s\n", im->architecture,
+               byoai_arch_supported(im->architecture) ? "" : " (this build cannot run it yet)",
                (double)im->parameters / 1e9, im->context_length ? ", context " : "",
                (unsigned long long)im->context_length, im->license);
         printf("  registry %s, revision %s (%s)%s%s\n", reg.name, im->revision, im->updated,

@@ -220,6 +220,8 @@ static int install_model(op *p, const loaded *l, const byoai_index_model *m, con
     snprintf(plan.registry, sizeof plan.registry, "%s", l->reg.name);
     snprintf(plan.revision, sizeof plan.revision, "%s", m->revision);
     plan.ram_bytes = byoai_index_variant_ram(v);
+    if (m->architecture && *m->architecture && !byoai_arch_supported(m->architecture))
+        snprintf(plan.unsupported_arch, sizeof plan.unsupported_arch, "%s", m->architecture);
     plan_totals(p, &f, 1, &plan);
     if (p->o->plan) *p->o->plan = plan;
     if (report(p, "resolved", m->name)) return byoai_error_set(err, BYOAI_ECANCELED, "cancelled");

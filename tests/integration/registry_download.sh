@@ -22,6 +22,7 @@ model() { # name variant-json
 write_index "$REG_DIR" "{\"schema_version\":1,\"models\":[
   $(model stories260k "$(variant f32 "$SHA" "$SIZE" "blobs/sha256-$SHA")"),
   $(model small "$(variant f32 "$SSHA" "$SSIZE" "blobs/sha256-$SSHA")"),
+  $(model bertish "$(variant f32 "$SSHA" "$SSIZE" "blobs/sha256-$SSHA")" | sed 's/"architecture":"llama"/"architecture":"nomic-bert"/'),
   $(model badsum "$(variant f32 "$BAD" "$SIZE" "blobs/sha256-$SHA")"),
   $(model badsize "$(variant f32 "$SHA" 1000 "blobs/sha256-$SHA")"),
   $(model missing "$(variant f32 "$BAD" 1000 "blobs/sha256-$BAD")")]}"
@@ -35,6 +36,17 @@ expect_exit 0 "$BYOAI_BIN" search
 expect_exit 0 "$BYOAI_BIN" search
 grep -q "index.json not modified (304)" "$REG_LOG" || fail "no conditional request: $(cat "$REG_LOG")"
 pass "index revalidated with ETag (304)"
+
+# an architecture this build cannot run: said before the download, in show, in --json
+expect_exit 0 "$BYOAI_BIN" install bertish --dry-run
+grep -q "cannot run architecture 'nomic-bert' yet" "$T/err" "$T/out" || fail "no note for an unsupported architecture: $(cat "$T/out" "$T/err")"
+expect_exit 0 "$BYOAI_BIN" show bertish
+grep -q "architecture nomic-bert (this build cannot run it yet)" "$T/out" || fail "show: $(cat "$T/out")"
+expect_exit 0 "$BYOAI_BIN" show bertish --json
+json_check "$T/out" 'assert d["index"]["architecture_supported"] is False, d'
+expect_exit 0 "$BYOAI_BIN" show small --json
+json_check "$T/out" 'assert d["index"]["architecture_supported"] is True, d'
+pass "an architecture this build cannot run is pointed out (install plan, show)"
 
 # kill -9 in the middle of a download, then resume with Range
 "$BYOAI_BIN" install stories260k --max-rate 100K -q >/dev/null 2>"$T/kill.err" &
@@ -150,7 +162,7 @@ expect_exit 0 "$BYOAI_BIN" search stories
 grep -q "unreachable" "$T/err" || fail "no unreachable note: $(cat "$T/err")"
 grep -q "^stories260k" "$T/out" || fail "offline search: $(cat "$T/out")"
 expect_exit 0 env BYOAI_OFFLINE=1 "$BYOAI_BIN" list --available --json
-json_check "$T/out" 'assert len(d) == 5'
+json_check "$T/out" 'assert len(d) == 6'
 expect_exit 0 "$BYOAI_BIN" show small --offline
 expect_exit 0 "$BYOAI_BIN" run stories260k -p "Once" -n 3 --temp 0
 expect_exit 0 "$BYOAI_BIN" install stories260k --offline -q
