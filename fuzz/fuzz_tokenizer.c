@@ -1,8 +1,8 @@
 /*
  * libFuzzer target for the tokenizer.
  *
- * Every input is tokenized and detokenized with the llama-spm and gpt-2
- * vocabularies from ../shared/vocab (or $BYOAI_SHARED/vocab), with
+ * Every input is tokenized and detokenized with the llama-spm, gpt-2 and
+ * bert-bge (WordPiece: valid ids only, it is lossy) vocabularies from ../shared/vocab (or $BYOAI_SHARED/vocab), with
  * parse_special off and on, and must come back byte for byte wherever the
  * algorithm promises it:
  *  - GPT-2 byte-level BPE: always (even invalid UTF-8 keeps its bytes).
@@ -66,6 +66,23 @@ static bool has_hidden(const byoai_tokenizer *t, const int32_t *ids, size_t n) {
     return false;
 }
 
+/* WordPiece is lossy (lower-casing, accents, spaces): any input must
+ * tokenize into valid ids whose pieces print, nothing more */
+static void run_lossy(const byoai_tokenizer *t, const uint8_t *data, size_t size) {
+    int32_t *ids;
+    size_t n;
+    byoai_error err = {0};
+    if (byoai_tokenize(t, (const char *)data, size, size && (data[0] & 1), size && (data[0] & 2), &ids, &n, &err)) {
+        fprintf(stderr, "tokenize failed: %s\n", err.msg);
+        abort();
+    }
+    check_pieces(t, ids, n);
+    char *text;
+    if (byoai_detokenize(t, ids, n, true, true, &text, NULL, &err)) abort();
+    free(text);
+    free(ids);
+}
+
 static void run(const byoai_tokenizer *t, const uint8_t *data, size_t size, bool spm) {
     bool valid = byoai_utf8_valid((const char *)data, size);
     for (int ps = 0; ps < 2; ps++) {
@@ -127,14 +144,16 @@ static void try_as_gguf(const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static loaded spm, gpt2;
+    static loaded spm, gpt2, wpm;
     if (!spm.t) {
         byoai_log_set_level(BYOAI_LOG_ERROR); /* unknown-pre warnings from GGUF inputs are expected */
         spm = load("llama-spm");
         gpt2 = load("gpt-2");
+        wpm = load("bert-bge");
     }
     run(spm.t, data, size, true);
     run(gpt2.t, data, size, false);
+    run_lossy(wpm.t, data, size);
     try_as_gguf(data, size);
     return 0;
 }

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libcmocka-dev libcurl4-openssl-dev libsqlite3-dev libsodium-dev
-  libjansson-dev libmicrohttpd-dev libssl-dev libpcre2-dev
+  libjansson-dev libmicrohttpd-dev libssl-dev libpcre2-dev libicu-dev
   curl iproute2 ca-certificates openssl python3 python3-jsonschema
 )
 # --e2e: the browser and node tests; --arm: the cross compiler and qemu-user

@@ -26,6 +26,7 @@ typedef struct byoai_tokenizer byoai_tokenizer;
 typedef enum byoai_tokenizer_kind {
     BYOAI_TOKENIZER_SPM = 1,  /* "llama" */
     BYOAI_TOKENIZER_BPE = 2,  /* "gpt2" */
+    BYOAI_TOKENIZER_WPM = 3,  /* "bert": WordPiece (BERT-style embedding models) */
 } byoai_tokenizer_kind;
 
 /* token attributes (tokenizer.ggml.token_type) */

@@ -258,20 +258,17 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
     byoai_tokenizer_kind kind;
     if (model.len == 5 && !memcmp(model.ptr, "llama", 5)) kind = BYOAI_TOKENIZER_SPM;
     else if (model.len == 4 && !memcmp(model.ptr, "gpt2", 4)) kind = BYOAI_TOKENIZER_BPE;
-    else if (model.len == 4 && !memcmp(model.ptr, "bert", 4))
-        return byoai_error_set(err, BYOAI_EUNSUPPORTED,
-                               "tokenizer 'bert' (WordPiece, used by BERT-style embedding models) is not supported "
-                               "yet; supported: 'llama' (SentencePiece BPE) and 'gpt2' (byte-level BPE)");
+    else if (model.len == 4 && !memcmp(model.ptr, "bert", 4)) kind = BYOAI_TOKENIZER_WPM;
     else
         return byoai_error_set(err, BYOAI_EUNSUPPORTED,
                                "tokenizer '%.*s' (tokenizer.ggml.model) is not supported; supported: 'llama' "
-                               "(SentencePiece BPE) and 'gpt2' (byte-level BPE)",
+                               "(SentencePiece BPE), 'gpt2' (byte-level BPE) and 'bert' (WordPiece)",
                                (int)(model.len < 64 ? model.len : 64), model.ptr);
 
     byoai_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory for the tokenizer");
     t->kind = kind;
-    bool spm = kind == BYOAI_TOKENIZER_SPM;
+    bool spm = kind == BYOAI_TOKENIZER_SPM, wpm = kind == BYOAI_TOKENIZER_WPM;
 
     if ((rc = load_tokens(t, g, err))) goto fail;
 
@@ -280,14 +277,19 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
      * Other ids some converters write (padding, cls, mask, and
      * tokenizer.ggml.seperator_token_id, misspelled) are not used here and
      * not read, so any value there is accepted. */
-    if ((rc = get_token_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, spm ? 1 : -1, &t->bos, err)) ||
-        (rc = get_token_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, spm ? 2 : -1, &t->eos, err)) ||
+    /* WordPiece: [CLS] text [SEP], as BERT's own tokenizer frames an input */
+    int32_t cls = -1, sep = -1;
+    if (wpm && ((rc = get_token_id(g, "tokenizer.ggml.cls_token_id", t->n_vocab, -1, &cls, err)) ||
+                (rc = get_token_id(g, "tokenizer.ggml.seperator_token_id", t->n_vocab, -1, &sep, err))))
+        goto fail;
+    if ((rc = get_token_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, spm ? 1 : cls, &t->bos, err)) ||
+        (rc = get_token_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, spm ? 2 : sep, &t->eos, err)) ||
         (rc = get_token_id(g, "tokenizer.ggml.eot_token_id", t->n_vocab, -1, &t->eot, err)) ||
         (rc = get_token_id(g, "tokenizer.ggml.eom_token_id", t->n_vocab, -1, &t->eom, err)) ||
         (rc = get_token_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, spm ? 0 : -1, &t->unk, err)))
         goto fail;
 
-    if (!spm) {
+    if (kind == BYOAI_TOKENIZER_BPE) {
         const byoai_gguf_value *merges;
         rc = byoai_gguf_get_arr(g, "tokenizer.ggml.merges", BYOAI_GGUF_STRING, &merges, err);
         if (rc == BYOAI_ENOTFOUND)
@@ -303,10 +305,10 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
     /* add_bos defaults on for SentencePiece and for the pre-tokenizers
      * llama.cpp turns it on for (Llama 3 ...); a default only applies when
      * there is a BOS token, but metadata asking for a missing one is broken */
-    bool bos_default = (spm || t->pretok->add_bos) && t->bos >= 0;
+    bool bos_default = (spm || wpm || t->pretok->add_bos) && t->bos >= 0;
     if ((rc = get_flag(g, "tokenizer.ggml.add_space_prefix", spm, &t->add_space_prefix, err)) ||
         (rc = get_flag(g, "tokenizer.ggml.add_bos_token", bos_default, &t->add_bos, err)) ||
-        (rc = get_flag(g, "tokenizer.ggml.add_eos_token", false, &t->add_eos, err)))
+        (rc = get_flag(g, "tokenizer.ggml.add_eos_token", wpm && t->eos >= 0, &t->add_eos, err)))
         goto fail;
     if (t->add_bos && t->bos < 0) {
         rc = byoai_error_set(err, BYOAI_EFORMAT,
@@ -321,6 +323,8 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
         goto fail;
     }
 
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (t->tokens[i].len > t->max_token_len) t->max_token_len = t->tokens[i].len;
     find_byte_tokens(t);
     mark_eog(t);
     if ((rc = build_specials(t, err))) goto fail;
@@ -495,6 +499,8 @@ int byoai_tokenize(const byoai_tokenizer *t, const char *text, size_t len, bool 
         }
         if (t->kind == BYOAI_TOKENIZER_SPM)
             rc = tk_spm_tokenize(t, &s, text + fr->off, fr->len, t->add_space_prefix && prev_special, &ids, err);
+        else if (t->kind == BYOAI_TOKENIZER_WPM)
+            rc = tk_wpm_tokenize(t, &s, text + fr->off, fr->len, &ids, err);
         else
             rc = tk_bpe_tokenize(t, &s, text + fr->off, fr->len, &ids, err);
         if (rc) goto fail;
@@ -561,7 +567,7 @@ int byoai_token_to_piece(const byoai_tokenizer *t, int32_t id, char *buf, size_t
     }
 
     size_t n = 0;
-    if (t->kind == BYOAI_TOKENIZER_SPM) {
+    if (t->kind == BYOAI_TOKENIZER_SPM || t->kind == BYOAI_TOKENIZER_WPM) { /* U+2581 stands for a space */
         for (uint32_t i = 0; i < tok->len;) {
             if (tok->len - i >= 3 && !memcmp(tok->text + i, "\xE2\x96\x81", 3)) {
                 put(buf, cap, n++, " ", 1);
@@ -601,7 +607,8 @@ int byoai_detokenize(const byoai_tokenizer *t, const int32_t *tokens, size_t n, 
     if (!buf) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     /* Only SentencePiece adds a space before the first word; it sits at the
      * start of the first piece that prints anything. */
-    bool strip = strip_leading_space && t->kind == BYOAI_TOKENIZER_SPM && t->add_space_prefix;
+    bool strip = strip_leading_space &&
+                 ((t->kind == BYOAI_TOKENIZER_SPM && t->add_space_prefix) || t->kind == BYOAI_TOKENIZER_WPM);
     for (size_t i = 0; i < n; i++) {
         int r = byoai_token_to_piece(t, tokens[i], buf + len, cap - len - 1, render_special);
         if (r < 0) {

@@ -8,6 +8,7 @@
  *                        pair -> rank, and the merge work queue
  *   tokenizer_spm.c      SentencePiece-style BPE by piece score ("llama")
  *   tokenizer_bpe.c      GPT-2 byte-level BPE with ranked merges ("gpt2")
+ *   tokenizer_wpm.c      WordPiece, greedy longest match ("bert")
  *   tokenizer_pretok.c   the pre-tokenizer regex table and the PCRE2 split
  *
  * Everything here is immutable after byoai_tokenizer_load(); per-call
@@ -78,6 +79,7 @@ struct byoai_tokenizer {
     int32_t bos, eos, eot, eom, unk; /* -1 when absent */
     bool add_bos, add_eos;
     bool add_space_prefix; /* SPM: prepend ' ' to text at the start / after a special token */
+    size_t max_token_len;  /* WPM: the longest token text in bytes (the greedy search's window) */
 
     /* Special-token candidates for byoai_tokenize's partition step: ids of
      * CONTROL, USER_DEFINED and UNKNOWN tokens with non-empty text, sorted by
@@ -195,6 +197,9 @@ int tk_gpt2_cp_to_byte(uint32_t cp);
  * tokens); prefix_space adds the leading ' '. */
 int tk_spm_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, size_t len, bool prefix_space,
                     tk_ids *out, byoai_error *err);
+/* WordPiece of one raw fragment (tokenizer_wpm.c). */
+int tk_wpm_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, size_t len, tk_ids *out,
+                    byoai_error *err);
 /* GPT-2 byte-level BPE of one raw fragment, after the pre-tokenizer split. */
 int tk_bpe_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, size_t len, tk_ids *out,
                     byoai_error *err);

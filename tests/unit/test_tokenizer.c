@@ -158,6 +158,37 @@ static void test_vectors_gpt2(void **state) {
     run_vectors("gpt-2");
 }
 
+static void test_vectors_bert(void **state) {
+    (void)state;
+    run_vectors("bert-bge");
+}
+
+/* WordPiece frames an input as [CLS] ... [SEP] and reads back without the
+ * word-start marks; a word with an unknown part is [UNK] as a whole. */
+static void test_wordpiece(void **state) {
+    (void)state;
+    vocab v;
+    vocab_open(&v, "bert-bge");
+    assert_int_equal(byoai_tokenizer_kind_of(v.t), BYOAI_TOKENIZER_WPM);
+    size_t n;
+    int32_t *ids = tok(v.t, "Hello, World!", 13, true, false, &n);
+    assert_int_equal(n, 6);
+    assert_int_equal(ids[0], 101); /* [CLS] */
+    assert_int_equal(ids[5], 102); /* [SEP] */
+    char *text;
+    byoai_error err;
+    assert_int_equal(byoai_detokenize(v.t, ids + 1, n - 2, false, true, &text, NULL, &err), 0);
+    assert_string_equal(text, "hello , world !"); /* lower-cased; punctuation is a word of its own */
+    free(text);
+    free(ids);
+    ids = tok(v.t, "caf\xC3\xA9 \xE2\x80\x8B", 8, false, false, &n); /* accent dropped, zero-width space too */
+    assert_int_equal(byoai_detokenize(v.t, ids, n, false, true, &text, NULL, &err), 0);
+    assert_string_equal(text, "cafe");
+    free(text);
+    free(ids);
+    vocab_close(&v);
+}
+
 /* ---- round trips ---------------------------------------------------------------- */
 
 static const char *const SAMPLES[] = {
@@ -707,14 +738,13 @@ static void test_malformed(void **state) {
     assert_int_equal(vocab_from_writer(&v, w, &err), 0);
     vocab_close(&v);
 
-    /* the real WordPiece vocabulary is refused clearly */
-    byoai_gguf *g;
-    byoai_tokenizer *t = NULL;
-    assert_int_equal(byoai_gguf_open(tu_shared("vocab/ggml-vocab-bert-bge.gguf"), &g, &err), 0);
-    assert_int_equal(byoai_tokenizer_load(g, &t, &err), BYOAI_EUNSUPPORTED);
+    /* an unknown tokenizer model is refused clearly, naming the ones there are */
+    w = spm_writer(&s);
+    assert_int_equal(byoai_gguf_writer_set_str(w, "tokenizer.ggml.model", "ugm"), 0);
+    assert_int_equal(vocab_from_writer(&v, w, &err), BYOAI_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "'ugm'"));
     assert_non_null(strstr(err.msg, "WordPiece"));
-    assert_null(t);
-    byoai_gguf_close(g);
+    vocab_close(&v);
 }
 
 /* Every pre-tokenizer in the table compiles and splits sensibly. */
@@ -893,6 +923,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors_llama_spm),
         cmocka_unit_test(test_vectors_gpt2),
+        cmocka_unit_test(test_vectors_bert),
+        cmocka_unit_test(test_wordpiece),
         cmocka_unit_test(test_roundtrip_spm),
         cmocka_unit_test(test_roundtrip_gpt2),
         cmocka_unit_test(test_special_gpt2),
