@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byoai/cluster.h"
 #include "server/server_internal.h"
 
 void srv_open_inc(srv_server *s) { __atomic_add_fetch(&s->open, 1, __ATOMIC_ACQ_REL); }
@@ -108,6 +109,27 @@ static void health(srv_server *s, byoai_http_req *r) {
                             "models_known", (json_int_t)g.known_models, "auth", srv_auth_enabled(s->auth)));
 }
 
+/* GET /api/cluster: this server's cluster node as `byoai cluster status
+ * --json` shows it (members, links, stages, deployments, events); 404 when
+ * the server runs without --cluster. */
+static void cluster_status(srv_server *s, byoai_http_req *r) {
+    if (!s->cluster) {
+        send_error(r, 404, "invalid_request_error", "no_cluster", "%s",
+                   "this server runs no cluster node; start it with --cluster (docs/cluster.md)");
+        return;
+    }
+    char *text = NULL;
+    byoai_error err = {0};
+    json_t *j = NULL;
+    if (byoai_cluster_status_json(s->cluster, &text, &err) == 0) j = json_loads(text, 0, NULL);
+    free(text);
+    if (!j) {
+        send_error(r, 500, "server_error", NULL, "cannot read the cluster's state: %s", err.msg[0] ? err.msg : "out of memory");
+        return;
+    }
+    srv_send_json(r, 200, j);
+}
+
 static void version(byoai_http_req *r) {
     srv_send_json(r, 200, json_pack("{s:s,s:s,s:s}", "name", "byoai", "version", BYOAI_VERSION, "api", "openai-v1"));
 }
@@ -181,7 +203,7 @@ static bool prefix(const char *s, const char *p) { return !strncmp(s, p, strlen(
 static const char *route_name(const char *path) {
     static const char *known[] = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
                                   "/api/health", "/api/version", "/metrics", "/api/conversations", "/api/models",
-                                  "/api/tokenize", "/api/detokenize"};
+                                  "/api/tokenize", "/api/detokenize", "/api/cluster"};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (prefix(path, known[i])) return known[i];
     if (prefix(path, "/v1/") || prefix(path, "/api/")) return "other";
@@ -238,6 +260,9 @@ static bool dispatch(srv_server *s, byoai_http_req *r) {
     } else if (is(p, "/metrics")) {
         if (!get) method_not_allowed(r, "GET");
         else metrics(s, r);
+    } else if (is(p, "/api/cluster")) {
+        if (!get) method_not_allowed(r, "GET");
+        else cluster_status(s, r);
     } else if (is(p, "/api/tokenize")) {
         if (!post) method_not_allowed(r, "POST");
         else srv_api_tokenize(s, r);

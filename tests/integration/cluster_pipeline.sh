@@ -148,6 +148,9 @@ PY
   json_check "$T/emb-bad.json" 'assert d["error"]["type"] == "invalid_request_error" and "99999" in d["error"]["message"], d'
   pass "embeddings through the cluster equal one machine's (on the coordinator and through a member)"
   api b /v1/models | grep -q '"source":"cluster"' || fail "b's /v1/models does not list the cluster's model"
+  # the cluster's state over HTTP: what `byoai cluster status --json` shows
+  api a /api/cluster >"$T/http-status.json"
+  json_check "$T/http-status.json" 'assert d["alive"] == 2 and len(d["members"]) == 2 and any(x["model"] == "stories" for x in d["deployments"]), d'
   api b /v1/completions '{"model": "nosuch", "prompt": "x"}' | grep -q model_not_found || fail "unknown model over the API"
   pass "byoai serve answers OpenAI requests for the cluster's model on any member (whole and streamed)"
 fi

@@ -76,6 +76,7 @@ expect_error 400 "'add_special' must be true or false" POST /api/tokenize '{"mod
 expect_error 400 "tokens\[1\] is not a token id of model 'stories260k' \(0 to 511\)" POST /api/detokenize '{"model": "stories260k", "tokens": [1, 512]}'
 expect_error 400 "'tokens' must be an array" POST /api/detokenize '{"model": "stories260k", "tokens": "1 2"}'
 expect_status 405 GET /api/tokenize
+expect_error 404 "runs no cluster node; start it with --cluster" GET /api/cluster
 pass "POST /api/tokenize and /api/detokenize"
 
 expect_error 400 "'max_tokens' must be at least 1 \(got -1\)" POST /v1/chat/completions "$(chat -1)"
