@@ -160,6 +160,9 @@ const float *byoai_get_output(const byoai_context *ctx, uint32_t j);
 uint32_t byoai_get_n_outputs(const byoai_context *ctx);
 /* With params.embeddings: the final-normed hidden state of batch row i. */
 const float *byoai_get_embedding(const byoai_context *ctx, uint32_t i);
+/* Mean pooling: out[k] = sum[k] / rows, then scaled to unit length (left as
+ * is when it is all zero). sum holds the rows' embeddings added up. */
+void byoai_embedding_mean(const double *sum, uint32_t rows, uint32_t n_embd, float *out);
 
 /* KV cache per sequence */
 uint32_t byoai_kv_len(const byoai_context *ctx, uint32_t seq);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -624,7 +625,7 @@ void cl_apply_revoked(byoai_cluster *c, const cl_revoked *r, const uint8_t *from
 int byoai_cluster_remove_member(byoai_cluster *c, const char *node, char removed_id[BYOAI_CLUSTER_ID_LEN + 1],
                                 byoai_error *err) {
     size_t len = node ? strlen(node) : 0;
-    if (len < 6 || len > BYOAI_CLUSTER_ID_LEN || strspn(node, "0123456789abcdef") != len)
+    if (len < 6 || len > BYOAI_CLUSTER_ID_LEN || strspn(node, "0123456789abcdefABCDEF") != len)
         return byoai_error_set(err, BYOAI_EINVAL, "'%s' is not a node id: give at least 6 hex characters of it (see "
                                "`byoai cluster status`)", node ? node : "");
     if (!c->id.admin)
@@ -636,12 +637,12 @@ int byoai_cluster_remove_member(byoai_cluster *c, const char *node, char removed
     int matches = 0;
     for (int i = 0; i < CL_MAX_PEERS; i++) {
         cl_peer *p = &c->peers[i];
-        if (!p->used || strncmp(p->id, node, len)) continue;
+        if (!p->used || strncasecmp(p->id, node, len)) continue;
         if (!found) cl_node_id16(p->pk, id16);
         found = true;
         matches++;
     }
-    bool self = !strncmp(c->id.node_id, node, len);
+    bool self = !strncasecmp(c->id.node_id, node, len);
     pthread_mutex_unlock(&c->mu);
     if (self) return byoai_error_set(err, BYOAI_EINVAL, "'%s' is this node; the admin cannot remove itself", node);
     if (matches > 1) return byoai_error_set(err, BYOAI_EINVAL, "'%s' matches %d members; give more of the id", node, matches);

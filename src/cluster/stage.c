@@ -19,7 +19,6 @@
  * the same random stream.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,15 +265,7 @@ static void embed_rows(cl_stage *s, const cl_fwd *f, cl_tail_seq *q, uint32_t n_
         send_stage_err(s, f, CL_ERR_DECODE, BYOAI_ENOMEM, NULL, "out of memory");
         return;
     }
-    double norm = 0;
-    for (uint32_t k = 0; k < n_embd; k++) {
-        double x = q->emb_sum[k] / (double)q->emb_rows;
-        v[k] = (float)x;
-        norm += x * x;
-    }
-    norm = sqrt(norm);
-    if (norm > 0)
-        for (uint32_t k = 0; k < n_embd; k++) v[k] = (float)(v[k] / norm);
+    byoai_embedding_mean(q->emb_sum, q->emb_rows, n_embd, v);
     cl_embedding_msg e = {.dep_id = f->dep_id, .req_id = f->req_id, .epoch = f->epoch, .step = f->step,
                           .n_embd = n_embd};
     cl_buf out = {0};

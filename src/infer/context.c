@@ -248,3 +248,15 @@ int byoai_decode(byoai_context *c, const byoai_batch *b, byoai_error *err) {
     }
     return 0;
 }
+
+void byoai_embedding_mean(const double *sum, uint32_t rows, uint32_t n_embd, float *out) {
+    double norm = 0;
+    for (uint32_t k = 0; k < n_embd; k++) {
+        double x = sum[k] / (double)(rows ? rows : 1);
+        out[k] = (float)x;
+        norm += x * x;
+    }
+    norm = sqrt(norm);
+    if (norm > 0)
+        for (uint32_t k = 0; k < n_embd; k++) out[k] = (float)(out[k] / norm);
+}

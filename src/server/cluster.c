@@ -103,6 +103,20 @@ int srv_cluster_acquire(srv_server *s, const char *name, srv_loaded **out, srv_e
 
 void srv_cluster_release(srv_loaded *l) { free(l); }
 
+int srv_acquire(srv_server *s, const char *name, srv_loaded **out, srv_error *e) {
+    int rc = srv_models_acquire(s->models, name, out, e);
+    if (rc == 404 && s->cluster && byoai_cluster_has_model(s->cluster, name)) { /* the cluster runs it */
+        *e = (srv_error){0};
+        rc = srv_cluster_acquire(s, name, out, e);
+    }
+    return rc;
+}
+
+void srv_release(srv_server *s, srv_loaded *l) {
+    if (l->cluster) srv_cluster_release(l);
+    else srv_models_release(s->models, l);
+}
+
 typedef struct runner {
     srv_server *s;
     srv_job *j;

@@ -83,8 +83,7 @@ static void gen_free(gen *g) {
     if (!g) return;
     if (g->job) srv_job_unref(g->job);
     if (g->lm) {
-        if (g->lm->cluster) srv_cluster_release(g->lm);
-        else srv_models_release(g->srv->models, g->lm);
+        srv_release(g->srv, g->lm);
     }
     free(g->buf);
     free(g->echo);
@@ -141,9 +140,7 @@ static void apply_bundle_params(const srv_loaded *lm, srv_request *rq) {
 /* Prepare g->job from a parsed request: acquire the model, build the prompt. */
 static int prepare(gen *g, srv_request *rq, srv_error *e) {
     srv_server *s = g->srv;
-    int rc = srv_models_acquire(s->models, rq->model, &g->lm, e);
-    if (rc == 404 && s->cluster && byoai_cluster_has_model(s->cluster, rq->model)) /* the cluster runs it */
-        rc = srv_cluster_acquire(s, rq->model, &g->lm, e);
+    int rc = srv_acquire(s, rq->model, &g->lm, e);
     if (rc) return rc;
     g->job = srv_job_new();
     if (!g->job) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -529,10 +526,7 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
         return;
     }
     srv_loaded *lm;
-    int arc = srv_models_acquire(s->models, rq.model, &lm, &e);
-    if (arc == 404 && s->cluster && byoai_cluster_has_model(s->cluster, rq.model)) /* the cluster runs it */
-        arc = srv_cluster_acquire(s, rq.model, &lm, &e);
-    if (arc) {
+    if (srv_acquire(s, rq.model, &lm, &e)) {
         srv_request_free(&rq);
         srv_send_error(r, &e);
         return;
@@ -617,8 +611,7 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
     }
     for (size_t i = 0; i < n && jobs; i++) srv_job_unref(jobs[i]);
     free(jobs);
-    if (lm->cluster) srv_cluster_release(lm);
-    else srv_models_release(s->models, lm);
+    srv_release(s, lm);
     if (rc) {
         json_decref(data);
         srv_send_error(r, &e);

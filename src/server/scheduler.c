@@ -363,15 +363,7 @@ static void embed_done(srv_sched *s, slot *sl) {
         finish(s, sl, "error", &e);
         return;
     }
-    double norm = 0;
-    for (uint32_t i = 0; i < s->n_embd; i++) {
-        double x = sl->emb_sum[i] / (double)j->n_prompt;
-        v[i] = (float)x;
-        norm += x * x;
-    }
-    norm = sqrt(norm);
-    if (norm > 0)
-        for (uint32_t i = 0; i < s->n_embd; i++) v[i] = (float)(v[i] / norm);
+    byoai_embedding_mean(sl->emb_sum, j->n_prompt, s->n_embd, v);
     pthread_mutex_lock(&j->mu);
     j->embedding = v;
     j->n_embd = s->n_embd;

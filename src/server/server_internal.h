@@ -302,6 +302,11 @@ void srv_cluster_stop(srv_server *s);
  * otherwise); free with srv_cluster_release. */
 int srv_cluster_acquire(srv_server *s, const char *name, srv_loaded **out, srv_error *e);
 void srv_cluster_release(srv_loaded *l);
+/* What every endpoint that names a model uses: this server's model by that
+ * name (loaded on use), else the cluster's; 404 when neither has it. Give
+ * it back with srv_release. */
+int srv_acquire(srv_server *s, const char *name, srv_loaded **out, srv_error *e);
+void srv_release(srv_server *s, srv_loaded *l);
 /* Run a job through the cluster on its own thread (takes a reference). */
 int srv_cluster_submit(srv_server *s, srv_loaded *l, srv_job *j, srv_error *e);
 /* Append the cluster's models that are not the server's own to a /v1/models list. */

@@ -148,6 +148,11 @@ PY
   json_check "$T/emb-bad.json" 'assert d["error"]["type"] == "invalid_request_error" and "99999" in d["error"]["message"], d'
   pass "embeddings through the cluster equal one machine's (on the coordinator and through a member)"
   api b /v1/models | grep -q '"source":"cluster"' || fail "b's /v1/models does not list the cluster's model"
+  # the tokenizer endpoints for a model only the cluster runs (b has no local copy)
+  api b /api/tokenize '{"model": "stories", "content": "Once upon a time"}' >"$T/tok.json"
+  json_check "$T/tok.json" 'assert d["tokens"] == '"$("$BYOAI_BIN" tokenize "$STORIES" "$PROMPT" --ids)"', d'
+  api b /api/detokenize '{"model": "stories", "tokens": [403, 407, 261, 378]}' >"$T/detok.json"
+  json_check "$T/detok.json" 'assert d["content"] == "Once upon a time", d'
   # the cluster's state over HTTP: what `byoai cluster status --json` shows
   api a /api/cluster >"$T/http-status.json"
   json_check "$T/http-status.json" 'assert d["alive"] == 2 and len(d["members"]) == 2 and any(x["model"] == "stories" for x in d["deployments"]), d'
