@@ -169,6 +169,26 @@ uint32_t byoai_kv_len(const byoai_context *ctx, uint32_t seq);
 /* Forget positions >= len of a sequence (len 0 clears it). */
 void byoai_kv_truncate(byoai_context *ctx, uint32_t seq, uint32_t len);
 
+/* KV snapshots (kv_state.c): a sequence's cache copied out and back in, so
+ * that more conversations can be kept than a context has sequences. A
+ * snapshot of n positions is, per layer the context runs, n K rows then n V
+ * rows (F32); it is valid only for a model with the same fingerprint. */
+uint64_t byoai_kv_snapshot_bytes(const byoai_context *ctx, uint32_t n);
+/* Copy positions [0, n) of seq's cache into dst (cap bytes, at least
+ * byoai_kv_snapshot_bytes(ctx, n)). */
+int byoai_kv_snapshot_read(const byoai_context *ctx, uint32_t seq, uint32_t n, void *dst, uint64_t cap,
+                           byoai_error *err);
+/* Replace seq's cache with the first n_keep positions of a snapshot of
+ * n_src positions. */
+int byoai_kv_snapshot_write(byoai_context *ctx, uint32_t seq, const void *src, uint32_t n_src, uint32_t n_keep,
+                            byoai_error *err);
+/* Make dst's cache the first n positions of src's (a shared start, e.g. a
+ * system prompt, evaluated once for several sequences). */
+int byoai_kv_copy(byoai_context *ctx, uint32_t src, uint32_t dst, uint32_t n, byoai_error *err);
+/* 32 bytes that identify the model's weights and loaded layer range (a hash
+ * of the file's header, size and sampled tensor data). */
+void byoai_model_fingerprint(const byoai_model *m, uint8_t out[32]);
+
 /* Timing of the context so far (seconds and token counts). */
 typedef struct byoai_perf {
     double prompt_seconds, gen_seconds;

@@ -58,6 +58,12 @@ typedef struct byoai_server_config {
     uint32_t threads;               /* threads: compute threads per model (0: all cores) */
     uint32_t queue;                 /* queue: waiting requests per model before 503 (64) */
     uint32_t shutdown_grace;        /* shutdown-grace: seconds running requests get on SIGTERM (10) */
+    /* The prompt cache (docs/server.md): conversations that leave their
+     * sequence slot keep their KV in memory, then on disk. */
+    double slot_similarity;         /* slot-similarity: share of a prompt a slot must hold to be reused (0.5) */
+    uint64_t cache_ram;             /* cache-ram: bytes of KV kept in memory per model beyond the slots (512M) */
+    uint64_t cache_disk;            /* cache-disk: bytes of KV kept on disk per model (4G; 0 none) */
+    char cache_dir[1024];           /* cache-dir: "" = HOME/cache */
     bool web;                       /* web: serve the web app at / (true) */
     char api_keys[BYOAI_SERVER_MAX_KEYS][256]; /* api-key (repeatable) */
     uint32_t n_api_keys;

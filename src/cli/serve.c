@@ -50,6 +50,16 @@ static void usage(FILE *f) {
 "      --config FILE         read 'key = value' settings (default $BYOAI_HOME/server.conf\n"
 "                            when it exists; also $BYOAI_CONFIG)\n"
 "\n"
+"The prompt cache: each conversation keeps its KV cache between turns.\n"
+"      --slot-similarity F   reuse a slot's cache for a request when it holds at\n"
+"                            least this share of the prompt (default 0.5); else the\n"
+"                            least recently used slot is taken and its conversation\n"
+"                            moves to the prompt cache\n"
+"      --cache-ram SIZE      KV of such conversations kept in memory, per model\n"
+"                            (default 512M; K/M/G suffixes)\n"
+"      --cache-disk SIZE     and on disk beyond that, per model (default 4G; 0: none)\n"
+"      --cache-dir DIR       where (default $BYOAI_HOME/cache)\n"
+"\n"
 "The private cluster (docs/cluster.md; this home must have joined one with\n"
 "`byoai cluster create` or `byoai cluster join`):\n"
 "      --cluster             run a cluster node in the server and answer requests\n"
@@ -89,7 +99,7 @@ int cli_serve(int argc, char **argv) {
     enum { O_HOST = 1, O_ALIAS, O_MODEL, O_CHAT, O_KEY, O_CORS, O_PAR, O_MAXLOADED, O_IDLE, O_QUEUE, O_MAXTOK,
            O_MAXMSG, O_MAXBODY, O_REQTO, O_GRACE, O_NOWEB, O_DB, O_CONFIG, O_HOME, O_CLUSTER, O_CL_MODEL, O_CL_URL,
            O_CL_MIN, O_CL_PEER, O_CL_BIND, O_CL_PORT, O_CL_DPORT, O_CL_NODISC, O_CL_MEM, O_CL_WIRE, O_CL_HB,
-           O_CL_FAIL, O_CL_STEP, O_CL_DELAY };
+           O_CL_FAIL, O_CL_STEP, O_CL_DELAY, O_SIM, O_CRAM, O_CDISK, O_CDIR };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},          {"port", required_argument, 0, 'p'},
         {"alias", required_argument, 0, O_ALIAS},        {"model", required_argument, 0, O_MODEL},
@@ -111,6 +121,8 @@ int cli_serve(int argc, char **argv) {
         {"cluster-failure-timeout", required_argument, 0, O_CL_FAIL},
         {"cluster-step-timeout", required_argument, 0, O_CL_STEP},
         {"cluster-test-link-delay-ms", required_argument, 0, O_CL_DELAY},
+        {"slot-similarity", required_argument, 0, O_SIM}, {"cache-ram", required_argument, 0, O_CRAM},
+        {"cache-disk", required_argument, 0, O_CDISK},   {"cache-dir", required_argument, 0, O_CDIR},
         {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
     static const char *keys[] = {[O_HOST] = "host", [O_MODEL] = "model", [O_CHAT] = "chat-template",
                                  [O_KEY] = "api-key", [O_CORS] = "cors-origin", [O_PAR] = "parallel",
@@ -123,7 +135,8 @@ int cli_serve(int argc, char **argv) {
                                  [O_CL_DPORT] = "cluster-discovery-port", [O_CL_MEM] = "cluster-memory",
                                  [O_CL_WIRE] = "cluster-wire", [O_CL_HB] = "cluster-heartbeat",
                                  [O_CL_FAIL] = "cluster-failure-timeout", [O_CL_STEP] = "cluster-step-timeout",
-                                 [O_CL_DELAY] = "cluster-test-link-delay-ms"};
+                                 [O_CL_DELAY] = "cluster-test-link-delay-ms", [O_SIM] = "slot-similarity",
+                                 [O_CRAM] = "cache-ram", [O_CDISK] = "cache-disk", [O_CDIR] = "cache-dir"};
     setting flags[256];
     int n_flags = 0;
     const char *alias = NULL, *config = getenv("BYOAI_CONFIG");

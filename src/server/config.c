@@ -12,10 +12,12 @@
 
 #include "byoai/chat.h"
 #include "byoai/server.h"
+#include "server/server_internal.h"
 
 const char *const byoai_server_config_keys[] = {
     "host", "port", "home", "db", "max-body", "max-tokens", "max-messages", "request-timeout", "idle-timeout",
-    "max-loaded", "parallel", "ctx", "threads", "queue", "shutdown-grace", "web", "api-key", "cors-origin", "model",
+    "max-loaded", "parallel", "ctx", "threads", "queue", "shutdown-grace", "slot-similarity", "cache-ram", "cache-disk",
+    "cache-dir", "web", "api-key", "cors-origin", "model",
     "chat-template", "cluster", "cluster-bind", "cluster-port", "cluster-discovery-port", "cluster-discovery",
     "cluster-peer", "cluster-memory", "cluster-model", "cluster-model-url", "cluster-min-nodes", "cluster-wire",
     "cluster-heartbeat", "cluster-failure-timeout", "cluster-step-timeout", "cluster-test-link-delay-ms", NULL};
@@ -35,6 +37,9 @@ void byoai_server_config_defaults(byoai_server_config *c) {
     c->threads = 0;
     c->queue = 64;
     c->shutdown_grace = 10;
+    c->slot_similarity = 0.5;
+    c->cache_ram = 512ull << 20;
+    c->cache_disk = 4ull << 30;
     c->web = true;
     snprintf(c->cluster_bind, sizeof c->cluster_bind, "0.0.0.0");
     c->cluster_port = 47475;
@@ -180,6 +185,10 @@ int byoai_server_config_set(byoai_server_config *c, const char *key, const char 
     U("threads", threads, 0, 512)
     U("queue", queue, 1, 100000)
     U("shutdown-grace", shutdown_grace, 0, 3600)
+    if (!strcmp(key, "slot-similarity")) return parse_seconds(key, v, 0, 1, &c->slot_similarity, err);
+    if (!strcmp(key, "cache-ram")) return parse_size(key, v, 0, 1ull << 50, &c->cache_ram, err);
+    if (!strcmp(key, "cache-disk")) return parse_size(key, v, 0, 1ull << 50, &c->cache_disk, err);
+    if (!strcmp(key, "cache-dir")) return copy_str(key, v, c->cache_dir, sizeof c->cache_dir, err);
     if (!strcmp(key, "web")) return parse_bool(key, v, &c->web, err);
     if (!strcmp(key, "api-key")) {
         if (strlen(v) < 8 || strlen(v) >= sizeof c->api_keys[0])
@@ -347,4 +356,16 @@ int byoai_server_config_load_env(byoai_server_config *c, byoai_error *err) {
         if ((rc = byoai_server_config_set(c, k, v, err))) return byoai_error_prefix(err, "%s", env);
     }
     return 0;
+}
+
+void srv_cache_dir(const byoai_server_config *c, char *out, size_t cap) {
+    if (c->cache_dir[0]) {
+        snprintf(out, cap, "%s", c->cache_dir);
+        return;
+    }
+    char db[1200];
+    byoai_server_default_db(c->home[0] ? c->home : NULL, db, sizeof db);
+    char *slash = strrchr(db, '/');
+    if (slash) *slash = '\0';
+    snprintf(out, cap, "%s/cache", slash ? db : ".");
 }

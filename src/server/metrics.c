@@ -26,6 +26,7 @@ struct srv_metrics {
     route_stat routes[MAX_ROUTES];
     int n_routes;
     uint64_t prompt_tokens, gen_tokens, cancelled;
+    uint64_t kv[SRV_KV_EVENTS]; /* atomics */
     double ttft_sum;
     uint64_t ttft_count;
     /* generated tokens per second of the last WINDOW seconds */
@@ -87,6 +88,10 @@ void srv_metrics_first_token(srv_metrics *m, double seconds) {
     m->ttft_sum += seconds;
     m->ttft_count++;
     pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_kvcache(srv_metrics *m, srv_kv_event ev, uint64_t n) {
+    if (m && ev < SRV_KV_EVENTS) __atomic_add_fetch(&m->kv[ev], n, __ATOMIC_RELAXED);
 }
 
 void srv_metrics_cancelled(srv_metrics *m) { __atomic_add_fetch(&m->cancelled, 1, __ATOMIC_RELAXED); }
@@ -180,5 +185,31 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g) {
             (unsigned long long)g->sequence_slots, (unsigned long long)g->open_requests,
             (unsigned long long)g->loaded_models, (unsigned long long)g->known_models,
             (unsigned long long)g->rss_bytes);
+    uint64_t kv[SRV_KV_EVENTS];
+    for (int i = 0; i < SRV_KV_EVENTS; i++) kv[i] = __atomic_load_n(&m->kv[i], __ATOMIC_RELAXED);
+    tprintf(&b,
+            "# HELP byoai_prompt_tokens_cached_total Prompt tokens not evaluated because a slot or the prompt cache "
+            "held them.\n# TYPE byoai_prompt_tokens_cached_total counter\nbyoai_prompt_tokens_cached_total %llu\n"
+            "# HELP byoai_prompt_cache_saves_total Conversations moved from a slot to the prompt cache.\n"
+            "# TYPE byoai_prompt_cache_saves_total counter\nbyoai_prompt_cache_saves_total %llu\n"
+            "# HELP byoai_prompt_cache_spills_total Cached conversations written to disk.\n"
+            "# TYPE byoai_prompt_cache_spills_total counter\nbyoai_prompt_cache_spills_total %llu\n"
+            "# HELP byoai_prompt_cache_restores_total Conversations put back into a slot, by where they were.\n"
+            "# TYPE byoai_prompt_cache_restores_total counter\n"
+            "byoai_prompt_cache_restores_total{tier=\"memory\"} %llu\n"
+            "byoai_prompt_cache_restores_total{tier=\"disk\"} %llu\n"
+            "# HELP byoai_prompt_cache_damaged_total Cache files refused for a bad size, header or checksum.\n"
+            "# TYPE byoai_prompt_cache_damaged_total counter\nbyoai_prompt_cache_damaged_total %llu\n"
+            "# HELP byoai_prompt_cache_entries Conversations in the prompt cache, by tier.\n"
+            "# TYPE byoai_prompt_cache_entries gauge\n"
+            "byoai_prompt_cache_entries{tier=\"memory\"} %llu\nbyoai_prompt_cache_entries{tier=\"disk\"} %llu\n"
+            "# HELP byoai_prompt_cache_bytes Bytes the prompt cache holds, by tier.\n"
+            "# TYPE byoai_prompt_cache_bytes gauge\n"
+            "byoai_prompt_cache_bytes{tier=\"memory\"} %llu\nbyoai_prompt_cache_bytes{tier=\"disk\"} %llu\n",
+            (unsigned long long)kv[SRV_KV_CACHED_TOKENS], (unsigned long long)kv[SRV_KV_SAVED],
+            (unsigned long long)kv[SRV_KV_SPILLED], (unsigned long long)kv[SRV_KV_RESTORED_RAM],
+            (unsigned long long)kv[SRV_KV_RESTORED_DISK], (unsigned long long)kv[SRV_KV_DAMAGED],
+            (unsigned long long)(g->kv_entries - g->kv_disk_entries), (unsigned long long)g->kv_disk_entries,
+            (unsigned long long)g->kv_ram_bytes, (unsigned long long)g->kv_disk_bytes);
     return b.s;
 }

@@ -31,8 +31,18 @@ struct srv_models {
     bool stop, reaper_started;
 };
 
-static void unload(srv_loaded *l) {
+/* persist_s: seconds to spend writing the slots' conversations to the disk
+ * prompt cache first (so that they survive the unload) */
+/* Time an unloading model may take to write its slots' conversations to the
+ * disk prompt cache: generous when idle, short at shutdown (a server stops
+ * in well under a second; what is not written by then is recomputed). */
+#define UNLOAD_PERSIST_SECONDS 30.0
+#define SHUTDOWN_PERSIST_SECONDS 0.25
+
+static void unload(srv_loaded *l, double persist_s) {
     byoai_log(BYOAI_LOG_INFO, "unloading model %s", l->name);
+    srv_sched_stop(l->sched);
+    srv_sched_persist(l->sched, persist_s);
     srv_sched_free(l->sched);
     byoai_model_free(l->model);
     free(l);
@@ -60,7 +70,7 @@ static void *reaper_main(void *arg) {
             if (!l->loading && l->refs == 0 && now - l->last_used >= m->cfg->idle_timeout) {
                 take(m, i);
                 pthread_mutex_unlock(&m->mu);
-                unload(l);
+                unload(l, UNLOAD_PERSIST_SECONDS);
                 pthread_mutex_lock(&m->mu);
                 pthread_cond_broadcast(&m->cv);
                 i = 0;
@@ -103,7 +113,7 @@ void srv_models_free(srv_models *m) {
     pthread_cond_broadcast(&m->reaper_cv);
     pthread_mutex_unlock(&m->mu);
     if (m->reaper_started) pthread_join(m->reaper, NULL);
-    for (uint32_t i = 0; i < m->n_loaded; i++) unload(m->loaded[i]);
+    for (uint32_t i = 0; i < m->n_loaded; i++) unload(m->loaded[i], SHUTDOWN_PERSIST_SECONDS);
     byoai_store_close(m->store);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
@@ -169,7 +179,7 @@ static bool evict_one(srv_models *m) {
     if (best < 0) return false;
     srv_loaded *l = take(m, (uint32_t)best);
     pthread_mutex_unlock(&m->mu);
-    unload(l);
+    unload(l, UNLOAD_PERSIST_SECONDS);
     pthread_mutex_lock(&m->mu);
     return true;
 }
@@ -241,7 +251,9 @@ int srv_models_acquire(srv_models *m, const char *name, srv_loaded **out, srv_er
             byoai_token_lookup(byoai_model_tokenizer(l->model), "<|im_start|>", 12) >= 0)
             l->family = BYOAI_CHAT_CHATML;
         srv_sched_params sp = {.n_seq = m->cfg->parallel, .n_ctx = m->cfg->ctx, .n_threads = (int)m->cfg->threads,
-                               .queue_max = m->cfg->queue};
+                               .queue_max = m->cfg->queue, .similarity = m->cfg->slot_similarity,
+                               .cache = {.ram_bytes = m->cfg->cache_ram, .disk_bytes = m->cfg->cache_disk}};
+        srv_cache_dir(m->cfg, sp.cache.dir, sizeof sp.cache.dir);
         rc = srv_sched_new(l->model, &sp, m->met, &l->sched, &err);
     }
     pthread_mutex_lock(&m->mu);
@@ -333,7 +345,7 @@ int srv_models_remove(srv_models *m, const char *name, srv_error *e) {
         }
         take(m, i);
         pthread_mutex_unlock(&m->mu);
-        unload(l);
+        unload(l, 0); /* the model goes away: its conversations too */
         pthread_mutex_lock(&m->mu);
         pthread_cond_broadcast(&m->cv);
         break;
@@ -358,6 +370,12 @@ void srv_models_gauges(srv_models *m, srv_gauges *g) {
         g->queue_depth += q;
         g->active_sequences += a;
         g->sequence_slots += s;
+        srv_kvcache_stats ks;
+        srv_sched_cache_stats(l->sched, &ks);
+        g->kv_entries += ks.entries;
+        g->kv_disk_entries += ks.disk_entries;
+        g->kv_ram_bytes += ks.ram_bytes;
+        g->kv_disk_bytes += ks.disk_bytes;
     }
     g->known_models = m->cfg->n_models;
     pthread_mutex_unlock(&m->mu);

@@ -4,9 +4,16 @@
  *
  * One thread per loaded model runs this loop:
  *   1. admit queued jobs into free slots (each slot is a sequence with its
- *      own KV cache; a job goes to the free slot whose cache already holds
- *      the longest start of its prompt, and only the rest is evaluated, so
- *      the next turn of a conversation does not re-read the whole chat);
+ *      own KV cache). A job goes to the free slot whose cache already holds
+ *      the longest start of its prompt when that start is at least the
+ *      `similarity` share of the prompt (the next turn of the same
+ *      conversation), else to the least recently used slot, so that
+ *      conversations taking turns keep their own slots. The conversation a
+ *      slot held moves to the prompt cache (kvcache.c: memory, then disk)
+ *      before another one takes the slot, and a job whose conversation is in
+ *      the prompt cache gets its KV back from there; a start it shares with
+ *      another slot (a common system prompt) is copied from that slot. Only
+ *      the rest of the prompt is evaluated;
  *   2. build one batch: the last sampled token of every generating slot,
  *      then prompt chunks of slots still reading their prompt, up to n_batch
  *      rows;
@@ -108,6 +115,7 @@ typedef struct slot {
     int32_t *hist;
     uint32_t n_hist, cap_hist;
     bool hist_lost; /* out of memory once: reuse nothing until the cache restarts */
+    double last_used; /* when a job last started or ended here */
     uint32_t n_fed, n_take;
     bool generating;
     int32_t next;
@@ -135,6 +143,7 @@ struct srv_sched {
     size_t q_head, q_len;
     slot *slots;
     uint32_t n_active;
+    srv_kvcache *cache; /* conversations that left their slot, or NULL */
     int32_t *b_tok, *b_seq;
     int8_t *b_want;
     uint32_t *want_slot, *row_slot;
@@ -175,7 +184,8 @@ static void slot_clear(srv_sched *s, slot *sl) {
     byoai_json_filter_free(sl->jf);
     free(sl->pend);
     free(sl->emb_sum);
-    slot keep = {.hist = sl->hist, .n_hist = sl->n_hist, .cap_hist = sl->cap_hist, .hist_lost = sl->hist_lost};
+    slot keep = {.hist = sl->hist, .n_hist = sl->n_hist, .cap_hist = sl->cap_hist, .hist_lost = sl->hist_lost,
+                 .last_used = byoai_time_now()};
     *sl = keep;
     (void)s;
 }
@@ -238,15 +248,80 @@ static void finish_unstarted(srv_sched *s, srv_job *j, const char *reason, const
     srv_job_unref(j);
 }
 
-static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, srv_error *e) {
+#define CACHE_MIN_TOKENS 8 /* shorter conversations are not worth a snapshot */
+
+/* tokens at the start of prompt that sl's cache holds (the last prompt token
+ * not counted: it is evaluated again for its logits) */
+static uint32_t shared_start(const slot *sl, const srv_job *j) {
+    if (sl->hist_lost) return 0;
+    uint32_t n = 0, max = sl->n_hist < j->n_prompt ? sl->n_hist : j->n_prompt;
+    while (n < max && sl->hist[n] == j->prompt[n]) n++;
+    return n == j->n_prompt ? n - 1 : n;
+}
+
+static bool hist_set(slot *sl, const int32_t *toks, uint32_t n) {
+    if (sl->cap_hist < n) {
+        int32_t *h = realloc(sl->hist, (size_t)n * sizeof *h);
+        if (!h) return false;
+        sl->hist = h;
+        sl->cap_hist = n;
+    }
+    memcpy(sl->hist, toks, (size_t)n * sizeof *sl->hist);
+    sl->n_hist = n;
+    sl->hist_lost = false;
+    return true;
+}
+
+/* Before job j takes slot seq: when the slot holds another conversation
+ * (evict), keep it in the prompt cache; then, when another slot or the
+ * prompt cache holds a longer start of j's prompt than this slot (the same
+ * conversation coming back, or a system prompt others share), copy that in.
+ * Returns the prompt tokens the slot's cache now holds. */
+static uint32_t prepare_cache(srv_sched *s, uint32_t seq, srv_job *j, bool evict) {
+    slot *sl = &s->slots[seq];
+    uint32_t keep = reusable(sl, j);
+    if (j->embed) return keep;
+    uint32_t held = sl->n_hist < byoai_kv_len(s->ctx, seq) ? sl->n_hist : byoai_kv_len(s->ctx, seq);
+    if (s->cache && evict && !sl->hist_lost && held >= CACHE_MIN_TOKENS && held > keep)
+        srv_kvcache_save(s->cache, s->ctx, seq, sl->hist, held);
+    /* the best other source: a slot (any, busy or not: between steps its
+     * first positions do not change) or the prompt cache */
+    uint32_t from = UINT32_MAX, best = keep;
+    for (uint32_t k = 0; k < s->p.n_seq; k++) {
+        if (k == seq) continue;
+        uint32_t c = shared_start(&s->slots[k], j);
+        if (c > best && c <= byoai_kv_len(s->ctx, k)) best = c, from = k;
+    }
+    uint64_t id = 0;
+    uint32_t c = s->cache ? srv_kvcache_match(s->cache, j->prompt, j->n_prompt, &id) : 0;
+    if (c == j->n_prompt) c--;
+    byoai_error err = {0};
+    if (c > best && c >= CACHE_MIN_TOKENS) {
+        if (srv_kvcache_restore(s->cache, id, s->ctx, seq, c, &err) == 0 && hist_set(sl, j->prompt, c)) return c;
+        byoai_kv_truncate(s->ctx, seq, 0); /* whatever it wrote is not what the history says */
+        sl->n_hist = 0;
+        keep = 0;
+    }
+    if (from != UINT32_MAX && best > keep) {
+        if (byoai_kv_copy(s->ctx, from, seq, best, &err) == 0 && hist_set(sl, j->prompt, best)) return best;
+        byoai_kv_truncate(s->ctx, seq, 0);
+        sl->n_hist = 0;
+        return 0;
+    }
+    return keep;
+}
+
+static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, bool evict, srv_error *e) {
     slot *sl = &s->slots[seq];
     sl->job = j;
-    uint32_t keep = reusable(sl, j);
+    sl->last_used = byoai_time_now();
+    uint32_t keep = prepare_cache(s, seq, j, evict);
     byoai_kv_truncate(s->ctx, seq, keep);
     sl->n_hist = keep;
     sl->hist_lost = false;
     sl->n_fed = keep;
     j->n_prompt_cached = keep;
+    if (keep) srv_metrics_kvcache(s->met, SRV_KV_CACHED_TOKENS, keep);
     byoai_error err;
     if (j->embed) {
         sl->emb_sum = calloc(s->n_embd, sizeof(double));
@@ -453,22 +528,43 @@ static void step(srv_sched *s) {
     }
 }
 
+/* The free slot for job j: the one whose cache holds the longest start of
+ * its prompt when that is at least the similarity share of the prompt (the
+ * same conversation), else the least recently used one (empty slots first),
+ * whose conversation is then evicted (*evict). UINT32_MAX when none is free. */
+static uint32_t choose_slot(srv_sched *s, const srv_job *j, bool *evict) {
+    uint32_t best = UINT32_MAX, best_r = 0, lru = UINT32_MAX;
+    for (uint32_t k = 0; k < s->p.n_seq; k++) {
+        const slot *sl = &s->slots[k];
+        if (sl->job) continue;
+        uint32_t r = reusable(sl, j);
+        if (best == UINT32_MAX || r > best_r) best = k, best_r = r;
+        if (lru == UINT32_MAX) {
+            lru = k;
+            continue;
+        }
+        const slot *o = &s->slots[lru];
+        bool empty = sl->n_hist == 0, o_empty = o->n_hist == 0;
+        if ((empty && !o_empty) || (empty == o_empty && sl->last_used < o->last_used)) lru = k;
+    }
+    *evict = false;
+    if (best == UINT32_MAX) return best;
+    if (best_r > 0 && (double)best_r >= (double)s->p.similarity * (double)j->n_prompt) return best;
+    *evict = s->slots[lru].n_hist > 0;
+    return lru;
+}
+
 static void *sched_main(void *arg) {
     srv_sched *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stopping && s->q_len == 0 && s->n_active == 0) pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping) break;
-        /* admit queued jobs into free slots, each into the one whose cache
-         * already holds the longest start of its prompt */
+        /* admit queued jobs into free slots (choose_slot) */
         while (s->q_len && s->n_active < s->p.n_seq) {
             srv_job *j = s->queue[s->q_head];
-            uint32_t i = UINT32_MAX, best = 0;
-            for (uint32_t k = 0; k < s->p.n_seq; k++) {
-                if (s->slots[k].job) continue;
-                uint32_t r = reusable(&s->slots[k], j);
-                if (i == UINT32_MAX || r > best) i = k, best = r;
-            }
+            bool evict = false;
+            uint32_t i = choose_slot(s, j, &evict);
             if (i == UINT32_MAX) break;
             s->q_head = (s->q_head + 1) % s->p.queue_max;
             s->q_len--;
@@ -480,7 +576,7 @@ static void *sched_main(void *arg) {
                 srv_err(&e, 503, "server_error", "overloaded", NULL, "the request waited longer than the server's "
                         "request-timeout for a free slot");
                 finish_unstarted(s, j, "error", &e);
-            } else if (slot_start(s, i, j, &e)) {
+            } else if (slot_start(s, i, j, evict, &e)) {
                 slot_clear(s, &s->slots[i]);
                 finish_unstarted(s, j, "error", &e);
             } else {
@@ -529,6 +625,17 @@ int srv_sched_new(byoai_model *m, const srv_sched_params *p, srv_metrics *met, s
         return rc;
     }
     s->p.n_ctx = byoai_context_n_ctx(s->ctx);
+    if (!(s->p.similarity >= 0 && s->p.similarity <= 1)) s->p.similarity = 0.5f;
+    if (s->p.cache.ram_bytes || s->p.cache.disk_bytes) {
+        uint8_t fp[32];
+        byoai_model_fingerprint(m, fp);
+        rc = srv_kvcache_new(&s->p.cache, fp, met, &s->cache, err);
+        if (rc) {
+            byoai_context_free(s->ctx);
+            free(s);
+            return rc;
+        }
+    }
     if (s->p.n_batch > s->p.n_ctx * s->p.n_seq) s->p.n_batch = s->p.n_ctx * s->p.n_seq;
     s->n_vocab = (int32_t)byoai_model_hparams(m)->n_vocab;
     s->n_embd = byoai_model_hparams(m)->n_embd;
@@ -600,6 +707,7 @@ void srv_sched_free(srv_sched *s) {
     if (!s) return;
     srv_sched_stop(s);
     for (uint32_t i = 0; s->slots && i < s->p.n_seq; i++) free(s->slots[i].hist);
+    srv_kvcache_free(s->cache);
     byoai_context_free(s->ctx);
     free(s->queue);
     free(s->slots);
@@ -622,3 +730,17 @@ void srv_sched_counts(srv_sched *s, uint32_t *queued, uint32_t *active, uint32_t
 }
 
 uint32_t srv_sched_n_ctx(const srv_sched *s) { return s->p.n_ctx; }
+
+void srv_sched_cache_stats(srv_sched *s, srv_kvcache_stats *out) { srv_kvcache_sizes(s->cache, out); }
+
+void srv_sched_cache_flush(srv_sched *s) { srv_kvcache_flush(s->cache); }
+
+void srv_sched_persist(srv_sched *s, double seconds) {
+    if (!s || !s->cache || seconds <= 0 || s->started) return;
+    for (uint32_t i = 0; i < s->p.n_seq; i++) {
+        slot *sl = &s->slots[i];
+        uint32_t held = sl->n_hist < byoai_kv_len(s->ctx, i) ? sl->n_hist : byoai_kv_len(s->ctx, i);
+        if (!sl->hist_lost && held >= CACHE_MIN_TOKENS) srv_kvcache_save(s->cache, s->ctx, i, sl->hist, held);
+    }
+    srv_kvcache_persist(s->cache, byoai_time_now() + seconds);
+}

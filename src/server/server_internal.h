@@ -3,6 +3,7 @@
  *
  *   request.c        parse and validate OpenAI request bodies
  *   scheduler.c      per-model continuous batching over one context
+ *   kvcache.c        the prompt cache: conversations' KV kept in memory and on disk
  *   models.c         which models exist (files, the store), loading, idle unloading, the cap
  *   install.c        POST /api/models/install: byoai_install with SSE progress
  *   openai.c         /v1/... handlers, SSE streams
@@ -118,10 +119,52 @@ void srv_metrics_cancelled(srv_metrics *m);
 typedef struct srv_gauges {
     uint64_t queue_depth, active_sequences, sequence_slots, loaded_models, known_models, rss_bytes;
     uint64_t open_requests;
+    uint64_t kv_entries, kv_disk_entries, kv_ram_bytes, kv_disk_bytes; /* the prompt caches */
 } srv_gauges;
 char *srv_metrics_render(srv_metrics *m, const srv_gauges *g);
+/* Prompt-cache events (kvcache.c) and cached prompt tokens (scheduler.c). */
+typedef enum { SRV_KV_SAVED, SRV_KV_SPILLED, SRV_KV_RESTORED_RAM, SRV_KV_RESTORED_DISK, SRV_KV_DAMAGED,
+               SRV_KV_CACHED_TOKENS, SRV_KV_EVENTS } srv_kv_event;
+void srv_metrics_kvcache(srv_metrics *m, srv_kv_event ev, uint64_t n);
 /* Resident memory of this process in bytes (from /proc). */
 uint64_t srv_rss_bytes(void);
+
+/* The prompt cache's directory: cache-dir, else HOME/cache (config.c). */
+void srv_cache_dir(const byoai_server_config *c, char *out, size_t cap);
+
+/* ---- the prompt cache (kvcache.c) ----------------------------------------------- */
+typedef struct srv_kvcache srv_kvcache;
+typedef struct srv_kvcache_params {
+    uint64_t ram_bytes;  /* snapshots kept in memory beyond the slots */
+    uint64_t disk_bytes; /* snapshots kept on disk (0: no disk cache) */
+    char dir[1100];      /* the disk cache's directory */
+} srv_kvcache_params;
+typedef struct srv_kvcache_stats {
+    uint64_t entries, disk_entries, ram_bytes, disk_bytes;
+} srv_kvcache_stats;
+/* A cache for the model with fingerprint fp; indexes its files of earlier runs. */
+int srv_kvcache_new(const srv_kvcache_params *p, const uint8_t fp[32], srv_metrics *met, srv_kvcache **out,
+                    byoai_error *err);
+/* Stop the writer (what it has not started stays unwritten) and free. */
+void srv_kvcache_free(srv_kvcache *c);
+/* Keep positions [0, n) of seq's KV, whose tokens are tokens[0..n). Not
+ * 0 when it fits no tier (or out of memory): the conversation is then not
+ * cached. Scheduler thread only. */
+int srv_kvcache_save(srv_kvcache *c, const byoai_context *ctx, uint32_t seq, const int32_t *tokens, uint32_t n);
+/* The longest start (in tokens) a saved conversation shares with prompt,
+ * and which one (*id) */
+uint32_t srv_kvcache_match(srv_kvcache *c, const int32_t *prompt, uint32_t n, uint64_t *id);
+/* Put the first keep positions of saved conversation id into seq (restored
+ * whole, the entry leaves the cache). Not 0 when it is gone or damaged
+ * (then seq's cache is undefined): evaluate instead. */
+int srv_kvcache_restore(srv_kvcache *c, uint64_t id, byoai_context *ctx, uint32_t seq, uint32_t keep,
+                        byoai_error *err);
+void srv_kvcache_sizes(srv_kvcache *c, srv_kvcache_stats *out);
+/* Wait until every queued write is done (tests, benchmarks). */
+void srv_kvcache_flush(srv_kvcache *c);
+/* Queue every conversation held only in memory for the disk and wait for
+ * the writes until `deadline` (monotonic seconds). */
+void srv_kvcache_persist(srv_kvcache *c, double deadline);
 
 /* ---- jobs and the scheduler (scheduler.c) ---------------------------------------- */
 /* What one generation step released to the client. */
@@ -179,6 +222,11 @@ typedef struct srv_sched srv_sched;
 typedef struct srv_sched_params {
     uint32_t n_seq, n_ctx, n_batch, queue_max;
     int n_threads;
+    /* A job reuses a slot's cache when the slot's tokens share at least this
+     * part of its prompt (0..1); otherwise it takes the least recently used
+     * slot, whose conversation moves to the prompt cache. */
+    float similarity;
+    srv_kvcache_params cache;
 } srv_sched_params;
 
 int srv_sched_new(byoai_model *m, const srv_sched_params *p, srv_metrics *met, srv_sched **out, byoai_error *err);
@@ -190,6 +238,13 @@ void srv_sched_stop(srv_sched *s);
 void srv_sched_free(srv_sched *s);
 void srv_sched_counts(srv_sched *s, uint32_t *queued, uint32_t *active, uint32_t *slots);
 uint32_t srv_sched_n_ctx(const srv_sched *s);
+/* The prompt cache's sizes (zeros without one). */
+void srv_sched_cache_stats(srv_sched *s, srv_kvcache_stats *out);
+/* Wait for the prompt cache's queued writes (tests, benchmarks). */
+void srv_sched_cache_flush(srv_sched *s);
+/* After srv_sched_stop: keep the slots' conversations in the prompt cache
+ * and write what is only in memory to disk, for at most `seconds`. */
+void srv_sched_persist(srv_sched *s, double seconds);
 
 /* Release text held back for stop strings: the longest prefix of buf[0..n)
  * that can be shown, given stop strings that may still complete, and whether

@@ -30,7 +30,8 @@ static int teardown(void **state) {
 }
 
 static srv_sched *sched(uint32_t n_seq, uint32_t n_ctx, uint32_t queue) {
-    srv_sched_params p = {.n_seq = n_seq, .n_ctx = n_ctx, .queue_max = queue, .n_threads = 2, .n_batch = 64};
+    srv_sched_params p = {.n_seq = n_seq, .n_ctx = n_ctx, .queue_max = queue, .n_threads = 2, .n_batch = 64,
+                          .similarity = 0.5f};
     srv_sched *s;
     byoai_error err;
     if (srv_sched_new(M, &p, MET, &s, &err)) fail_msg("%s", err.msg);
@@ -172,6 +173,73 @@ static void test_prefix_reuse(void **state) {
     srv_job_unref(c);
     free(want);
     free(want_same);
+    srv_sched_free(s);
+}
+
+/* conversations that take turns keep their own slots: a slot is reused only
+ * when it holds most of the prompt, else the least recently used one is
+ * taken (before, B's turn went to A's slot for their shared first token) */
+static void test_alternating_keep_slots(void **state) {
+    (void)state;
+    srv_sched *s = sched(2, 256, 4);
+    const char *start[2] = {"Once upon a time, there was a dog", "The sun was hot and the sky was blue"};
+    char convo[2][2048];
+    for (int k = 0; k < 2; k++) snprintf(convo[k], sizeof convo[k], "%s", start[k]);
+    for (int turn = 0; turn < 3; turn++)
+        for (int k = 0; k < 2; k++) {
+            srv_error e;
+            srv_job *j = job(convo[k], 8);
+            uint32_t n_prompt = j->n_prompt;
+            assert_int_equal(srv_sched_submit(s, j, &e), 0);
+            wait_done(j);
+            if (turn > 0) assert_true(j->n_prompt_cached >= n_prompt * 7 / 10);
+            else assert_true(j->n_prompt_cached <= 1);
+            char *t = text_of(j);
+            size_t l = strlen(convo[k]);
+            snprintf(convo[k] + l, sizeof convo[k] - l, "%s. Then", t);
+            free(t);
+            srv_job_unref(j);
+        }
+    srv_sched_free(s);
+}
+
+/* a start shared with another slot (a common system prompt) is copied from
+ * it: the new conversation evaluates only its own part, the other keeps its
+ * slot, and the answers equal running alone */
+static void test_shared_start_copied(void **state) {
+    (void)state;
+    const char *sys = "Once upon a time, there was a girl. ";
+    char a_prompt[512], b_prompt[512];
+    snprintf(a_prompt, sizeof a_prompt, "%sOne day she saw a big red ball", sys);
+    snprintf(b_prompt, sizeof b_prompt, "%sThe sun was hot and the sky was blue and the birds sang in the big green trees all day", sys);
+    srv_sched *fresh = sched(1, 256, 4);
+    char *want_b = run_alone(fresh, b_prompt, 8);
+    srv_sched_free(fresh);
+    srv_sched *s = sched(2, 256, 4);
+    srv_error e;
+    srv_job *a = job(a_prompt, 8);
+    assert_int_equal(srv_sched_submit(s, a, &e), 0);
+    wait_done(a);
+    srv_job *b = job(b_prompt, 8);
+    uint32_t n_sys = 0;
+    while (n_sys < a->n_prompt && n_sys < b->n_prompt && a->prompt[n_sys] == b->prompt[n_sys]) n_sys++;
+    assert_true(n_sys >= 10);
+    assert_int_equal(srv_sched_submit(s, b, &e), 0);
+    wait_done(b);
+    assert_true((double)n_sys / b->n_prompt < 0.5); /* below the similarity: b took the other slot */
+    assert_int_equal(b->n_prompt_cached, n_sys);
+    char *t = text_of(b);
+    assert_string_equal(t, want_b);
+    free(t);
+    /* a's conversation is still whole in its slot */
+    srv_job *a2 = job(a_prompt, 4);
+    assert_int_equal(srv_sched_submit(s, a2, &e), 0);
+    wait_done(a2);
+    assert_int_equal(a2->n_prompt_cached, a2->n_prompt - 1);
+    srv_job_unref(a);
+    srv_job_unref(a2);
+    srv_job_unref(b);
+    free(want_b);
     srv_sched_free(s);
 }
 
@@ -349,7 +417,9 @@ static void test_stop(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),      cmocka_unit_test(test_batched_equals_alone),
-        cmocka_unit_test(test_prefix_reuse), cmocka_unit_test(test_cancel_frees_slot), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_prefix_reuse), cmocka_unit_test(test_alternating_keep_slots),
+        cmocka_unit_test(test_shared_start_copied),
+        cmocka_unit_test(test_cancel_frees_slot), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_stop_strings), cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_json_mode),   cmocka_unit_test(test_stop),
     };
