@@ -34,6 +34,7 @@ const state = {
   current: null,       // {id, title, model, messages: [{role, content}]}
   controller: null,    // AbortController of the running answer
   key: localStorage.getItem('byoai-api-key') || '',
+  noticed: new WeakSet(), // conversations already told that their oldest turns no longer fit
 };
 
 // ---- HTTP ------------------------------------------------------------------------
@@ -82,6 +83,15 @@ function messageNode(m) {
     meta.textContent = m.meta;
     div.append(meta);
   }
+  return div;
+}
+
+// A line in the conversation that is not a message: a notice, or an error.
+function noticeNode(text, error) {
+  const div = document.createElement('div');
+  div.className = 'notice' + (error ? ' error' : '');
+  div.setAttribute('role', error ? 'alert' : 'status');
+  div.textContent = text;
   return div;
 }
 
@@ -213,7 +223,7 @@ async function answer() {
   state.controller = new AbortController();
   updateButtons();
   setStatus('');
-  let first = 0, last = 0, tokens = 0, chunks = 0, pending = false, usage = null, finish = null;
+  let first = 0, last = 0, tokens = 0, chunks = 0, pending = false, usage = null, finish = null, failure = null;
   const paint = () => {
     pending = false;
     body.replaceChildren(renderMarkdown(msg.content));
@@ -224,7 +234,8 @@ async function answer() {
     const res = await fetch('/v1/chat/completions', {
       method: 'POST', headers: headers(true), signal: state.controller.signal,
       body: JSON.stringify({
-        model: c.model, stream: true, stream_options: { include_usage: true },
+        // a conversation longer than the context: the server drops its oldest turns (the notice below says so)
+        model: c.model, stream: true, stream_options: { include_usage: true }, truncation: 'auto',
         temperature: settings.temperature, max_tokens: settings.max_tokens,
         messages: (settings.system ? [{ role: 'system', content: settings.system }] : [])
           .concat(c.messages.slice(0, -1).map(({ role, content }) => ({ role, content }))),
@@ -234,6 +245,12 @@ async function answer() {
     if (!res.ok) {
       const data = await res.json().catch(() => null);
       throw new Error((data && data.error && data.error.message) || res.status + ' ' + res.statusText);
+    }
+    const dropped = Number(res.headers.get('X-Byoai-Truncated-Messages') || 0);
+    if (dropped && !state.noticed.has(c)) {
+      state.noticed.add(c);
+      node.before(noticeNode(`This conversation is longer than the model's context: the oldest ${dropped} messages ` +
+        'no longer fit, so the model does not see them (they stay here). Later answers leave out more.'));
     }
     await readEvents(res, (data) => {
       if (data === '[DONE]') return;
@@ -255,9 +272,8 @@ async function answer() {
     });
   } catch (e) {
     if (e.name !== 'AbortError') {
-      node.classList.add('error');
+      failure = e.message;
       setStatus(e.message);
-      if (!msg.content) msg.content = '';
     }
   } finally {
     const n = usage ? usage.completion_tokens : tokens;
@@ -267,7 +283,14 @@ async function answer() {
     if (rate) ui.speed.textContent = rate.toFixed(1) + ' tokens/s';
     paint();
     node.classList.remove('streaming');
-    node.replaceWith(messageNode(msg));
+    if (msg.content) {
+      node.replaceWith(messageNode(msg));
+    } else {
+      // no answer (an error, a stop, or the model ended at once): never an empty bubble, and nothing saved
+      c.messages.pop();
+      node.replaceWith(noticeNode(failure ? 'No answer: ' + failure
+        : finish === 'length' ? 'No answer: the context is full.' : 'The model gave no answer.', !!failure));
+    }
     state.controller = null;
     updateButtons();
   }
@@ -304,6 +327,12 @@ async function install(name) {
       throw new Error((data && data.error && data.error.message) || res.status + ' ' + res.statusText);
     }
     let result = null;
+    const dropped = Number(res.headers.get('X-Byoai-Truncated-Messages') || 0);
+    if (dropped && !state.noticed.has(c)) {
+      state.noticed.add(c);
+      node.before(noticeNode(`This conversation is longer than the model's context: the oldest ${dropped} messages ` +
+        'no longer fit, so the model does not see them (they stay here). Later answers leave out more.'));
+    }
     await readEvents(res, (data) => {
       if (data === '[DONE]') return;
       const ev = JSON.parse(data);

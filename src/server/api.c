@@ -85,7 +85,7 @@ static bool cors(srv_server *s, byoai_http_req *r) {
     }
     byoai_http_add_header(r, "Access-Control-Allow-Origin", any ? "*" : origin);
     byoai_http_add_header(r, "Vary", "Origin");
-    byoai_http_add_header(r, "Access-Control-Expose-Headers", "Content-Type");
+    byoai_http_add_header(r, "Access-Control-Expose-Headers", "Content-Type, X-Byoai-Truncated-Messages");
     if (!strcmp(byoai_http_method(r), "OPTIONS")) {
         byoai_http_add_header(r, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
         const char *req_headers = byoai_http_header(r, "Access-Control-Request-Headers");

@@ -92,6 +92,9 @@ int srv_cluster_acquire(srv_server *s, const char *name, srv_loaded **out, srv_e
     snprintf(l->name, sizeof l->name, "%s", name);
     l->model = (byoai_model *)v; /* owned by the cluster node; never freed here */
     l->cluster = true;
+    /* the context the coordinator gives each request (coord.c sizes it so) */
+    uint32_t train = byoai_model_hparams(v)->n_ctx_train;
+    l->n_ctx = s->cfg.ctx ? s->cfg.ctx : train && train < 2048 ? train : 2048;
     size_t tl;
     const char *tmpl = byoai_model_chat_template(v, &tl);
     l->family = byoai_chat_detect(tmpl, tl);

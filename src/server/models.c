@@ -255,6 +255,7 @@ int srv_models_acquire(srv_models *m, const char *name, srv_loaded **out, srv_er
                                .cache = {.ram_bytes = m->cfg->cache_ram, .disk_bytes = m->cfg->cache_disk}};
         srv_cache_dir(m->cfg, sp.cache.dir, sizeof sp.cache.dir);
         rc = srv_sched_new(l->model, &sp, m->met, &l->sched, &err);
+        if (!rc) l->n_ctx = srv_sched_n_ctx(l->sched);
     }
     pthread_mutex_lock(&m->mu);
     l->loading = false;

@@ -77,6 +77,7 @@ typedef struct gen {
     double last_send;
     char *echo;
     size_t echo_len;
+    size_t truncated; /* oldest messages dropped to fit the context ("truncation": "auto") */
 } gen;
 
 static void gen_free(gen *g) {
@@ -137,6 +138,125 @@ static void apply_bundle_params(const srv_loaded *lm, srv_request *rq) {
     json_decref(p);
 }
 
+/* Render messages with the model's chat template (a bundle's system prompt
+ * first, unless the conversation has its own) and tokenize them. */
+static int render_chat(gen *g, const byoai_chat_message *msgs, size_t n_msgs, int32_t **toks, size_t *n,
+                       srv_error *e) {
+    const byoai_tokenizer *tok = byoai_model_tokenizer(g->lm->model);
+    char bos[64] = "<s>", eos[64] = "</s>";
+    size_t l;
+    int32_t b = byoai_token_bos(tok), x = byoai_token_eos(tok);
+    const char *t;
+    if (b >= 0 && (t = byoai_token_text(tok, b, &l)) && l < sizeof bos) memcpy(bos, t, l), bos[l] = '\0';
+    if (x >= 0 && (t = byoai_token_text(tok, x, &l)) && l < sizeof eos) memcpy(eos, t, l), eos[l] = '\0';
+    byoai_chat_message *with_sys = NULL;
+    bool has_sys = false;
+    for (size_t i = 0; i < n_msgs; i++) has_sys |= msgs[i].role == BYOAI_ROLE_SYSTEM;
+    if (g->lm->system_prompt[0] && !has_sys && (with_sys = malloc((n_msgs + 1) * sizeof *with_sys))) {
+        with_sys[0] = (byoai_chat_message){BYOAI_ROLE_SYSTEM, g->lm->system_prompt, strlen(g->lm->system_prompt)};
+        memcpy(with_sys + 1, msgs, n_msgs * sizeof *msgs);
+        msgs = with_sys;
+        n_msgs++;
+    }
+    char *text;
+    size_t tl;
+    byoai_error err;
+    int rc = byoai_chat_render(g->lm->family, msgs, n_msgs, true, bos, eos, &text, &tl, &err);
+    free(with_sys);
+    if (rc) return srv_err(e, 400, "invalid_request_error", NULL, "messages", "%s", err.msg);
+    rc = tokenize(g->lm, text, tl, toks, n, e);
+    free(text);
+    return rc;
+}
+
+/* The messages left (copied to out, counted) when the k oldest that are not
+ * system messages are dropped; the last message always stays. */
+static size_t drop_oldest(const srv_request *rq, size_t k, byoai_chat_message *out) {
+    size_t m = 0;
+    for (size_t i = 0; i < rq->n_messages; i++) {
+        bool sys = rq->messages[i].role == BYOAI_ROLE_SYSTEM;
+        if (!sys && k > 0 && i + 1 < rq->n_messages) {
+            k--;
+            continue;
+        }
+        out[m++] = rq->messages[i];
+    }
+    return m;
+}
+
+/* The chat's prompt tokens. When the conversation does not fit the model's
+ * context (with room left to answer): a 400 that says so, or, with
+ * "truncation": "auto", the oldest turns (not the system messages, not the
+ * last message) dropped until it fits with room for the answer; then
+ * g->truncated says how many went. */
+static int fit_chat(gen *g, srv_request *rq, int32_t **toks, size_t *n, srv_error *e) {
+    int rc = render_chat(g, rq->messages, rq->n_messages, toks, n, e);
+    if (rc) return rc;
+    const uint32_t n_ctx = g->lm->n_ctx;
+    if (!n_ctx || *n < n_ctx) return 0;
+    if (!rq->truncate_history) {
+        free(*toks);
+        *toks = NULL;
+        return srv_err(e, 400, "invalid_request_error", "context_length_exceeded", "messages",
+                       "the conversation is too long for this model: its history is %zu tokens and the context "
+                       "holds %u per request; drop older messages, start a new conversation, or send "
+                       "\"truncation\": \"auto\" to let the server drop the oldest turns", *n, n_ctx);
+    }
+    /* room for the answer: what it may generate, at most a quarter of the context */
+    uint32_t reserve = rq->s.max_tokens > 0 && rq->s.max_tokens < n_ctx / 4 ? (uint32_t)rq->s.max_tokens : n_ctx / 4;
+    size_t droppable = 0;
+    for (size_t i = 0; i + 1 < rq->n_messages; i++) droppable += rq->messages[i].role != BYOAI_ROLE_SYSTEM;
+    byoai_chat_message *kept = malloc(rq->n_messages * sizeof *kept);
+    if (!kept) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    /* the fewest dropped turns that fit: binary search (fewer dropped, longer prompt) */
+    size_t lo = 1, hi = droppable, best = SIZE_MAX;
+    int32_t *best_toks = NULL;
+    size_t best_n = 0;
+    while (lo <= hi && hi != SIZE_MAX) {
+        const size_t mid = lo + (hi - lo) / 2;
+        size_t k = mid, m = drop_oldest(rq, k, kept);
+        /* start with a user turn: an answer without its question reads oddly to most templates */
+        while (k < droppable && m > 1) {
+            size_t first = 0;
+            while (first < m && kept[first].role == BYOAI_ROLE_SYSTEM) first++;
+            if (first >= m - 1 || kept[first].role == BYOAI_ROLE_USER) break;
+            m = drop_oldest(rq, ++k, kept);
+        }
+        int32_t *t = NULL;
+        size_t tn = 0;
+        if ((rc = render_chat(g, kept, m, &t, &tn, e))) break;
+        if (tn + reserve <= n_ctx) {
+            free(best_toks);
+            best_toks = t, best_n = tn, best = k;
+            if (mid <= 1) break;
+            hi = mid - 1;
+        } else {
+            free(t);
+            lo = k + 1;
+        }
+    }
+    free(kept);
+    if (rc) {
+        free(best_toks);
+        return rc;
+    }
+    if (best == SIZE_MAX) { /* even the system messages and the last message are too long */
+        free(best_toks);
+        size_t total = *n;
+        free(*toks);
+        *toks = NULL;
+        return srv_err(e, 400, "invalid_request_error", "context_length_exceeded", "messages",
+                       "the conversation is too long for this model even without its older turns: its system "
+                       "messages and last message are more than the %u tokens of context (less %u for the answer) "
+                       "allow (%zu tokens in all); shorten them", n_ctx, reserve, total);
+    }
+    free(*toks);
+    *toks = best_toks;
+    *n = best_n;
+    g->truncated = best;
+    return 0;
+}
+
 /* Prepare g->job from a parsed request: acquire the model, build the prompt. */
 static int prepare(gen *g, srv_request *rq, srv_error *e) {
     srv_server *s = g->srv;
@@ -151,33 +271,7 @@ static int prepare(gen *g, srv_request *rq, srv_error *e) {
     int32_t *toks = NULL;
     size_t n = 0;
     if (g->kind == KIND_CHAT) {
-        char bos[64] = "<s>", eos[64] = "</s>";
-        size_t l;
-        int32_t b = byoai_token_bos(tok), x = byoai_token_eos(tok);
-        const char *t;
-        if (b >= 0 && (t = byoai_token_text(tok, b, &l)) && l < sizeof bos) memcpy(bos, t, l), bos[l] = '\0';
-        if (x >= 0 && (t = byoai_token_text(tok, x, &l)) && l < sizeof eos) memcpy(eos, t, l), eos[l] = '\0';
-        char *text;
-        size_t tl;
-        byoai_error err;
-        /* a bundle's system prompt, unless the conversation has its own */
-        const byoai_chat_message *msgs = rq->messages;
-        size_t n_msgs = rq->n_messages;
-        byoai_chat_message *with_sys = NULL;
-        bool has_sys = false;
-        for (size_t i = 0; i < n_msgs; i++) has_sys |= msgs[i].role == BYOAI_ROLE_SYSTEM;
-        if (g->lm->system_prompt[0] && !has_sys && (with_sys = malloc((n_msgs + 1) * sizeof *with_sys))) {
-            with_sys[0] = (byoai_chat_message){BYOAI_ROLE_SYSTEM, g->lm->system_prompt, strlen(g->lm->system_prompt)};
-            memcpy(with_sys + 1, msgs, n_msgs * sizeof *msgs);
-            msgs = with_sys;
-            n_msgs++;
-        }
-        rc = byoai_chat_render(g->lm->family, msgs, n_msgs, true, bos, eos, &text, &tl, &err);
-        free(with_sys);
-        if (rc) return srv_err(e, 400, "invalid_request_error", NULL, "messages", "%s", err.msg);
-        rc = tokenize(g->lm, text, tl, &toks, &n, e);
-        free(text);
-        if (rc) return rc;
+        if ((rc = fit_chat(g, rq, &toks, &n, e))) return rc;
     } else if (rq->prompt_tokens) {
         n = rq->n_prompt_tokens;
         toks = malloc((n ? n : 1) * sizeof *toks);
@@ -345,6 +439,7 @@ static void answer_whole(gen *g, byoai_http_req *r) {
     json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o,s:s}", "id", g->id, "object",
                           g->kind == KIND_CHAT ? "chat.completion" : "text_completion", "created", g->created, "model",
                           g->model, "choices", choice, "usage", usage(j), "system_fingerprint", "byoai-" BYOAI_VERSION);
+    if (g->truncated) json_object_set_new(o, "byoai", json_pack("{s:I}", "truncated_messages", (json_int_t)g->truncated));
     srv_send_json(r, 200, o);
 }
 
@@ -398,7 +493,12 @@ static bool stream_fill(gen *g) {
     size_t before = g->len;
     if (!g->started) {
         g->started = true;
-        if (g->kind == KIND_CHAT) out_event(g, chunk(g, delta_choice(g, "", 0, NULL, NULL, true)));
+        if (g->kind == KIND_CHAT) {
+            json_t *c = chunk(g, delta_choice(g, "", 0, NULL, NULL, true));
+            if (g->truncated)
+                json_object_set_new(c, "byoai", json_pack("{s:I}", "truncated_messages", (json_int_t)g->truncated));
+            out_event(g, c);
+        }
         else if (g->echo_len) out_event(g, chunk(g, delta_choice(g, g->echo, g->echo_len, NULL, NULL, false)));
     }
     /* the scheduler may grow the piece array meanwhile: read it under the lock */
@@ -498,6 +598,11 @@ static bool generate(srv_server *s, byoai_http_req *r, int kind) {
         gen_free(g);
         srv_send_error(r, &e);
         return false;
+    }
+    if (g->truncated) {
+        char v[32];
+        snprintf(v, sizeof v, "%zu", g->truncated);
+        byoai_http_add_header(r, "X-Byoai-Truncated-Messages", v);
     }
     if (!stream) {
         answer_whole(g, r);

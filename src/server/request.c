@@ -311,6 +311,13 @@ int srv_parse_chat(const char *body, size_t len, const srv_limits *lim, srv_requ
     if ((rc = get_int(r->root, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &k, e))) return rc;
     if (k > 0 && !r->s.logprobs) return BAD("top_logprobs", "'top_logprobs' needs 'logprobs': true");
     r->s.top_logprobs = (int)k;
+    json_t *tr = json_object_get(r->root, "truncation");
+    if (tr && !json_is_null(tr)) {
+        if (!json_is_string(tr) || (strcmp(json_string_value(tr), "auto") && strcmp(json_string_value(tr), "disabled")))
+            return BAD("truncation", "'truncation' is \"auto\" (drop the oldest turns when the conversation does "
+                       "not fit the context) or \"disabled\" (the default: refuse it)");
+        r->truncate_history = !strcmp(json_string_value(tr), "auto");
+    }
     return 0;
 }
 

@@ -83,6 +83,7 @@ typedef struct srv_request {
     /* chat */
     byoai_chat_message *messages;
     size_t n_messages;
+    bool truncate_history;       /* "truncation": "auto": drop the oldest turns that do not fit */
     char **owned;                /* buffers messages point into */
     size_t n_owned;
     /* completions: text, or token ids */
@@ -277,6 +278,7 @@ typedef struct srv_loaded {
     double last_used;
     bool loading;
     bool cluster;            /* a model the cluster runs: model is its vocabulary, no scheduler (cluster.c) */
+    uint32_t n_ctx;          /* context tokens per request */
 } srv_loaded;
 
 typedef struct srv_models srv_models;
