@@ -98,6 +98,8 @@ void cli_note(const char *cmd, const char *note);
 /* Prepare getopt_long for a subcommand's argv (resets state, stops at errors quietly). */
 void cli_getopt_reset(void);
 /* Human-readable byte count ("1.2 GiB") into buf. */
+/* A count with a K/M/B suffix ("292.8 K", "1.10 B"): parameters, tokens. */
+const char *cli_count(uint64_t n, char *buf, size_t cap);
 const char *cli_bytes(uint64_t n, char *buf, size_t cap);
 /* Write s as a JSON string literal (quotes included); invalid UTF-8 bytes
  * become U+FFFD. */

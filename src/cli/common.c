@@ -147,6 +147,14 @@ void cli_getopt_reset(void) {
 
 const char *cli_bytes(uint64_t n, char *buf, size_t cap) { return byoai_format_bytes(n, buf, cap); }
 
+const char *cli_count(uint64_t n, char *buf, size_t cap) {
+    if (n >= 1000000000ull) snprintf(buf, cap, "%.2f B", (double)n / 1e9);
+    else if (n >= 1000000ull) snprintf(buf, cap, "%.1f M", (double)n / 1e6);
+    else if (n >= 1000ull) snprintf(buf, cap, "%.1f K", (double)n / 1e3);
+    else snprintf(buf, cap, "%llu", (unsigned long long)n);
+    return buf;
+}
+
 void cli_json_string(FILE *f, const char *s, size_t len) {
     fputc('"', f);
     size_t i = 0;

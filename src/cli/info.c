@@ -25,14 +25,6 @@ static void usage(FILE *f) {
 "Exit status: 0 success, 1 the file is unreadable or not valid GGUF, 2 usage error.\n");
 }
 
-static const char *count_str(uint64_t n, char *buf, size_t cap) {
-    if (n >= 1000000000ull) snprintf(buf, cap, "%.2f B", (double)n / 1e9);
-    else if (n >= 1000000ull) snprintf(buf, cap, "%.1f M", (double)n / 1e6);
-    else if (n >= 1000ull) snprintf(buf, cap, "%.1f K", (double)n / 1e3);
-    else snprintf(buf, cap, "%llu", (unsigned long long)n);
-    return buf;
-}
-
 static void print_json(const char *path, const byoai_gguf *g, const byoai_model_info *in) {
     json_t *types = json_object();
     for (int t = 0; t < BYOAI_TYPE_COUNT; t++)
@@ -63,7 +55,7 @@ static void print_text(const char *path, const byoai_gguf *g, const byoai_model_
     printf("file:           %s (%s, GGUF v%u)\n", path, cli_bytes(in->file_bytes, a, sizeof a), g->version);
     if (in->name[0]) printf("name:           %s\n", in->name);
     printf("architecture:   %s%s\n", in->arch, in->arch_supported ? "" : " (not supported by this build)");
-    printf("parameters:     %s\n", count_str(in->n_params, a, sizeof a));
+    printf("parameters:     %s\n", cli_count(in->n_params, a, sizeof a));
     printf("file type:      %s\n", in->file_type);
     printf("context length: %u (trained)\n", in->n_ctx_train);
     printf("layers:         %u, embedding %u, feed-forward %u\n", in->n_layer, in->n_embd, in->n_ff);

@@ -1,15 +1,15 @@
-/* byoai run: generate text with a model, streamed as it is produced. */
+/* byoai run: generate text with a model, streamed as it is produced: the
+ * options, the model (offered for install when missing), feeding and
+ * sampling within the context's limits. The interactive prompt is in
+ * run_repl.c. */
 #include <jansson.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "byoai/chat.h"
-#include "byoai/model.h"
-#include "byoai/sampler.h"
-#include "byoai/tokenizer.h"
-#include "cli.h"
+#include "run.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -20,9 +20,21 @@ static void usage(FILE *f) {
 "\n"
 "With -p, the prompt is echoed and continued once (plain completion). Without\n"
 "-p, byoai reads from standard input, one line per turn, keeping the\n"
-"conversation in context (Ctrl-C stops the current answer, Ctrl-D quits):\n"
-"as a chat, formatted with the model's chat template, when the model has one,\n"
-"otherwise as a continuing text. --chat / --no-chat choose explicitly.\n"
+"conversation in context (Ctrl-C stops the current answer, Ctrl-D or /bye\n"
+"quits): as a chat, formatted with the model's chat template, when the model\n"
+"has one, otherwise as a continuing text. --chat / --no-chat choose explicitly.\n"
+"A conversation longer than the context keeps going: the oldest turns are\n"
+"dropped (the system message stays), or in plain text the oldest half of the\n"
+"text, and byoai says so once.\n"
+"\n"
+"At the prompt: /? for help, /bye, /clear (forget the conversation),\n"
+"/set parameter NAME VALUE (temperature, top_k, top_p, min_p, repeat_penalty,\n"
+"repeat_last_n, presence_penalty, frequency_penalty, seed, num_predict),\n"
+"/set system TEXT, /show info|parameters|system; \"\"\" starts and ends a\n"
+"multi-line message, a line ending in \\ continues on the next one.\n"
+"\n"
+"MODEL may be the name of a model that is not installed yet: byoai offers to\n"
+"install it (on a terminal; --yes installs without asking).\n"
 "\n"
 "Options:\n"
 "  -p, --prompt TEXT        text to continue\n"
@@ -38,7 +50,8 @@ static void usage(FILE *f) {
 "      --repeat-last-n N    tokens the penalties look back over (default 64)\n"
 "  -s, --seed S             random seed; the same seed gives the same text (default 0xB10A1)\n"
 "  -t, --threads N          compute threads (default: all cores)\n"
-"  -c, --ctx N              context size in tokens (default: the model's, at most 4096)\n"
+"  -c, --ctx N              context size in tokens (default: the model's trained\n"
+"                           context, at most 4096; more than it trained on warns)\n"
 "      --logprobs K         print JSON lines instead of text: per token its id,\n"
 "                           text, logprob and the K most likely alternatives\n"
 "      --no-special         treat special-token text in the prompt as plain text\n"
@@ -46,9 +59,11 @@ static void usage(FILE *f) {
 "                           the prompt is the user's message, only the reply is printed)\n"
 "      --no-chat            plain completion even when the model has a chat template\n"
 "      --system TEXT        system message (chat), or text fed before the first prompt\n"
+"  -y, --yes                install MODEL without asking when it is not installed\n"
 "  -h, --help               show this help\n"
 "\n"
-"At the end, load time and prompt and generation speed go to standard error.\n"
+"At the end, load time, prompt speed, and the tokens generated and their speed\n"
+"go to standard error.\n"
 "\n"
 "Exit status: 0 success, 1 runtime error (e.g. unreadable model), 2 usage error.\n"
 "\n"
@@ -56,46 +71,11 @@ static void usage(FILE *f) {
 "  byoai run stories260K.gguf -p \"Once upon a time\" -n 100 --temp 0\n");
 }
 
-typedef struct {
-    const char *model;
-    const char *prompt;
-    long long n_predict;
-    byoai_sampler_params sp;
-    int threads;
-    uint32_t ctx;
-    int logprobs; /* -1 off */
-    bool special;
-    unsigned set;       /* OPT_* bits: options given on the command line */
-    const char *system; /* --system or a bundle's system prompt */
-    int chat;           /* 1 --chat, 0 --no-chat, -1 decide (interactive with a template) */
-} run_opts;
-
-enum { OPT_N = 1, OPT_TEMP = 2, OPT_TOPK = 4, OPT_TOPP = 8, OPT_MINP = 16, OPT_PEN = 32, OPT_LASTN = 64,
-       OPT_SEED = 128, OPT_CTX = 256, OPT_SYSTEM = 512 };
-
-static volatile sig_atomic_t g_interrupted;
+volatile sig_atomic_t run_interrupted;
 static void on_sigint(int sig) {
     (void)sig;
-    g_interrupted = 1;
+    run_interrupted = 1;
 }
-
-typedef struct {
-    byoai_context *ctx;
-    const byoai_model *model;
-    const byoai_tokenizer *tok;
-    byoai_sampler *sampler;
-    const run_opts *o;
-    char pending[64]; /* bytes of a UTF-8 character split across tokens */
-    size_t n_pending;
-    /* chat mode */
-    byoai_chat_family family;
-    byoai_chat_message *msgs;
-    char **owned;      /* the text of each message */
-    size_t n_msgs, cap_msgs;
-    int32_t *hist;     /* every token the context holds, in order */
-    size_t n_hist, cap_hist;
-    bool started;     /* BOS already sent */
-} run_state;
 
 /* print a piece, holding back an incomplete UTF-8 tail */
 static void emit_text(run_state *st, const char *piece, size_t len) {
@@ -132,7 +112,6 @@ static void emit_logprobs(run_state *st, int32_t id, const float *logits) {
     fflush(stdout);
 }
 
-/* Feed text, then generate (unless feed_only). Returns 0, or CLI_ERROR after printing why. */
 static bool hist_push(run_state *st, const int32_t *t, size_t n) {
     if (st->n_hist + n > st->cap_hist) {
         size_t cap = st->cap_hist ? st->cap_hist * 2 : 1024;
@@ -148,21 +127,63 @@ static bool hist_push(run_state *st, const int32_t *t, size_t n) {
 }
 
 /* Evaluate tokens after what the context holds, in batches. */
-static int feed(run_state *st, const int32_t *toks, size_t n) {
+static int decode(run_state *st, const int32_t *toks, size_t n) {
     byoai_error err = {0};
-    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
-    if (byoai_kv_len(st->ctx, 0) + n >= n_ctx) {
-        fprintf(stderr, "byoai run: error: the prompt (%zu tokens) does not fit the %u-token context; use a larger "
-                "--ctx or a shorter prompt\n", n, n_ctx);
-        return CLI_ERROR;
-    }
-    for (size_t i = 0; i < n; i++) byoai_sampler_accept(st->sampler, toks[i]);
     const uint32_t chunk = 512;
     for (size_t off = 0; off < n; off += chunk) {
         uint32_t m = (uint32_t)(n - off < chunk ? n - off : chunk);
         byoai_batch b = {.n_tokens = m, .tokens = toks + off};
         if (byoai_decode(st->ctx, &b, &err)) return cli_fail("run", &err);
     }
+    return 0;
+}
+
+/* Room an answer needs: what -n asks (at most half the context), or a quarter. */
+static uint32_t answer_room(const run_state *st) {
+    uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
+    return st->o->n_predict >= 0 && st->o->n_predict < n_ctx / 2 ? (uint32_t)st->o->n_predict : n_ctx / 4;
+}
+
+static void tell_full(run_state *st, const char *what) {
+    if (st->told_full) return;
+    st->told_full = true;
+    fprintf(stderr, "\nbyoai run: the conversation no longer fits the %u-token context: %s (the model no longer "
+            "sees them; /clear starts afresh, a larger --ctx keeps more)\n", byoai_context_n_ctx(st->ctx), what);
+}
+
+/* Plain text: drop the oldest half of what follows the kept start (BOS,
+ * --system text) and evaluate the rest again at its new positions. */
+static int shift_context(run_state *st) {
+    size_t keep = st->n_keep < st->n_hist ? st->n_keep : 0, rest = st->n_hist - keep, drop = rest / 2;
+    if (drop == 0) return 0;
+    tell_full(st, "the oldest text is dropped as it fills up");
+    memmove(st->hist + keep, st->hist + keep + drop, (rest - drop) * sizeof *st->hist);
+    st->n_hist = keep + rest - drop;
+    byoai_kv_truncate(st->ctx, 0, (uint32_t)keep);
+    return decode(st, st->hist + keep, st->n_hist - keep);
+}
+
+/* Evaluate new tokens: their penalties, the cache, the history. In plain
+ * interactive mode a full context shifts first; otherwise text that does
+ * not fit is refused. */
+static int feed(run_state *st, const int32_t *toks, size_t n) {
+    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
+    if (byoai_kv_len(st->ctx, 0) + n >= n_ctx) {
+        size_t fits = n_ctx - (st->n_keep < n_ctx ? st->n_keep : 0);
+        if (!st->interactive || st->chat || n + answer_room(st) >= fits) {
+            fprintf(stderr, "byoai run: error: the %s (%zu tokens) does not fit the %u-token context; use a larger "
+                    "--ctx or a shorter %s\n", st->interactive ? "message" : "prompt", n, n_ctx,
+                    st->interactive ? "message" : "prompt");
+            return st->interactive ? RUN_REFUSED : CLI_ERROR;
+        }
+        while (byoai_kv_len(st->ctx, 0) + n + answer_room(st) > n_ctx && st->n_hist > st->n_keep + 1) {
+            int rc = shift_context(st);
+            if (rc) return rc;
+        }
+    }
+    for (size_t i = 0; i < n; i++) byoai_sampler_accept(st->sampler, toks[i]);
+    int rc = decode(st, toks, n);
+    if (rc) return rc;
     if (!hist_push(st, toks, n)) {
         fprintf(stderr, "byoai run: error: out of memory\n");
         return CLI_ERROR;
@@ -181,7 +202,7 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
     if (reply && !r) return CLI_ERROR;
     bool stopped = false;
     for (long long i = 0; (limit < 0 || i < limit) && !stopped; i++) {
-        if (g_interrupted) break;
+        if (run_interrupted) break;
         const float *logits = byoai_get_output(st->ctx, 0);
         int32_t id = byoai_sampler_sample(st->sampler, logits);
         if (id < 0 || byoai_token_is_eog(st->tok, id)) break;
@@ -219,11 +240,21 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
         } else if (st->o->logprobs < 0 && len > 0) {
             emit_text(st, piece, (size_t)len);
         }
+        if (!stopped) st->n_shown++; /* the token that completes a stop text is not shown */
         byoai_sampler_accept(st->sampler, id);
         if (stopped || (limit >= 0 && i + 1 >= limit)) break; /* no need to evaluate the last token */
         if (byoai_kv_len(st->ctx, 0) + 1 >= n_ctx) {
-            fprintf(stderr, "\nbyoai run: the context is full (%u tokens); stopping\n", n_ctx);
-            break;
+            if (st->interactive && !st->chat) {
+                int rc = shift_context(st); /* plain text goes on past the context */
+                if (rc) { free(r); return rc; }
+            } else if (st->interactive) {
+                fprintf(stderr, "\nbyoai run: the context is full (%u tokens): this answer stops here; the next "
+                        "turn drops the oldest messages\n", n_ctx);
+                break;
+            } else {
+                fprintf(stderr, "\nbyoai run: the context is full (%u tokens); stopping\n", n_ctx);
+                break;
+            }
         }
         byoai_batch b = {.n_tokens = 1, .tokens = &id};
         if (byoai_decode(st->ctx, &b, &err)) { free(r); return cli_fail("run", &err); }
@@ -239,13 +270,12 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
     return 0;
 }
 
-/* Plain completion: feed text (BOS first time), then continue it. */
-static int generate(run_state *st, const char *text, bool echo, bool feed_only) {
+int run_generate(run_state *st, const char *text, bool echo, bool feed_only) {
     byoai_error err = {0};
     int32_t *toks = NULL;
     size_t n = 0;
-    bool add_special = !st->started;
-    if (byoai_tokenize(st->tok, text, strlen(text), add_special, st->o->special, &toks, &n, &err))
+    bool first = !st->started;
+    if (byoai_tokenize(st->tok, text, strlen(text), first, st->o->special, &toks, &n, &err))
         return cli_fail("run", &err);
     st->started = true;
     if (echo && st->o->logprobs < 0) {
@@ -253,12 +283,14 @@ static int generate(run_state *st, const char *text, bool echo, bool feed_only) 
         fflush(stdout);
     }
     int rc = feed(st, toks, n);
+    /* a context shift keeps the BOS, and --system text fed first */
+    if (!rc && first) st->n_keep = feed_only ? st->n_hist : (n && toks[0] == byoai_token_bos(st->tok));
     free(toks);
     if (rc || n == 0 || feed_only) return rc;
     return sample_loop(st, st->o->n_predict, NULL, NULL);
 }
 
-static bool add_message(run_state *st, byoai_chat_role role, const char *text) {
+bool run_add_message(run_state *st, byoai_chat_role role, const char *text) {
     if (st->n_msgs == st->cap_msgs) {
         size_t cap = st->cap_msgs ? st->cap_msgs * 2 : 16;
         byoai_chat_message *m = realloc(st->msgs, cap * sizeof *m);
@@ -276,14 +308,39 @@ static bool add_message(run_state *st, byoai_chat_role role, const char *text) {
     return true;
 }
 
-/* One chat turn: render the whole conversation with the model's template,
- * evaluate only what the context does not hold yet, stream the reply. */
-static int chat_turn(run_state *st, const char *user) {
+static void remove_message(run_state *st, size_t i) {
+    free(st->owned[i]);
+    memmove(st->owned + i, st->owned + i + 1, (st->n_msgs - i - 1) * sizeof *st->owned);
+    memmove(st->msgs + i, st->msgs + i + 1, (st->n_msgs - i - 1) * sizeof *st->msgs);
+    st->n_msgs--;
+}
+
+void run_clear(run_state *st) {
+    for (size_t i = st->n_msgs; i-- > 0;)
+        if (st->msgs[i].role != BYOAI_ROLE_SYSTEM) remove_message(st, i);
+    size_t keep = st->chat ? 0 : st->n_keep;
+    byoai_kv_truncate(st->ctx, 0, (uint32_t)keep);
+    st->n_hist = keep;
+    st->told_full = false;
+    byoai_sampler_reset(st->sampler);
+}
+
+int run_reset_sampler(run_state *st) {
+    byoai_sampler *s;
     byoai_error err = {0};
-    if (!add_message(st, BYOAI_ROLE_USER, user)) return CLI_ERROR;
+    if (byoai_sampler_new(&st->o->sp, (int32_t)byoai_model_hparams(st->model)->n_vocab, &s, &err))
+        return cli_fail("run", &err);
+    for (size_t i = 0; i < st->n_hist; i++) byoai_sampler_accept(s, st->hist[i]);
+    byoai_sampler_free(st->sampler);
+    st->sampler = s;
+    return 0;
+}
+
+/* The conversation rendered with the model's template and tokenized. */
+static int render(run_state *st, int32_t **toks, size_t *n) {
+    byoai_error err = {0};
     char *text = NULL;
-    size_t tl;
-    size_t bl, el;
+    size_t tl, bl, el;
     const char *bos = byoai_token_bos(st->tok) >= 0 ? byoai_token_text(st->tok, byoai_token_bos(st->tok), &bl) : NULL;
     const char *eos = byoai_token_eos(st->tok) >= 0 ? byoai_token_text(st->tok, byoai_token_eos(st->tok), &el) : NULL;
     char bos_s[64] = "", eos_s[64] = "";
@@ -292,11 +349,45 @@ static int chat_turn(run_state *st, const char *user) {
     if (byoai_chat_render(st->family, st->msgs, st->n_msgs, true, bos ? bos_s : NULL, eos ? eos_s : NULL, &text, &tl,
                           &err))
         return cli_fail("run", &err);
+    int rc = byoai_tokenize(st->tok, text, tl, true, true, toks, n, &err);
+    free(text);
+    return rc ? cli_fail("run", &err) : 0;
+}
+
+/* Drop the oldest turn that is not a system message (the question and the
+ * answers that follow it); false when only the system messages and the last
+ * message are left. */
+static bool drop_oldest_turn(run_state *st) {
+    size_t i = 0;
+    while (i < st->n_msgs && st->msgs[i].role == BYOAI_ROLE_SYSTEM) i++;
+    if (i + 1 >= st->n_msgs) return false;
+    remove_message(st, i);
+    while (i + 1 < st->n_msgs && st->msgs[i].role != BYOAI_ROLE_USER && st->msgs[i].role != BYOAI_ROLE_SYSTEM)
+        remove_message(st, i);
+    return true;
+}
+
+int run_chat_turn(run_state *st, const char *user) {
+    if (!run_add_message(st, BYOAI_ROLE_USER, user)) return CLI_ERROR;
+    const uint32_t n_ctx = byoai_context_n_ctx(st->ctx);
     int32_t *toks = NULL;
     size_t n = 0;
-    int rc = byoai_tokenize(st->tok, text, tl, true, true, &toks, &n, &err);
-    free(text);
-    if (rc) return cli_fail("run", &err);
+    int rc = render(st, &toks, &n);
+    /* the conversation must leave room for the answer: the oldest turns go */
+    while (!rc && n + answer_room(st) > n_ctx && drop_oldest_turn(st)) {
+        tell_full(st, "its oldest turns are dropped");
+        free(toks);
+        toks = NULL;
+        rc = render(st, &toks, &n);
+    }
+    if (rc) return rc;
+    if (n >= n_ctx) {
+        free(toks);
+        remove_message(st, st->n_msgs - 1);
+        fprintf(stderr, "byoai run: error: this message is %zu tokens with the system message and the template; the "
+                "context holds %u: send a shorter one (or use a larger --ctx)\n", n, n_ctx);
+        return st->interactive ? RUN_REFUSED : CLI_ERROR;
+    }
     /* reuse the cached prefix */
     size_t keep = 0;
     while (keep < n && keep < st->n_hist && toks[keep] == st->hist[keep]) keep++;
@@ -308,29 +399,8 @@ static int chat_turn(run_state *st, const char *user) {
     if (rc) return rc;
     char *reply = NULL;
     rc = sample_loop(st, st->o->n_predict, byoai_chat_stop_text(st->family), &reply);
-    if (!rc && !add_message(st, BYOAI_ROLE_ASSISTANT, reply ? reply : "")) rc = CLI_ERROR;
+    if (!rc && !run_add_message(st, BYOAI_ROLE_ASSISTANT, reply ? reply : "")) rc = CLI_ERROR;
     free(reply);
-    return rc;
-}
-
-static int interactive(run_state *st, bool chat) {
-    char *line = NULL;
-    size_t cap = 0;
-    bool tty = isatty(0);
-    int rc = 0;
-    for (;;) {
-        if (tty) fprintf(stderr, "\n> ");
-        g_interrupted = 0;
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) break;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (len == 0) continue;
-        rc = chat ? chat_turn(st, line) : generate(st, line, false, false);
-        if (rc) break;
-        printf("\n");
-        fflush(stdout);
-    }
-    free(line);
     return rc;
 }
 
@@ -345,13 +415,13 @@ static int parse(int argc, char **argv, run_opts *o) {
         {"no-special", no_argument, 0, 8},        {"help", no_argument, 0, 'h'},
         {"frequency-penalty", required_argument, 0, 9}, {"presence-penalty", required_argument, 0, 10},
         {"chat", no_argument, 0, 11},             {"no-chat", no_argument, 0, 12},
-        {"system", required_argument, 0, 13},
+        {"system", required_argument, 0, 13},     {"yes", no_argument, 0, 'y'},
         {0, 0, 0, 0}};
     long long iv;
     double fv;
     cli_getopt_reset();
     int c;
-    while ((c = getopt_long(argc, argv, ":p:n:s:t:c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:n:s:t:c:yh", opts, NULL)) != -1) {
         switch (c) {
         case 'p': o->prompt = optarg; break;
         case 'n': if (!cli_parse_int("run", "-n", optarg, -1, 1 << 30, &o->n_predict)) return CLI_USAGE; o->set |= OPT_N; break;
@@ -378,6 +448,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         case 11: o->chat = 1; break;
         case 12: o->chat = 0; break;
         case 13: o->system = optarg; o->set |= OPT_SYSTEM; break;
+        case 'y': o->yes = true; break;
         case 'h': usage(stdout); return -1;
         case ':': return cli_usage_error("run", "option %s needs a value", argv[optind - 1]);
         default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
@@ -416,19 +487,59 @@ static int apply_bundle(run_opts *o, const byoai_store_model *b) {
     return 0;
 }
 
+/* MODEL as a file or an installed name; a name the store lacks is offered
+ * for install (asked on a terminal, or --yes), then resolved again. */
+static bool resolve_model(run_opts *o, char *path, size_t cap, byoai_store_model *info) {
+    memset(info, 0, sizeof *info);
+    struct stat sb;
+    bool file_like = stat(o->model, &sb) == 0 || strchr(o->model, '/') || strstr(o->model, ".gguf");
+    if (file_like) return cli_resolve_model_info("run", o->model, path, cap, info);
+    byoai_store *s = cli_store("run");
+    if (!s) return false;
+    byoai_error err = {0};
+    int rc = byoai_store_resolve(s, o->model, path, cap, info, &err);
+    byoai_store_close(s);
+    if (rc == 0) return true;
+    if (rc != BYOAI_ENOTFOUND) {
+        cli_fail("run", &err);
+        return false;
+    }
+    bool ask = !o->yes && isatty(0) && isatty(2);
+    if (!o->yes && !ask) {
+        fprintf(stderr, "byoai run: error: '%s' is not installed; install it with `byoai install %s` (or pass --yes "
+                "to install it now; `byoai search` lists what registries offer)\n", o->model, o->model);
+        return false;
+    }
+    if (ask) {
+        fprintf(stderr, "byoai run: '%s' is not installed. Install it now? [Y/n] ", o->model);
+        char line[32];
+        if (!fgets(line, sizeof line, stdin) || (line[0] != '\n' && line[0] != 'y' && line[0] != 'Y')) {
+            fprintf(stderr, "byoai run: not installed; `byoai install %s` installs it\n", o->model);
+            return false;
+        }
+    }
+    char *args[] = {"install", (char *)o->model, NULL};
+    if (cli_install(2, args) != CLI_OK) return false;
+    return cli_resolve_model_info("run", o->model, path, cap, info);
+}
+
 int cli_run(int argc, char **argv) {
     run_opts o = {.n_predict = 256, .sp = byoai_sampler_defaults(), .logprobs = -1, .special = true, .chat = -1};
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? CLI_OK : rc;
     char path[4096];
     byoai_store_model info;
-    if (!cli_resolve_model_info("run", o.model, path, sizeof path, &info)) return CLI_ERROR;
+    if (!resolve_model(&o, path, sizeof path, &info)) return CLI_ERROR;
     if (info.is_bundle && apply_bundle(&o, &info)) return CLI_ERROR;
 
     byoai_error err = {0};
     double t0 = byoai_time_now();
     byoai_model *model;
     if (cli_load_model("run", path, &model, &err)) return cli_fail("run", &err);
+    uint32_t train = byoai_model_hparams(model)->n_ctx_train;
+    if (o.ctx && train && o.ctx > train)
+        fprintf(stderr, "byoai run: warning: --ctx %u is more than the %u tokens this model was trained on: text "
+                "past %u tokens may become incoherent\n", o.ctx, train, train);
     byoai_context_params cp = {.n_ctx = o.ctx, .n_threads = o.threads};
     byoai_context *ctx;
     if (byoai_context_new(model, &cp, &ctx, &err)) {
@@ -442,46 +553,49 @@ int cli_run(int argc, char **argv) {
         byoai_model_free(model);
         return cli_fail("run", &err);
     }
-    run_state st = {.ctx = ctx, .model = model, .tok = byoai_model_tokenizer(model), .sampler = sampler, .o = &o};
+    run_state st = {.ctx = ctx, .model = model, .tok = byoai_model_tokenizer(model), .sampler = sampler, .o = &o,
+                    .path = path, .interactive = !o.prompt};
     struct sigaction sa = {.sa_handler = on_sigint};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
 
     size_t tlen;
     const char *tmpl = byoai_model_chat_template(model, &tlen);
-    bool chat = o.chat == 1 || (o.chat == -1 && !o.prompt && tmpl);
-    if (chat) {
+    st.chat = o.chat == 1 || (o.chat == -1 && !o.prompt && tmpl);
+    if (st.chat) {
         st.family = byoai_chat_detect(tmpl, tmpl ? tlen : 0);
-        if (o.system && o.system[0] && !add_message(&st, BYOAI_ROLE_SYSTEM, o.system)) rc = CLI_ERROR;
+        if (o.system && o.system[0] && !run_add_message(&st, BYOAI_ROLE_SYSTEM, o.system)) rc = CLI_ERROR;
         if (rc) {
         } else if (o.prompt) {
-            rc = chat_turn(&st, o.prompt);
+            rc = run_chat_turn(&st, o.prompt);
             if (!rc && o.logprobs < 0) printf("\n");
         } else {
-            rc = interactive(&st, true);
+            rc = run_interactive(&st);
         }
     } else {
-        if (o.system && o.system[0]) rc = generate(&st, o.system, false, true);
+        if (o.system && o.system[0]) rc = run_generate(&st, o.system, false, true);
         if (rc) {
         } else if (o.prompt) {
-            rc = generate(&st, o.prompt, true, false);
+            rc = run_generate(&st, o.prompt, true, false);
             if (!rc && o.logprobs < 0) printf("\n");
         } else {
-            rc = interactive(&st, false);
+            rc = run_interactive(&st);
         }
     }
     fflush(stdout);
     byoai_perf perf;
     byoai_context_perf(ctx, &perf);
+    /* the tokens generated are those shown (the last one is never
+     * evaluated); the speed is that of evaluating them one by one */
     fprintf(stderr, "byoai: load %.2f s | prompt %llu tokens, %.1f tokens/s | generation %llu tokens, %.1f tokens/s\n",
             load_s, (unsigned long long)perf.prompt_tokens,
             perf.prompt_seconds > 0 ? (double)perf.prompt_tokens / perf.prompt_seconds : 0.0,
-            (unsigned long long)perf.gen_tokens, perf.gen_seconds > 0 ? (double)perf.gen_tokens / perf.gen_seconds : 0.0);
+            (unsigned long long)st.n_shown, perf.gen_seconds > 0 ? (double)perf.gen_tokens / perf.gen_seconds : 0.0);
     for (size_t i = 0; i < st.n_msgs; i++) free(st.owned[i]);
     free(st.owned);
     free(st.msgs);
     free(st.hist);
-    byoai_sampler_free(sampler);
+    byoai_sampler_free(st.sampler);
     byoai_context_free(ctx);
     byoai_model_free(model);
     return rc;

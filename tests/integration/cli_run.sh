@@ -6,7 +6,7 @@
 expected_story >"$T/want"
 expect_exit 0 "$BYOAI_BIN" run "$STORIES" -p "Once upon a time" -n 100 --temp 0
 cmp "$T/want" "$T/out" || { diff "$T/want" "$T/out"; fail "story differs"; }
-grep -q "generation 99 tokens" "$T/err" || fail "no speed report: $(cat "$T/err")"
+grep -q "generation 100 tokens" "$T/err" || fail "the summary should count the 100 tokens printed: $(cat "$T/err")"
 grep -q "load .* s | prompt 5 tokens" "$T/err" || fail "no load/prompt report"
 pass "greedy story matches llama2.c"
 

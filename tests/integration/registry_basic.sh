@@ -106,7 +106,7 @@ old="$BYOAI_HOME/blobs/sha256-$(sha_of "$T/syn1.gguf")"
 expect_exit 0 "$BYOAI_BIN" remove synth-chat
 grep -q "run \`byoai gc\` to reclaim" "$T/out" || fail "remove output: $(cat "$T/out")"
 expect_exit 1 "$BYOAI_BIN" run synth-chat -p x
-grep -q "not found" "$T/err" || fail "run removed: $(cat "$T/err")"
+grep -q "is not installed" "$T/err" || fail "run removed: $(cat "$T/err")"
 expect_exit 0 "$BYOAI_BIN" gc --dry-run --json
 json_check "$T/out" 'assert d["blobs_removed"] == 2 and d["blobs_kept"] == 1'
 [ -f "$old" ] || fail "gc --dry-run removed a file"
