@@ -256,6 +256,10 @@ int srv_models_acquire(srv_models *m, const char *name, srv_loaded **out, srv_er
         srv_cache_dir(m->cfg, sp.cache.dir, sizeof sp.cache.dir);
         rc = srv_sched_new(l->model, &sp, m->met, &l->sched, &err);
         if (!rc) l->n_ctx = srv_sched_n_ctx(l->sched);
+        uint32_t train = byoai_model_hparams(l->model)->n_ctx_train;
+        if (!rc && train && l->n_ctx > train)
+            byoai_log(BYOAI_LOG_WARN, "model %s: the context of %u tokens (ctx) is more than the %u it was trained on: "
+                      "text past %u tokens may become incoherent", name, l->n_ctx, train, train);
     }
     pthread_mutex_lock(&m->mu);
     l->loading = false;
