@@ -147,6 +147,14 @@ void cli_getopt_reset(void) {
 
 const char *cli_bytes(uint64_t n, char *buf, size_t cap) { return byoai_format_bytes(n, buf, cap); }
 
+const char *cli_count(uint64_t n, char *buf, size_t cap) {
+    if (n >= 1000000000ull) snprintf(buf, cap, "%.2f B", (double)n / 1e9);
+    else if (n >= 1000000ull) snprintf(buf, cap, "%.1f M", (double)n / 1e6);
+    else if (n >= 1000ull) snprintf(buf, cap, "%.1f K", (double)n / 1e3);
+    else snprintf(buf, cap, "%llu", (unsigned long long)n);
+    return buf;
+}
+
 void cli_json_string(FILE *f, const char *s, size_t len) {
     fputc('"', f);
     size_t i = 0;
@@ -171,4 +179,19 @@ void cli_json_string(FILE *f, const char *s, size_t len) {
         i += (size_t)l;
     }
     fputc('"', f);
+}
+
+uint64_t cli_index_bundle_size(const byoai_index *ix, const byoai_index_bundle *b, const byoai_machine *mc) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < b->n_members; i++) {
+        const byoai_index_model *m = byoai_index_find_model(ix, b->members[i].model);
+        size_t vi;
+        if (!m || byoai_index_choose_variant(m, mc, b->members[i].variant, &vi, NULL, NULL)) continue;
+        bool dup = false; /* a model twice (two roles) is one file */
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = !strcmp(b->members[j].model, b->members[i].model) &&
+                  !strcmp(b->members[j].variant ? b->members[j].variant : "", b->members[i].variant ? b->members[i].variant : "");
+        if (!dup) sum += m->variants[vi].approx_size;
+    }
+    return sum;
 }

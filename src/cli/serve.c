@@ -141,8 +141,7 @@ int cli_serve(int argc, char **argv) {
         case O_CLUSTER: flags[n_flags++] = (setting){"cluster", "true"}; break;
         case O_CL_NODISC: flags[n_flags++] = (setting){"cluster-discovery", "false"}; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("serve", "option %s needs a value", argv[optind - 1]);
-        case '?': return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+        case ':': case '?': return cli_option_error("serve", c, opts, argv);
         default: flags[n_flags++] = (setting){keys[c], optarg}; break;
         }
     }
