@@ -186,7 +186,7 @@ static int fetch_and_commit(op *p, planned *files, size_t n, byoai_manifest *man
         man->installed_at = (uint64_t)time(NULL);
         rc = byoai_store_write_manifest(p->s, man, err);
     }
-    byoai_store_unlock(lock);
+    byoai_store_unlock(p->s, lock);
     if (!rc) report(p, "done", man->name);
     return rc;
 }
