@@ -38,7 +38,9 @@ static void usage(FILE *f) {
 "      --repeat-last-n N    tokens the penalties look back over (default 64)\n"
 "  -s, --seed S             random seed; the same seed gives the same text (default 0xB10A1)\n"
 "  -t, --threads N          compute threads (default: all cores)\n"
-"  -c, --ctx N              context size in tokens (default: the model's, at most 4096)\n"
+"  -c, --ctx N              context size in tokens (default: the model's trained\n"
+"                           context, less when its KV cache would take more than a\n"
+"                           quarter of the memory; more than trained warns)\n"
 "      --logprobs K         print JSON lines instead of text: per token its id,\n"
 "                           text, logprob and the K most likely alternatives\n"
 "      --no-special         treat special-token text in the prompt as plain text\n"
@@ -95,6 +97,7 @@ typedef struct {
     int32_t *hist;     /* every token the context holds, in order */
     size_t n_hist, cap_hist;
     bool started;     /* BOS already sent */
+    uint64_t n_gen;   /* generated tokens shown (text or --logprobs lines), for the summary */
 } run_state;
 
 /* print a piece, holding back an incomplete UTF-8 tail */
@@ -180,11 +183,14 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
     char *r = reply ? malloc(rcap) : NULL;
     if (reply && !r) return CLI_ERROR;
     bool stopped = false;
+    size_t starts[32]; /* where the last tokens' text begins in r: those in the stop text are not shown */
     for (long long i = 0; (limit < 0 || i < limit) && !stopped; i++) {
         if (g_interrupted) break;
         const float *logits = byoai_get_output(st->ctx, 0);
         int32_t id = byoai_sampler_sample(st->sampler, logits);
         if (id < 0 || byoai_token_is_eog(st->tok, id)) break;
+        st->n_gen++;
+        starts[i % 32] = rlen;
         if (st->o->logprobs >= 0) emit_logprobs(st, id, logits);
         char piece[256];
         int len = byoai_token_to_piece(st->tok, id, piece, sizeof piece, false);
@@ -209,6 +215,8 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
                     rlen = safe;
                     r[rlen] = '\0';
                     stopped = true;
+                    for (long long k = i; st->o->logprobs < 0 && k >= 0 && k > i - 32 && starts[k % 32] >= safe; k--)
+                        st->n_gen--;
                 } else {
                     for (size_t k = slen - 1; k > 0; k--)
                         if (rlen >= k && !memcmp(r + rlen - k, stop, k)) { safe = rlen - k; break; }
@@ -429,6 +437,11 @@ int cli_run(int argc, char **argv) {
     double t0 = byoai_time_now();
     byoai_model *model;
     if (cli_load_model("run", path, &model, &err)) return cli_fail("run", &err);
+    const uint32_t trained = byoai_model_hparams(model)->n_ctx_train;
+    if (o.ctx && trained && o.ctx > trained)
+        fprintf(stderr, "byoai run: warning: a context of %u tokens is more than the %u the model was trained with; "
+                "past %u tokens it has never seen such positions, and its text may drift, repeat itself or turn to "
+                "gibberish\n", o.ctx, trained, trained);
     byoai_context_params cp = {.n_ctx = o.ctx, .n_threads = o.threads};
     byoai_context *ctx;
     if (byoai_context_new(model, &cp, &ctx, &err)) {
@@ -476,7 +489,7 @@ int cli_run(int argc, char **argv) {
     fprintf(stderr, "byoai: load %.2f s | prompt %llu tokens, %.1f tokens/s | generation %llu tokens, %.1f tokens/s\n",
             load_s, (unsigned long long)perf.prompt_tokens,
             perf.prompt_seconds > 0 ? (double)perf.prompt_tokens / perf.prompt_seconds : 0.0,
-            (unsigned long long)perf.gen_tokens, perf.gen_seconds > 0 ? (double)perf.gen_tokens / perf.gen_seconds : 0.0);
+            (unsigned long long)st.n_gen, perf.gen_seconds > 0 ? (double)perf.gen_tokens / perf.gen_seconds : 0.0);
     for (size_t i = 0; i < st.n_msgs; i++) free(st.owned[i]);
     free(st.owned);
     free(st.msgs);
