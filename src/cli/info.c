@@ -63,7 +63,8 @@ static void print_text(const char *path, const byoai_gguf *g, const byoai_model_
         printf("parameters:     %s\n", cli_count(in->n_params, a, sizeof a));
         printf("file type:      %s\n", in->file_type);
     }
-    printf("context length: %u (trained)\n", in->n_ctx_train);
+    if (in->n_ctx_train) printf("context length: %u (trained)\n", in->n_ctx_train);
+    else printf("context length: unknown (the file does not say)\n");
     printf("layers:         %u, embedding %u, feed-forward %u\n", in->n_layer, in->n_embd, in->n_ff);
     printf("attention:      %u heads, %u KV heads, head dim %u\n", in->n_head, in->n_head_kv, in->head_dim);
     printf("tokenizer:      %s, %u tokens\n", in->tokenizer[0] ? in->tokenizer : "none", in->n_vocab);
