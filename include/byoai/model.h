@@ -36,7 +36,7 @@ typedef enum byoai_ffn_act { BYOAI_ACT_SILU = 0, BYOAI_ACT_GELU = 1 } byoai_ffn_
 typedef struct byoai_hparams {
     char arch[32];
     uint32_t n_vocab;
-    uint32_t n_ctx_train;
+    uint32_t n_ctx_train;  /* the context the model was trained with; 0 when the file does not say */
     uint32_t n_embd;
     uint32_t n_layer;
     uint32_t n_head;
@@ -110,7 +110,10 @@ typedef struct byoai_model_info {
     uint64_t file_bytes, weight_bytes;
     uint64_t type_count[BYOAI_TYPE_COUNT]; /* tensors per type */
     uint64_t type_bytes[BYOAI_TYPE_COUNT]; /* bytes per type */
-    const char *file_type;     /* the dominant quantization ("Q4_K", ...) */
+    /* the file type: llama.cpp's name from general.file_type ("Q4_K_M")
+     * when the tensors agree with it, else the type of most of the 2-D
+     * weights' bytes ("Q4_K"); "none" without tensors */
+    const char *file_type;
     /* memory to run at n_ctx tokens, one sequence: weights + KV + buffers */
     uint32_t mem_ctx;
     uint64_t mem_kv_bytes, mem_buffer_bytes, mem_total_bytes;
@@ -123,7 +126,7 @@ bool byoai_arch_supported(const char *name);
 typedef struct byoai_context byoai_context;
 
 typedef struct byoai_context_params {
-    uint32_t n_ctx;     /* positions per sequence (0: min(train context, 4096)) */
+    uint32_t n_ctx;     /* positions per sequence (0: byoai_context_default_n_ctx) */
     uint32_t n_seq;     /* parallel sequences, each with its own KV cache (0: 1) */
     uint32_t n_batch;   /* max tokens per byoai_decode (0: 512) */
     int n_threads;      /* 0: all cores */
@@ -131,6 +134,12 @@ typedef struct byoai_context_params {
 } byoai_context_params;
 
 int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_context **out, byoai_error *err);
+/* The context a context gets by default: the model's trained context (2048
+ * when the file does not say), unless the KV cache of n_seq sequences that
+ * long would take more than a quarter of ram_bytes (0: this machine's
+ * memory); then the most that fits that (a multiple of 1024), but never
+ * less than the smaller of the trained context and 4096. */
+uint32_t byoai_context_default_n_ctx(const byoai_model *m, uint32_t n_seq, uint64_t ram_bytes);
 void byoai_context_free(byoai_context *ctx);
 uint32_t byoai_context_n_ctx(const byoai_context *ctx);
 uint32_t byoai_context_n_seq(const byoai_context *ctx);

@@ -40,6 +40,7 @@ typedef struct byoai_install_opts {
     unsigned retries;      /* attempts after a failure (0: 5) */
     bool offline;          /* never touch the network (also $BYOAI_OFFLINE=1) */
     byoai_install_plan *plan; /* when set: filled once resolved, before the "resolved" progress call */
+    bool refresh;          /* fetch the registry's index even when the cached one is recent */
 } byoai_install_opts;
 
 /* Install SPEC: NAME, NAME:VARIANT, or hf:OWNER/REPO/FILE.gguf. Picks the
@@ -203,6 +204,10 @@ typedef struct byoai_index_source {
 } byoai_index_source;
 int byoai_index_load(byoai_store *s, const byoai_registry_conf *r, bool refresh, bool offline, byoai_index **out,
                      byoai_index_source *src, byoai_error *err);
+/* How old an index taken from the cache without asking the registry is
+ * ("12 minutes"), or "" when it is current (just fetched or revalidated).
+ * Returns buf. */
+const char *byoai_index_age(const byoai_index_source *src, char *buf, size_t cap);
 
 /* Validate an index file: schema, unique names, sane sizes, URL schemes;
  * with deep, download every file (to a temporary store) and verify it. */
@@ -219,6 +224,7 @@ typedef struct byoai_update_item {
     size_t changed_files;       /* files whose content changed */
     uint64_t download_bytes;    /* bytes to download to update */
     char note[256];             /* why it cannot be checked, or "" */
+    bool unchecked;             /* it could not be compared with its registry's current index (note says why) */
 } byoai_update_item;
 /* Check installed models (names NULL: all). *items is malloc'd. */
 int byoai_update_check(byoai_store *s, const char *const *names, size_t n_names, const byoai_install_opts *opts,

@@ -17,7 +17,8 @@
  *   files, nothing that reads as an option). Anything else is refused with
  *   BYOAI_EINVAL.
  * - Layout under the home: blobs/sha256-<hex> (verified files),
- *   blobs/partial/ (downloads in progress, their locks, imports under way),
+ *   blobs/partial/ (downloads in progress, their locks while held, imports
+ *   under way), store.lock (while a command installs or collects garbage),
  *   manifests/NAME.json, cache/registries/ (indexes), config.json, keys/.
  * - A store handle may be used from several threads; several processes may
  *   use the same store at once (file locks guard concurrent writers).
@@ -48,12 +49,13 @@ typedef struct byoai_store_model {
     char variant[64];                  /* "q4_k_m", "f32", ... or "" */
     char path[4096];                   /* absolute path of the model's GGUF blob */
     char sha256[65];
-    uint64_t size;                     /* bytes of the GGUF blob */
+    uint64_t size;                     /* bytes of the GGUF blob; a bundle's: all its files */
     char registry[64];                 /* where it came from ("default", "local", ...) */
     char revision[64];                 /* registry revision installed, or "" */
     uint64_t installed_at;             /* unix seconds */
     /* bundles: a named set of models with roles, a system prompt and
-     * parameters; path/sha256/size above are the chat role's model */
+     * parameters; path/sha256 above are the chat role's model, size is the
+     * sum of the members' files (each file counted once) */
     bool is_bundle;
     char system_prompt[4096];          /* "" when none */
     char params_json[2048];            /* JSON object of sampling parameters, "{}" when none */
@@ -120,6 +122,8 @@ int byoai_manifest_parse(const char *json, size_t len, byoai_manifest *out, byoa
 /* Serialize to a malloc'd JSON text (NULL on allocation failure). */
 char *byoai_manifest_format(const byoai_manifest *m);
 void byoai_manifest_free(byoai_manifest *m);
+/* Bytes of the files a manifest names, each file counted once. */
+uint64_t byoai_manifest_bytes(const byoai_manifest *m);
 /* The member a run uses: role "chat", else the first. NULL when empty. */
 const byoai_store_member *byoai_manifest_main(const byoai_manifest *m);
 
@@ -152,12 +156,15 @@ int byoai_store_link_blob(byoai_store *s, const char *src, bool copy_only, char 
 /* Exclusive lock on one blob's download (several installs of the same file
  * share one download). Blocks until free, calling progress with phase
  * "waiting" about once a second (which may cancel). *fd receives the lock,
- * released by byoai_store_unlock. */
+ * released by byoai_store_unlock_blob. Lock files exist only while held:
+ * the last holder removes its file. */
 int byoai_store_lock_blob(byoai_store *s, const char *sha256, int *fd, byoai_progress_fn progress, void *user,
                           byoai_error *err);
-/* A shared lock held while installing (gc waits for it), or exclusive for gc. */
+void byoai_store_unlock_blob(byoai_store *s, const char *sha256, int fd);
+/* A shared lock held while installing (gc waits for it), or exclusive for
+ * gc; released by byoai_store_unlock (fd < 0: nothing). */
 int byoai_store_lock(byoai_store *s, bool exclusive, int *fd, byoai_error *err);
-void byoai_store_unlock(int fd);
+void byoai_store_unlock(byoai_store *s, int fd);
 
 /* Space: the store's size cap ($BYOAI_STORE_MAX_BYTES or config
  * "max_store_bytes"; 0 = none) and the file system's free space. Fails with

@@ -49,8 +49,7 @@ int cli_apikey(int argc, char **argv) {
         case 'd': db_opt = optarg; break;
         case 'j': json = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("apikey", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("apikey", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("apikey", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("apikey", "missing a subcommand: create, list or revoke");
@@ -108,5 +107,6 @@ int cli_apikey(int argc, char **argv) {
         fprintf(stderr, "byoai apikey: revoked %s\n", argv[optind + 1]);
         return CLI_OK;
     }
-    return cli_usage_error("apikey", "unknown subcommand '%s' (create, list or revoke)", sub);
+    static const char *const subs[] = {"create", "list", "revoke"};
+    return cli_unknown_word("apikey", "subcommand", sub, subs, 3);
 }

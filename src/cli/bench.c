@@ -49,8 +49,7 @@ int cli_bench(int argc, char **argv) {
         case 't': if (!cli_parse_int("bench", "--threads", optarg, 1, 512, &threads)) return CLI_USAGE; break;
         case 'r': if (!cli_parse_int("bench", "--reps", optarg, 1, 100, &reps)) return CLI_USAGE; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("bench", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("bench", c, opts, argv);
         }
     }
     if (argc - optind != 1) return cli_usage_error("bench", "expected one MODEL");

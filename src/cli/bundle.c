@@ -63,8 +63,7 @@ static int do_export(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("bundle", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("bundle", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("bundle", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("bundle", "export: missing NAME");
@@ -95,8 +94,7 @@ static int do_import(int argc, char **argv) {
         case 'N': as = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("bundle", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("bundle", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("bundle", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("bundle", "import: missing FILE");
@@ -170,8 +168,7 @@ int cli_bundle(int argc, char **argv) {
         }
         case 'q': quiet = true; break;
         case 'h': usage(stdout); json_decref(params); return CLI_OK;
-        case ':': json_decref(params); return cli_usage_error("bundle", "option %s needs a value", argv[optind - 1]);
-        default: json_decref(params); return cli_usage_error("bundle", "unknown option '%s'", argv[optind - 1]);
+        default: json_decref(params); return cli_option_error("bundle", c, opts, argv);
         }
     }
     if (optind >= argc) {

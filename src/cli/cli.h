@@ -90,10 +90,25 @@ void cli_print_plan(FILE *f, const byoai_install_plan *plan, bool dry_run);
  * != NULL) or all configured. *out is malloc'd; prints the error and returns
  * false when there are none. */
 bool cli_registries(const char *cmd, byoai_store *s, const char *only, byoai_registry_conf **out, size_t *n);
+/* A bundle of an index: the sum of the sizes of the variants its members
+ * would install here (members not in the index count 0). */
+uint64_t cli_index_bundle_size(const byoai_index *ix, const byoai_index_bundle *b, const byoai_machine *mc);
 /* Print a JSON value on stdout (indented, then a newline) and release it. */
 void cli_print_json(json_t *v);
 /* Print an index note ("offline: ...") to standard error when there is one. */
 void cli_note(const char *cmd, const char *note);
+
+/* "Did you mean": the edit distance between two words (swaps of neighbours
+ * count one), and the one known word close enough to be what was meant
+ * (NULL: none, or two equally close). */
+size_t cli_edit_distance(const char *a, const char *b);
+const char *cli_closest(const char *typed, const char *const *known, size_t n);
+/* Report what getopt_long returned c (':' missing value, else unknown) for:
+ * "option --x needs a value", "unknown option '--jsn'; did you mean
+ * '--json'?", or an abbreviation that fits several options. CLI_USAGE. */
+int cli_option_error(const char *cmd, int c, const struct option *opts, char **argv);
+/* "unknown WHAT 'x'; did you mean 'y'?" (or the list of known words). CLI_USAGE. */
+int cli_unknown_word(const char *cmd, const char *what, const char *typed, const char *const *known, size_t n);
 
 /* Prepare getopt_long for a subcommand's argv (resets state, stops at errors quietly). */
 void cli_getopt_reset(void);
@@ -101,6 +116,8 @@ void cli_getopt_reset(void);
 /* A count with a K/M/B suffix ("292.8 K", "1.10 B"): parameters, tokens. */
 const char *cli_count(uint64_t n, char *buf, size_t cap);
 const char *cli_bytes(uint64_t n, char *buf, size_t cap);
+/* A count for people: "292.8 K", "1.24 B" (parameters). Returns buf. */
+const char *cli_count(uint64_t n, char *buf, size_t cap);
 /* Write s as a JSON string literal (quotes included); invalid UTF-8 bytes
  * become U+FFFD. */
 void cli_json_string(FILE *f, const char *s, size_t len);

@@ -206,8 +206,7 @@ static int cmd_invite(int argc, char **argv) {
                    "node runs (`byoai cluster node`). --address is where the new member reaches\n"
                    "this node (default: this machine's best address and the running node's port).\n");
             return CLI_OK;
-        case ':': return cli_usage_error("cluster invite", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("cluster invite", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("cluster invite", c, opts, argv);
         }
     }
     if (optind < argc) return cli_usage_error("cluster invite", "unexpected argument '%s'", argv[optind]);
@@ -254,8 +253,7 @@ static int cmd_join(int argc, char **argv) {
                    "invite`). The inviting node must\nbe running. This node gets a certificate; start it with `byoai "
                    "cluster node`.\n");
             return CLI_OK;
-        case ':': return cli_usage_error("cluster join", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("cluster join", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("cluster join", c, opts, argv);
         }
     }
     if (optind + 1 != argc) return cli_usage_error("cluster join", "expected exactly one CODE");
@@ -473,8 +471,7 @@ static int cmd_plan(int argc, char **argv) {
                    "[--nodes ID,...]\n\nShow which node of the running cluster would run which layers of MODEL, and "
                    "the\nmemory each needs (weights, KV cache, buffers) against what it offers. Nothing\nis loaded.\n");
             return CLI_OK;
-        case ':': return cli_usage_error("cluster plan", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("cluster plan", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("cluster plan", c, opts, argv);
         }
     }
     if (optind + 1 != argc) return cli_usage_error("cluster plan", "expected exactly one MODEL");
@@ -599,8 +596,7 @@ static int cmd_deploy(int argc, char **argv) {
                    "Plan and load MODEL across the cluster with the running node as coordinator.\n"
                    "Nodes lacking the file fetch only their tensors from --url (HTTP Range).\n");
             return CLI_OK;
-        case ':': return cli_usage_error("cluster deploy", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("cluster deploy", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("cluster deploy", c, opts, argv);
         }
     }
     if (optind + 1 != argc) return cli_usage_error("cluster deploy", "expected exactly one NAME=MODEL.gguf");
@@ -671,8 +667,7 @@ static int cmd_run(int argc, char **argv) {
                    "--json-object constrains the output to one valid JSON object (JSON mode),\n"
                    "closed within N tokens.\n");
             return CLI_OK;
-        case ':': return cli_usage_error("cluster run", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("cluster run", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("cluster run", c, opts, argv);
         }
     }
     if (optind + 1 != argc) return cli_usage_error("cluster run", "expected exactly one model NAME");
@@ -777,8 +772,7 @@ static int cmd_node(int argc, char **argv) {
         case 22: cfg.measure_bandwidth = true; break;
         case 23: cfg.measure_bandwidth = false; break;
         case 'h': node_usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("cluster node", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("cluster node", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("cluster node", c, opts, argv);
         }
     }
     if (optind < argc) return cli_usage_error("cluster node", "unexpected argument '%s'", argv[optind]);
@@ -864,5 +858,7 @@ int cli_cluster(int argc, char **argv) {
     if (!strcmp(cmd, "deploy")) return cmd_deploy(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "node")) return cmd_node(argc - 1, argv + 1);
-    return cli_usage_error("cluster", "unknown command '%s'", cmd);
+    static const char *const cmds[] = {"create", "invite", "join", "leave", "remove",
+                                       "status", "plan", "deploy", "run", "node"};
+    return cli_unknown_word("cluster", "command", cmd, cmds, sizeof cmds / sizeof cmds[0]);
 }

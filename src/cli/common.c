@@ -180,3 +180,18 @@ void cli_json_string(FILE *f, const char *s, size_t len) {
     }
     fputc('"', f);
 }
+
+uint64_t cli_index_bundle_size(const byoai_index *ix, const byoai_index_bundle *b, const byoai_machine *mc) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < b->n_members; i++) {
+        const byoai_index_model *m = byoai_index_find_model(ix, b->members[i].model);
+        size_t vi;
+        if (!m || byoai_index_choose_variant(m, mc, b->members[i].variant, &vi, NULL, NULL)) continue;
+        bool dup = false; /* a model twice (two roles) is one file */
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = !strcmp(b->members[j].model, b->members[i].model) &&
+                  !strcmp(b->members[j].variant ? b->members[j].variant : "", b->members[i].variant ? b->members[i].variant : "");
+        if (!dup) sum += m->variants[vi].approx_size;
+    }
+    return sum;
+}

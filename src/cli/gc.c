@@ -31,7 +31,7 @@ int cli_gc(int argc, char **argv) {
         case 'n': dry = true; break;
         case 'j': json = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        default: return cli_usage_error("gc", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("gc", c, opts, argv);
         }
     }
     if (optind < argc) return cli_usage_error("gc", "unexpected argument '%s'", argv[optind]);

@@ -44,8 +44,7 @@ int cli_hw(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 's': if (!cli_parse_int("hw", "--model-size", optarg, 1, 1ll << 50, &size)) return CLI_USAGE; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("hw", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("hw", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("hw", c, opts, argv);
         }
     }
     if (optind < argc) return cli_usage_error("hw", "unexpected argument '%s'", argv[optind]);

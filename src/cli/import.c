@@ -45,8 +45,7 @@ int cli_import(int argc, char **argv) {
         case 3: o.license = optarg; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("import", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("import", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("import", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("import", "missing FILE");

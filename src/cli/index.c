@@ -40,7 +40,7 @@ int cli_index(int argc, char **argv) {
         case 'd': deep = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        default: return cli_usage_error("index", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("index", c, opts, argv);
         }
     }
     if (optind + 1 != argc) return cli_usage_error("index", "validate: expected one FILE");

@@ -15,11 +15,14 @@ static void usage(FILE *f) {
 "this build runs it, parameter count, trained context length, layer shapes,\n"
 "tensor types and how much of the file each takes, tokenizer, whether a chat\n"
 "template is present, and the memory needed to run it at a context size.\n"
+"The file type is llama.cpp's name from general.file_type (Q4_K_M) when the\n"
+"tensors agree with it. Works for any GGUF, also vocabulary-only files and\n"
+"architectures this build cannot run.\n"
 "\n"
 "Options:\n"
 "      --json     print one JSON object instead of text\n"
-"  -c, --ctx N    context size for the memory estimate (default: the model's,\n"
-"                 at most 4096)\n"
+"  -c, --ctx N    context size for the memory estimate (default: the model's\n"
+"                 trained context)\n"
 "  -h, --help     show this help\n"
 "\n"
 "Exit status: 0 success, 1 the file is unreadable or not valid GGUF, 2 usage error.\n");
@@ -45,6 +48,7 @@ static void print_json(const char *path, const byoai_gguf *g, const byoai_model_
         (json_int_t)in->mem_kv_bytes, "buffer_bytes", (json_int_t)in->mem_buffer_bytes, "total_bytes",
         (json_int_t)in->mem_total_bytes);
     json_object_set_new(o, "file_type", json_string(in->file_type));
+    json_object_set_new(o, "vocab_only", json_boolean(g->n_tensors == 0 && in->n_vocab > 0));
     json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     printf("\n");
     json_decref(o);
@@ -55,13 +59,22 @@ static void print_text(const char *path, const byoai_gguf *g, const byoai_model_
     printf("file:           %s (%s, GGUF v%u)\n", path, cli_bytes(in->file_bytes, a, sizeof a), g->version);
     if (in->name[0]) printf("name:           %s\n", in->name);
     printf("architecture:   %s%s\n", in->arch, in->arch_supported ? "" : " (not supported by this build)");
-    printf("parameters:     %s\n", cli_count(in->n_params, a, sizeof a));
-    printf("file type:      %s\n", in->file_type);
-    printf("context length: %u (trained)\n", in->n_ctx_train);
+    if (g->n_tensors) {
+        printf("parameters:     %s\n", cli_count(in->n_params, a, sizeof a));
+        printf("file type:      %s\n", in->file_type);
+    }
+    if (in->n_ctx_train) printf("context length: %u (trained)\n", in->n_ctx_train);
+    else printf("context length: unknown (the file does not say)\n");
     printf("layers:         %u, embedding %u, feed-forward %u\n", in->n_layer, in->n_embd, in->n_ff);
     printf("attention:      %u heads, %u KV heads, head dim %u\n", in->n_head, in->n_head_kv, in->head_dim);
     printf("tokenizer:      %s, %u tokens\n", in->tokenizer[0] ? in->tokenizer : "none", in->n_vocab);
     printf("chat template:  %s\n", in->has_chat_template ? "yes" : "no");
+    if (g->n_tensors == 0) {
+        /* nothing to run, and no memory to need */
+        if (in->n_vocab) printf("tensors:        none: a vocabulary-only file (`byoai tokenize` works with it; it cannot run)\n");
+        else printf("tensors:        none, and no vocabulary either\n");
+        return;
+    }
     printf("tensors:        %llu (%s)\n", (unsigned long long)g->n_tensors, cli_bytes(in->weight_bytes, a, sizeof a));
     for (int t = 0; t < BYOAI_TYPE_COUNT; t++) {
         if (!in->type_count[t]) continue;
@@ -86,8 +99,7 @@ int cli_info(int argc, char **argv) {
         case 'j': json = true; break;
         case 'c': if (!cli_parse_int("info", "--ctx", optarg, 1, 1 << 24, &ctx)) return CLI_USAGE; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("info", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("info", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("info", "missing MODEL");
@@ -98,7 +110,11 @@ int cli_info(int argc, char **argv) {
     byoai_gguf *g;
     if (byoai_gguf_open(path, &g, &err)) return cli_fail("info", &err);
     byoai_model_info in;
-    if (byoai_model_describe(g, (uint32_t)ctx, &in, &err)) {
+    int rc = byoai_model_describe(g, (uint32_t)ctx, &in, &err);
+    /* by default at the trained context, the context `byoai run` starts from */
+    if (!rc && !ctx && in.n_ctx_train && in.n_ctx_train != in.mem_ctx)
+        rc = byoai_model_describe(g, in.n_ctx_train, &in, &err);
+    if (rc) {
         byoai_gguf_close(g);
         return cli_fail("info", &err);
     }

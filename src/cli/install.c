@@ -30,6 +30,8 @@ static void usage(FILE *f) {
 "      --retries N          attempts after a failure (default 5)\n"
 "      --name NAME          install an hf: file under this name\n"
 "      --offline            use cached indexes only\n"
+"      --refresh            fetch the index even when the cached one is recent\n"
+"                           (it is cached for $BYOAI_INDEX_TTL seconds, default 600)\n"
 "  -q, --quiet              no progress output\n"
 "  -h, --help               show this help\n"
 "\n"
@@ -49,6 +51,7 @@ int cli_install(int argc, char **argv) {
     static const struct option opts[] = {{"registry", required_argument, 0, 'r'}, {"dry-run", no_argument, 0, 'n'},
                                          {"max-rate", required_argument, 0, 1},   {"retries", required_argument, 0, 2},
                                          {"name", required_argument, 0, 3},       {"offline", no_argument, 0, 4},
+                                         {"refresh", no_argument, 0, 5},
                                          {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     byoai_install_opts o = {0};
@@ -64,12 +67,13 @@ int cli_install(int argc, char **argv) {
         case 2: if (!cli_parse_int("install", "--retries", optarg, 1, 100, &iv)) return CLI_USAGE; o.retries = (unsigned)iv; break;
         case 3: o.as_name = optarg; break;
         case 4: o.offline = true; break;
+        case 5: o.refresh = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("install", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("install", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("install", c, opts, argv);
         }
     }
+    if (o.refresh && o.offline) return cli_usage_error("install", "--refresh needs the network; drop --offline");
     if (optind >= argc) return cli_usage_error("install", "missing MODEL");
     if (o.as_name && argc - optind > 1) return cli_usage_error("install", "--name applies to a single hf: install");
     byoai_store *s = cli_store("install");

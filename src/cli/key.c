@@ -44,8 +44,7 @@ int cli_key(int argc, char **argv) {
         case 'k': path = optarg; break;
         case 'f': force = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("key", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("key", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("key", c, opts, argv);
         }
     }
     if (gen && optind + 1 != argc) return cli_usage_error("key", "generate: expected one NAME");

@@ -9,7 +9,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-"usage: byoai list [--available] [--json] [--registry NAME|URL] [--offline]\n"
+"usage: byoai list [--available] [--json] [--registry NAME|URL] [--offline|--refresh]\n"
 "\n"
 "List the installed models and bundles: name, variant, size, where they came\n"
 "from (registry and revision) and when they were installed. With\n"
@@ -21,6 +21,8 @@ static void usage(FILE *f) {
 "      --json               print a JSON array\n"
 "  -r, --registry NAME|URL  with --available: this registry only\n"
 "      --offline            with --available: cached indexes only\n"
+"      --refresh            with --available: fetch the indexes even when the\n"
+"                           cached ones are recent\n"
 "  -h, --help               show this help\n"
 "\n"
 "Exit status: 0 success, 1 failure, 2 usage error.\n");
@@ -58,7 +60,7 @@ static int list_installed(byoai_store *s, bool json) {
     return CLI_OK;
 }
 
-static int list_available(byoai_store *s, bool json, const char *only, bool offline) {
+static int list_available(byoai_store *s, bool json, const char *only, bool offline, bool refresh) {
     byoai_registry_conf *regs;
     size_t n_regs;
     if (!cli_registries("list", s, only, &regs, &n_regs)) return CLI_ERROR;
@@ -72,7 +74,7 @@ static int list_available(byoai_store *s, bool json, const char *only, bool offl
         byoai_index *ix;
         byoai_index_source src;
         byoai_error e = {0};
-        if (byoai_index_load(s, &regs[r], false, offline, &ix, &src, &e)) {
+        if (byoai_index_load(s, &regs[r], refresh, offline, &ix, &src, &e)) {
             if (n_regs == 1) rc = cli_fail("list", &e);
             else fprintf(stderr, "byoai list: warning: %s\n", e.msg);
             continue;
@@ -124,8 +126,8 @@ static int list_available(byoai_store *s, bool json, const char *only, bool offl
 int cli_list(int argc, char **argv) {
     static const struct option opts[] = {{"available", no_argument, 0, 'a'}, {"json", no_argument, 0, 'j'},
                                          {"registry", required_argument, 0, 'r'}, {"offline", no_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    bool available = false, json = false, offline = false;
+                                         {"refresh", no_argument, 0, 'R'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    bool available = false, json = false, offline = false, refresh = false;
     const char *only = NULL;
     cli_getopt_reset();
     int c;
@@ -135,15 +137,16 @@ int cli_list(int argc, char **argv) {
         case 'j': json = true; break;
         case 'r': only = optarg; break;
         case 'o': offline = true; break;
+        case 'R': refresh = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("list", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("list", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("list", c, opts, argv);
         }
     }
     if (optind < argc) return cli_usage_error("list", "unexpected argument '%s'", argv[optind]);
+    if (refresh && offline) return cli_usage_error("list", "--refresh needs the network; drop --offline");
     byoai_store *s = cli_store("list");
     if (!s) return CLI_ERROR;
-    int rc = available ? list_available(s, json, only, offline) : list_installed(s, json);
+    int rc = available ? list_available(s, json, only, offline, refresh) : list_installed(s, json);
     byoai_store_close(s);
     return rc;
 }

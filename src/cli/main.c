@@ -69,6 +69,14 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--version")) return cli_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+    const char *names[sizeof COMMANDS / sizeof COMMANDS[0]];
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) names[i] = COMMANDS[i].name;
+    const char *near = cli_closest(cmd, names, sizeof names / sizeof names[0]);
+    if (near) {
+        fprintf(stderr, "byoai: unknown command '%s'; did you mean '%s'?\nRun 'byoai --help' for the list of commands.\n",
+                cmd, near);
+        return CLI_USAGE;
+    }
     fprintf(stderr, "byoai: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return CLI_USAGE;

@@ -13,7 +13,9 @@ static void usage(FILE *f) {
 "checks the signature, that the file is valid GGUF with the sha256 you\n"
 "signed, that it has a license and an architecture, and that NAME is free or\n"
 "yours; then it adds (or updates) the entry in its index, recording you as\n"
-"the publisher, and signs the new index.\n"
+"the publisher, and signs the new index. The file and its license are\n"
+"checked here first: a file without one is refused before anything is sent.\n"
+"Your own cached copy of the registry's index is refreshed on your next command.\n"
 "\n"
 "Options:\n"
 "  -N, --name NAME           the model's name in the registry (required)\n"
@@ -55,8 +57,7 @@ int cli_publish(int argc, char **argv) {
         case 6: if (!cli_parse_bytes("publish", "--max-rate", optarg, &o.max_rate)) return CLI_USAGE; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("publish", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("publish", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("publish", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("publish", "missing FILE.gguf");

@@ -65,8 +65,7 @@ int cli_quantize(int argc, char **argv) {
         case 'a': requant = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("quantize", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("quantize", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("quantize", c, opts, argv);
         }
     }
     if (argc - optind != 3) return cli_usage_error("quantize", "expected IN.gguf OUT.gguf TYPE");

@@ -149,8 +149,7 @@ int cli_registry(int argc, char **argv) {
         case 'm': if (!cli_parse_bytes("registry", "--max-upload", optarg, &so.max_upload)) return CLI_USAGE; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("registry", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("registry", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("registry", c, opts, argv);
         }
     }
     int nargs = argc - optind;
@@ -208,7 +207,8 @@ int cli_registry(int argc, char **argv) {
         else if (byoai_registry_config_remove(s, args[0], &err)) rc = cli_fail("registry", &err);
         else printf("removed registry %s\n", args[0]);
     } else {
-        rc = cli_usage_error("registry", "unknown subcommand '%s'", sub);
+        static const char *const subs[] = {"list", "add", "remove", "init", "add-publisher", "sign", "serve"};
+        rc = cli_unknown_word("registry", "subcommand", sub, subs, sizeof subs / sizeof subs[0]);
     }
     byoai_store_close(s);
     return rc;

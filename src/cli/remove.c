@@ -1,5 +1,6 @@
 /* byoai remove: uninstall models and bundles (their files are reclaimed by
  * `byoai gc` once nothing else uses them). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -20,6 +21,21 @@ static void usage(FILE *f) {
 "removed, 2 usage error.\n");
 }
 
+/* a mistyped name: the installed one it is closest to */
+static void suggest_installed(byoai_store *s, const char *typed) {
+    byoai_store_model *list;
+    size_t n;
+    if (strchr(typed, ':') || byoai_store_list(s, &list, &n, NULL)) return;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (names) {
+        for (size_t i = 0; i < n; i++) names[i] = list[i].name;
+        const char *near = cli_closest(typed, names, n);
+        if (near) fprintf(stderr, "byoai remove: did you mean '%s'?\n", near);
+    }
+    free(names);
+    free(list);
+}
+
 int cli_remove(int argc, char **argv) {
     static const struct option opts[] = {{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     bool quiet = false;
@@ -29,7 +45,7 @@ int cli_remove(int argc, char **argv) {
         switch (c) {
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        default: return cli_usage_error("remove", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("remove", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("remove", "missing MODEL");
@@ -38,8 +54,12 @@ int cli_remove(int argc, char **argv) {
     int rc = CLI_OK;
     for (int i = optind; i < argc; i++) {
         byoai_error err = {0};
-        if (byoai_store_remove(s, argv[i], &err)) rc = cli_fail("remove", &err);
-        else if (!quiet) printf("removed %s\n", argv[i]);
+        if (byoai_store_remove(s, argv[i], &err)) {
+            rc = cli_fail("remove", &err);
+            if (err.code == BYOAI_ENOTFOUND) suggest_installed(s, argv[i]);
+        } else if (!quiet) {
+            printf("removed %s\n", argv[i]);
+        }
     }
     if (rc == CLI_OK && !quiet) {
         byoai_gc_report r;

@@ -51,7 +51,8 @@ static void usage(FILE *f) {
 "  -s, --seed S             random seed; the same seed gives the same text (default 0xB10A1)\n"
 "  -t, --threads N          compute threads (default: all cores)\n"
 "  -c, --ctx N              context size in tokens (default: the model's trained\n"
-"                           context, at most 4096; more than it trained on warns)\n"
+"                           context, less when its KV cache would take more than a\n"
+"                           quarter of the memory; more than trained warns)\n"
 "      --logprobs K         print JSON lines instead of text: per token its id,\n"
 "                           text, logprob and the K most likely alternatives\n"
 "      --no-special         treat special-token text in the prompt as plain text\n"
@@ -201,11 +202,14 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
     char *r = reply ? malloc(rcap) : NULL;
     if (reply && !r) return CLI_ERROR;
     bool stopped = false;
+    size_t starts[32]; /* where the last tokens' text begins in r: those in the stop text are not shown */
     for (long long i = 0; (limit < 0 || i < limit) && !stopped; i++) {
         if (run_interrupted) break;
         const float *logits = byoai_get_output(st->ctx, 0);
         int32_t id = byoai_sampler_sample(st->sampler, logits);
         if (id < 0 || byoai_token_is_eog(st->tok, id)) break;
+        st->n_shown++;
+        starts[i % 32] = rlen;
         if (st->o->logprobs >= 0) emit_logprobs(st, id, logits);
         char piece[256];
         int len = byoai_token_to_piece(st->tok, id, piece, sizeof piece, false);
@@ -230,6 +234,8 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
                     rlen = safe;
                     r[rlen] = '\0';
                     stopped = true;
+                    for (long long k = i; st->o->logprobs < 0 && k >= 0 && k > i - 32 && starts[k % 32] >= safe; k--)
+                        st->n_shown--;
                 } else {
                     for (size_t k = slen - 1; k > 0; k--)
                         if (rlen >= k && !memcmp(r + rlen - k, stop, k)) { safe = rlen - k; break; }
@@ -240,7 +246,6 @@ static int sample_loop(run_state *st, long long limit, const char *stop, char **
         } else if (st->o->logprobs < 0 && len > 0) {
             emit_text(st, piece, (size_t)len);
         }
-        if (!stopped) st->n_shown++; /* the token that completes a stop text is not shown */
         byoai_sampler_accept(st->sampler, id);
         if (stopped || (limit >= 0 && i + 1 >= limit)) break; /* no need to evaluate the last token */
         if (byoai_kv_len(st->ctx, 0) + 1 >= n_ctx) {
@@ -450,8 +455,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         case 13: o->system = optarg; o->set |= OPT_SYSTEM; break;
         case 'y': o->yes = true; break;
         case 'h': usage(stdout); return -1;
-        case ':': return cli_usage_error("run", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("run", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("run", c, opts, argv);
         }
     }
     if (optind >= argc) return cli_usage_error("run", "missing MODEL");
@@ -536,10 +540,11 @@ int cli_run(int argc, char **argv) {
     double t0 = byoai_time_now();
     byoai_model *model;
     if (cli_load_model("run", path, &model, &err)) return cli_fail("run", &err);
-    uint32_t train = byoai_model_hparams(model)->n_ctx_train;
-    if (o.ctx && train && o.ctx > train)
-        fprintf(stderr, "byoai run: warning: --ctx %u is more than the %u tokens this model was trained on: text "
-                "past %u tokens may become incoherent\n", o.ctx, train, train);
+    const uint32_t trained = byoai_model_hparams(model)->n_ctx_train;
+    if (o.ctx && trained && o.ctx > trained)
+        fprintf(stderr, "byoai run: warning: a context of %u tokens is more than the %u the model was trained with; "
+                "past %u tokens it has never seen such positions, and its text may drift, repeat itself or turn to "
+                "gibberish\n", o.ctx, trained, trained);
     byoai_context_params cp = {.n_ctx = o.ctx, .n_threads = o.threads};
     byoai_context *ctx;
     if (byoai_context_new(model, &cp, &ctx, &err)) {

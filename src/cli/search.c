@@ -7,7 +7,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-"usage: byoai search [QUERY...] [--json] [--registry NAME|URL] [--offline]\n"
+"usage: byoai search [QUERY...] [--json] [--registry NAME|URL] [--offline|--refresh]\n"
 "\n"
 "Search the models and bundles of the configured registries. Every word of\n"
 "QUERY must match a model's name, description, tags or architecture; name\n"
@@ -15,13 +15,15 @@ static void usage(FILE *f) {
 "the variant `byoai install` would pick here), whether it fits this\n"
 "machine's memory, and whether it is installed.\n"
 "\n"
-"Indexes are cached (see `byoai registry`); when a registry cannot be\n"
-"reached, its cached index is used and a note says so.\n"
+"Indexes are cached for $BYOAI_INDEX_TTL seconds (default 600); --refresh\n"
+"asks the registries at once. When a registry cannot be reached, its cached\n"
+"index is used and a note says so.\n"
 "\n"
 "Options:\n"
 "      --json               print a JSON array\n"
 "  -r, --registry NAME|URL  search this registry only\n"
 "      --offline            use cached indexes only\n"
+"      --refresh            fetch the indexes even when the cached ones are recent\n"
 "  -h, --help               show this help\n"
 "\n"
 "Exit status: 0 success (even with no match), 1 no registry could be read,\n"
@@ -30,6 +32,7 @@ static void usage(FILE *f) {
 
 typedef struct row {
     const char *registry;
+    const byoai_index *ix;
     byoai_search_hit hit;
 } row;
 
@@ -43,8 +46,9 @@ static int cmp_row(const void *a, const void *b) {
 
 int cli_search(int argc, char **argv) {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"registry", required_argument, 0, 'r'},
-                                         {"offline", no_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    bool json = false, offline = false;
+                                         {"offline", no_argument, 0, 'o'}, {"refresh", no_argument, 0, 'R'},
+                                         {"help", no_argument, 0, 'h'},    {0, 0, 0, 0}};
+    bool json = false, offline = false, refresh = false;
     const char *only = NULL;
     cli_getopt_reset();
     int c;
@@ -53,11 +57,12 @@ int cli_search(int argc, char **argv) {
         case 'j': json = true; break;
         case 'r': only = optarg; break;
         case 'o': offline = true; break;
+        case 'R': refresh = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("search", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("search", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("search", c, opts, argv);
         }
     }
+    if (refresh && offline) return cli_usage_error("search", "--refresh needs the network; drop --offline");
     char query[1024] = "";
     for (int i = optind; i < argc; i++) {
         size_t l = strlen(query);
@@ -78,7 +83,7 @@ int cli_search(int argc, char **argv) {
     for (size_t i = 0; i < n_regs; i++) {
         byoai_index_source src;
         byoai_error e = {0};
-        if (byoai_index_load(s, &regs[i], false, offline, &ix[i], &src, &e)) {
+        if (byoai_index_load(s, &regs[i], refresh, offline, &ix[i], &src, &e)) {
             if (n_regs == 1) rc = cli_fail("search", &e);
             else fprintf(stderr, "byoai search: warning: %s\n", e.msg);
             continue;
@@ -94,7 +99,7 @@ int cli_search(int argc, char **argv) {
             continue;
         }
         rows = nr;
-        for (size_t k = 0; k < nh; k++) rows[n_rows++] = (row){regs[i].name, hits[k]};
+        for (size_t k = 0; k < nh; k++) rows[n_rows++] = (row){regs[i].name, ix[i], hits[k]};
         free(hits);
     }
     if (!ok && rc == CLI_OK) rc = CLI_ERROR;
@@ -110,6 +115,7 @@ int cli_search(int argc, char **argv) {
         uint64_t size = 0;
         bool fits = true;
         const char *variant = "";
+        if (h->bundle) size = cli_index_bundle_size(rows[i].ix, h->bundle, &mc);
         if (h->model) {
             size_t vi;
             if (byoai_index_choose_variant(h->model, &mc, NULL, &vi, NULL, NULL) == 0) {
@@ -139,8 +145,9 @@ int cli_search(int argc, char **argv) {
             snprintf(d, sizeof d, "%s", desc);
             char *nl = strchr(d, '\n');
             if (nl) *nl = '\0';
-            printf("%-36s %-10s %-5s %-9s %-10s %s%s\n", name, h->model ? cli_bytes(size, sz, sizeof sz) : "bundle",
-                   fits ? "yes" : "no", installed ? "yes" : "", rows[i].registry, d, strlen(desc) > 60 ? "..." : "");
+            printf("%-36s %-10s %-5s %-9s %-10s %s%s%s\n", name, cli_bytes(size, sz, sizeof sz),
+                   fits ? "yes" : "no", installed ? "yes" : "", rows[i].registry, h->bundle ? "(bundle) " : "", d,
+                   strlen(desc) > 60 ? "..." : "");
         }
     }
     if (json) {

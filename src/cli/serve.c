@@ -35,7 +35,9 @@ static void usage(FILE *f) {
 "      --cors-origin ORIGIN  let web pages from ORIGIN call the API (repeatable,\n"
 "                            or comma-separated; '*' for any)\n"
 "      --parallel N          requests decoded together per model (default 4)\n"
-"  -c, --ctx N               context tokens per request (default: the model's, at most 4096)\n"
+"  -c, --ctx N               context tokens per request (default: the model's trained\n"
+"                            context, less when the KV cache of --parallel sequences\n"
+"                            would take more than a quarter of the memory)\n"
 "  -t, --threads N           compute threads per model (default: all cores)\n"
 "      --max-loaded N        models loaded at once (default 2)\n"
 "      --idle-timeout S      unload a model unused for S seconds (default 300; 0 never)\n"
@@ -154,8 +156,7 @@ int cli_serve(int argc, char **argv) {
         case O_CLUSTER: flags[n_flags++] = (setting){"cluster", "true"}; break;
         case O_CL_NODISC: flags[n_flags++] = (setting){"cluster-discovery", "false"}; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("serve", "option %s needs a value", argv[optind - 1]);
-        case '?': return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+        case ':': case '?': return cli_option_error("serve", c, opts, argv);
         default: flags[n_flags++] = (setting){keys[c], optarg}; break;
         }
     }

@@ -9,7 +9,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-"usage: byoai show MODEL [--json] [--registry NAME|URL] [--offline]\n"
+"usage: byoai show MODEL [--json] [--registry NAME|URL] [--offline|--refresh]\n"
 "\n"
 "Describe MODEL (a model or bundle name): what is installed (variant, files,\n"
 "sha256, origin, for bundles their roles, system prompt and parameters) and\n"
@@ -21,6 +21,7 @@ static void usage(FILE *f) {
 "      --json               print one JSON object\n"
 "  -r, --registry NAME|URL  registry to look in (default: the default one)\n"
 "      --offline            cached index only\n"
+"      --refresh            fetch the index even when the cached one is recent\n"
 "  -h, --help               show this help\n"
 "\n"
 "Exit status: 0 success, 1 neither installed nor in the registry, 2 usage error.\n");
@@ -34,8 +35,9 @@ static json_t *member_json(const byoai_store_member *f) {
 
 int cli_show(int argc, char **argv) {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"registry", required_argument, 0, 'r'},
-                                         {"offline", no_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    bool json = false, offline = false;
+                                         {"offline", no_argument, 0, 'o'}, {"refresh", no_argument, 0, 'R'},
+                                         {"help", no_argument, 0, 'h'},    {0, 0, 0, 0}};
+    bool json = false, offline = false, refresh = false;
     const char *reg_name = NULL;
     cli_getopt_reset();
     int c;
@@ -44,11 +46,12 @@ int cli_show(int argc, char **argv) {
         case 'j': json = true; break;
         case 'r': reg_name = optarg; break;
         case 'o': offline = true; break;
+        case 'R': refresh = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("show", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("show", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("show", c, opts, argv);
         }
     }
+    if (refresh && offline) return cli_usage_error("show", "--refresh needs the network; drop --offline");
     if (optind >= argc) return cli_usage_error("show", "missing MODEL");
     if (optind + 1 < argc) return cli_usage_error("show", "unexpected argument '%s'", argv[optind + 1]);
     const char *name = argv[optind];
@@ -67,15 +70,21 @@ int cli_show(int argc, char **argv) {
     byoai_error ierr = {0};
     if (installed && !reg_name && strcmp(man.origin.registry, "local") && strcmp(man.origin.registry, "hf"))
         reg_name = byoai_registry_get(s, man.origin.registry, &reg, NULL) == 0 ? man.origin.registry : NULL;
-    if (byoai_registry_get(s, reg_name, &reg, &ierr) == 0) byoai_index_load(s, &reg, false, offline, &ix, &src, &ierr);
+    if (byoai_registry_get(s, reg_name, &reg, &ierr) == 0) byoai_index_load(s, &reg, refresh, offline, &ix, &src, &ierr);
     if (ix) cli_note("show", src.note);
     const byoai_index_model *im = byoai_index_find_model(ix, base);
     const byoai_index_bundle *ib = im ? NULL : byoai_index_find_bundle(ix, base);
     int rc = CLI_OK;
     if (!installed && !im && !ib) {
         if (ierr.code) fprintf(stderr, "byoai show: warning: %s\n", ierr.msg);
-        fprintf(stderr, "byoai show: error: '%s' is neither installed nor in registry %s; try `byoai search %s`\n",
-                base, reg.name[0] ? reg.name : "default", base);
+        char age[48];
+        byoai_index_age(&src, age, sizeof age);
+        fprintf(stderr, "byoai show: error: '%s' is neither installed nor in registry %s", base,
+                reg.name[0] ? reg.name : "default");
+        if (ix && age[0])
+            fprintf(stderr, " (in its index cached %s ago%s)", age,
+                    offline || src.unreachable ? "" : "; `--refresh` fetches it again");
+        fprintf(stderr, "; try `byoai search %s`\n", base);
         rc = CLI_ERROR;
         goto out;
     }
@@ -88,12 +97,13 @@ int cli_show(int argc, char **argv) {
             json_t *files = json_array();
             for (size_t i = 0; i < man.n_members; i++) json_array_append_new(files, member_json(&man.members[i]));
             json_t *params = json_loads(man.params_json, 0, NULL);
-            json_object_set_new(o, "installed",
-                                json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:o}", "kind",
+            json_t *inst = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:o}", "kind",
                                           man.is_bundle ? "bundle" : "model", "variant", man.variant, "registry",
                                           man.origin.registry, "revision", man.origin.revision, "license", man.license,
                                           "installed_at", (json_int_t)man.installed_at, "files", files, "system",
-                                          man.system_prompt, "params", params ? params : json_object()));
+                                          man.system_prompt, "params", params ? params : json_object());
+            json_object_set_new(inst, "size", json_integer((json_int_t)byoai_manifest_bytes(&man)));
+            json_object_set_new(o, "installed", inst);
         } else {
             json_object_set_new(o, "installed", json_null());
         }
@@ -126,9 +136,10 @@ int cli_show(int argc, char **argv) {
             for (size_t i = 0; i < ib->n_members; i++)
                 json_array_append_new(mem, json_pack("{s:s,s:s,s:s?}", "role", ib->members[i].role, "model",
                                                      ib->members[i].model, "variant", ib->members[i].variant));
-            json_object_set_new(o, "index", json_pack("{s:s,s:s,s:s,s:s,s:o}", "kind", "bundle", "registry", reg.name,
-                                                      "description", ib->description, "revision", ib->revision,
-                                                      "members", mem));
+            json_object_set_new(o, "index", json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "kind", "bundle", "registry",
+                                                      reg.name, "description", ib->description, "revision",
+                                                      ib->revision, "size",
+                                                      (json_int_t)cli_index_bundle_size(ix, ib, &mc), "members", mem));
         } else {
             json_object_set_new(o, "index", json_null());
         }
@@ -138,10 +149,11 @@ int cli_show(int argc, char **argv) {
     printf("%s\n", base);
     if (im) {
         printf("  %s\n", im->description);
-        printf("  architecture %s%s, %.2f B parameters%s%.0llu, license %s\n", im->architecture,
-               byoai_arch_supported(im->architecture) ? "" : " (this build cannot run it yet)",
-               (double)im->parameters / 1e9, im->context_length ? ", context " : "",
-               (unsigned long long)im->context_length, im->license);
+        char pc[32] = "", cl[48] = "";
+        if (im->parameters) snprintf(pc, sizeof pc, ", %s parameters", cli_count(im->parameters, a, sizeof a));
+        if (im->context_length) snprintf(cl, sizeof cl, ", context %llu", (unsigned long long)im->context_length);
+        printf("  architecture %s%s%s%s, license %s\n", im->architecture,
+               byoai_arch_supported(im->architecture) ? "" : " (this build cannot run it yet)", pc, cl, im->license);
         printf("  registry %s, revision %s (%s)%s%s\n", reg.name, im->revision, im->updated,
                im->publisher ? ", published by " : "", im->publisher ? im->publisher : "");
         if (im->n_tags) {
@@ -161,14 +173,16 @@ int cli_show(int argc, char **argv) {
                    installed && !man.is_bundle && !strcmp(man.variant, v->name) ? "  [installed]" : "");
         }
     } else if (ib) {
-        printf("  %s\n  bundle in registry %s, revision %s:\n", ib->description, reg.name, ib->revision);
+        printf("  %s\n  bundle in registry %s, revision %s, %s here:\n", ib->description, reg.name, ib->revision,
+               cli_bytes(cli_index_bundle_size(ix, ib, &mc), a, sizeof a));
         for (size_t i = 0; i < ib->n_members; i++)
             printf("    %-8s %s%s%s\n", ib->members[i].role, ib->members[i].model, ib->members[i].variant ? ":" : "",
                    ib->members[i].variant ? ib->members[i].variant : "");
     }
     if (installed) {
-        printf("  installed: %s%s%s from %s%s%s\n", man.is_bundle ? "bundle " : "", man.variant[0] ? "variant " : "",
-               man.variant, man.origin.registry, man.origin.revision[0] ? ", revision " : "", man.origin.revision);
+        printf("  installed: %s%s%s from %s%s%s, %s\n", man.is_bundle ? "bundle " : "", man.variant[0] ? "variant " : "",
+               man.variant, man.origin.registry, man.origin.revision[0] ? ", revision " : "", man.origin.revision,
+               cli_bytes(byoai_manifest_bytes(&man), b, sizeof b));
         if (!im && man.description[0]) printf("  %s\n", man.description);
         if (man.license[0] && !im) printf("  license %s\n", man.license);
         for (size_t i = 0; i < man.n_members; i++) {

@@ -10,7 +10,9 @@ static void usage(FILE *f) {
     fprintf(f,
 "usage: byoai tokenize MODEL TEXT [--ids] [--json] [--no-bos] [--special]\n"
 "\n"
-"Split TEXT into the tokens MODEL sees. Only the tokenizer is loaded.\n"
+"Split TEXT into the tokens MODEL sees. Only the tokenizer is loaded, so any\n"
+"GGUF file with a vocabulary works: vocabulary-only files, and architectures\n"
+"this build cannot run.\n"
 "By default prints one token per line: its id and its text.\n"
 "\n"
 "Options:\n"
@@ -37,7 +39,7 @@ int cli_tokenize(int argc, char **argv) {
         case 'b': add_special = false; break;
         case 's': special = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        default: return cli_usage_error("tokenize", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("tokenize", c, opts, argv);
         }
     }
     if (argc - optind != 2) return cli_usage_error("tokenize", "expected MODEL and TEXT");
@@ -47,20 +49,9 @@ int cli_tokenize(int argc, char **argv) {
     byoai_error err = {0};
     byoai_model *m;
     byoai_model_params mp = {.vocab_only = true};
-    if (byoai_model_load(path, &mp, &m, &err)) {
-        /* architectures we cannot run still have tokenizers worth inspecting */
-        byoai_gguf *g;
-        byoai_tokenizer *t;
-        byoai_error e2 = {0};
-        if (err.code != BYOAI_EUNSUPPORTED || byoai_gguf_open(path, &g, &e2)) return cli_fail("tokenize", &err);
-        if (byoai_tokenizer_load(g, &t, &e2)) {
-            byoai_gguf_close(g);
-            return cli_fail("tokenize", &e2);
-        }
-        byoai_tokenizer_free(t);
-        byoai_gguf_close(g);
-        return cli_fail("tokenize", &err);
-    }
+    /* any GGUF with a vocabulary: also vocabulary-only files and
+     * architectures this build cannot run (tokenizing needs no forward pass) */
+    if (byoai_model_load(path, &mp, &m, &err)) return cli_fail("tokenize", &err);
     const byoai_tokenizer *tok = byoai_model_tokenizer(m);
     int32_t *toks;
     size_t n;

@@ -25,6 +25,9 @@ static void usage(FILE *f) {
 "  -q, --quiet          no progress output\n"
 "  -h, --help           show this help\n"
 "\n"
+"A model whose registry cannot be reached is reported as not checked (its\n"
+"cached index cannot tell whether it changed), never as up to date.\n"
+"\n"
 "Exit status: 0 success (also when updates are available with --check), 1 a\n"
 "model could not be checked or updated, 2 usage error.\n");
 }
@@ -45,8 +48,7 @@ int cli_update(int argc, char **argv) {
         case 2: o.offline = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return CLI_OK;
-        case ':': return cli_usage_error("update", "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error("update", "unknown option '%s'", argv[optind - 1]);
+        default: return cli_option_error("update", c, opts, argv);
         }
     }
     byoai_store *s = cli_store("update");
@@ -62,10 +64,11 @@ int cli_update(int argc, char **argv) {
     char a[32];
     if (check) {
         json_t *arr = json ? json_array() : NULL;
-        size_t outdated = 0;
+        size_t outdated = 0, unchecked = 0;
         for (size_t i = 0; i < n; i++) {
             const byoai_update_item *it = &items[i];
             outdated += it->outdated;
+            unchecked += it->unchecked;
             if (json) {
                 json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I,s:s}", "name", it->name, "kind",
                                                      it->is_bundle ? "bundle" : "model", "registry", it->registry,
@@ -73,6 +76,8 @@ int cli_update(int argc, char **argv) {
                                                      it->available_revision, "outdated", it->outdated, "changed_files",
                                                      (json_int_t)it->changed_files, "download_bytes",
                                                      (json_int_t)it->download_bytes, "note", it->note));
+                json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "checked",
+                                    json_boolean(!it->unchecked));
             } else if (it->outdated) {
                 printf("%-36s %s -> %s: %zu changed file%s, download %s\n", it->name,
                        it->installed_revision[0] ? it->installed_revision : "-",
@@ -81,10 +86,21 @@ int cli_update(int argc, char **argv) {
             } else if (it->note[0]) {
                 printf("%-36s %s\n", it->name, it->note);
             }
-            if (!strncmp(it->note, "cannot check", 12)) rc = CLI_ERROR;
         }
+        /* a count of "up to date" only covers what could be compared */
+        size_t checked = n - unchecked;
+        if (unchecked) rc = CLI_ERROR;
         if (json) {
             cli_print_json(arr);
+        } else if (n && !checked) {
+            fprintf(stderr, "byoai update: error: none of the %zu installed model%s could be checked (see above); "
+                    "nothing is known to be up to date: check the network and `byoai registry list`, or use "
+                    "--offline to compare with the cached indexes\n", n, n == 1 ? "" : "s");
+        } else if (unchecked) {
+            printf("%zu of the %zu checked up to date; %zu could not be checked%s\n", checked - outdated, checked,
+                   unchecked, outdated ? "; run `byoai update` to update" : "");
+        } else if (!n) {
+            printf("no models installed\n");
         } else {
             printf("%zu of %zu up to date%s\n", n - outdated, n, outdated ? "; run `byoai update` to update" : "");
         }
@@ -95,7 +111,7 @@ int cli_update(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         const byoai_update_item *it = &items[i];
         if (!it->outdated) {
-            if (!strncmp(it->note, "cannot check", 12)) {
+            if (it->unchecked) {
                 fprintf(stderr, "byoai update: error: %s: %s\n", it->name, it->note);
                 rc = CLI_ERROR;
             } else if (!quiet) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "infer/model_internal.h"
 
@@ -20,13 +21,31 @@ static void *alloc_floats(uint64_t n) {
     return byoai_aligned_alloc(64, (size_t)n * sizeof(float));
 }
 
+uint32_t byoai_context_default_n_ctx(const byoai_model *m, uint32_t n_seq, uint64_t ram_bytes) {
+    const uint32_t trained = m->hp.n_ctx_train ? m->hp.n_ctx_train : 2048;
+    uint32_t n = trained < MAX_CTX ? trained : MAX_CTX;
+    if (!ram_bytes) {
+        long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+        ram_bytes = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+    }
+    /* the KV cache grows as the context fills: keep all of it for every
+     * sequence within a quarter of the memory, never below the smaller of
+     * the trained context and 4096 */
+    const uint64_t per_token = byoai_model_kv_bytes_per_token(m) * (n_seq ? n_seq : 1);
+    const uint32_t floor = trained < 4096 ? trained : 4096;
+    if (ram_bytes && per_token && (uint64_t)n * per_token > ram_bytes / 4) {
+        uint64_t fit = ram_bytes / 4 / per_token / 1024 * 1024;
+        n = fit > floor ? (uint32_t)fit : floor;
+    }
+    return n;
+}
+
 int byoai_context_new(byoai_model *m, const byoai_context_params *params, byoai_context **out, byoai_error *err) {
     *out = NULL;
     if (!m->layers) return byoai_error_set(err, BYOAI_EINVAL, "model was loaded vocabulary-only; load it fully to run it");
     byoai_context_params p = params ? *params : (byoai_context_params){0};
     const byoai_hparams *hp = &m->hp;
-    if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-    if (p.n_ctx == 0) p.n_ctx = 2048;
+    if (p.n_ctx == 0) p.n_ctx = byoai_context_default_n_ctx(m, p.n_seq, 0);
     if (p.n_seq == 0) p.n_seq = 1;
     if (p.n_batch == 0) p.n_batch = 512;
     if (p.n_ctx > MAX_CTX) return byoai_error_set(err, BYOAI_ERANGE, "context of %u tokens is too large (max %u)", p.n_ctx, MAX_CTX);

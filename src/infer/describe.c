@@ -27,6 +27,48 @@ static uint32_t arch_u32(const byoai_gguf *g, const char *arch, const char *suff
     return byoai_gguf_get_u32(g, key, &v, NULL) == 0 ? v : def;
 }
 
+/* llama.cpp's llama_ftype numbers (general.file_type): the name users know
+ * ("Q4_K_M") and the tensor type most of the mix's weights have ("Q4_K"). */
+static const struct {
+    uint32_t ftype;
+    const char *name, *base;
+} FTYPES[] = {
+    {0, "F32", "F32"},         {1, "F16", "F16"},         {2, "Q4_0", "Q4_0"},       {3, "Q4_1", "Q4_1"},
+    {4, "Q4_1_SOME_F16", "Q4_1"}, {7, "Q8_0", "Q8_0"},    {8, "Q5_0", "Q5_0"},       {9, "Q5_1", "Q5_1"},
+    {10, "Q2_K", "Q2_K"},      {11, "Q3_K_S", "Q3_K"},    {12, "Q3_K_M", "Q3_K"},    {13, "Q3_K_L", "Q3_K"},
+    {14, "Q4_K_S", "Q4_K"},    {15, "Q4_K_M", "Q4_K"},    {16, "Q5_K_S", "Q5_K"},    {17, "Q5_K_M", "Q5_K"},
+    {18, "Q6_K", "Q6_K"},      {19, "IQ2_XXS", "IQ2_XXS"}, {20, "IQ2_XS", "IQ2_XS"}, {21, "Q2_K_S", "Q2_K"},
+    {22, "IQ3_XS", "IQ3_S"},   {23, "IQ3_XXS", "IQ3_XXS"}, {24, "IQ1_S", "IQ1_S"},   {25, "IQ4_NL", "IQ4_NL"},
+    {26, "IQ3_S", "IQ3_S"},    {27, "IQ3_M", "IQ3_S"},    {28, "IQ2_S", "IQ2_S"},    {29, "IQ2_M", "IQ2_S"},
+    {30, "IQ4_XS", "IQ4_XS"},  {31, "IQ1_M", "IQ1_M"},    {32, "BF16", "BF16"},      {36, "TQ1_0", "TQ1_0"},
+    {37, "TQ2_0", "TQ2_0"},   {38, "MXFP4_MOE", "MXFP4"},
+};
+
+/* llama.cpp flags a file type it guessed rather than read */
+#define FTYPE_GUESSED 1024u
+
+static bool is_float(int t) { return t == BYOAI_TYPE_F32 || t == BYOAI_TYPE_F16 || t == BYOAI_TYPE_BF16; }
+
+/* general.file_type's name when the tensors agree (metadata is untrusted: a
+ * tool may have converted the tensors and kept the old key), else NULL. A
+ * float file type must be the dominant type; a quantized one needs some
+ * quantized weights (small or oddly shaped rows fall back to other
+ * quantized types, as llama.cpp's mixes do). */
+static const char *file_type_from_metadata(const byoai_gguf *g, const uint64_t by2d[BYOAI_TYPE_COUNT], int dominant) {
+    uint32_t ft;
+    if (byoai_gguf_get_u32(g, "general.file_type", &ft, NULL) != 0) return NULL;
+    ft &= ~FTYPE_GUESSED;
+    for (size_t i = 0; i < sizeof FTYPES / sizeof FTYPES[0]; i++) {
+        if (FTYPES[i].ftype != ft) continue;
+        int base = byoai_type_from_name(FTYPES[i].base);
+        if (is_float(base)) return base == dominant ? FTYPES[i].name : NULL;
+        for (int t = 0; t < BYOAI_TYPE_COUNT; t++)
+            if (by2d[t] && !is_float(t)) return FTYPES[i].name;
+        return NULL;
+    }
+    return NULL;
+}
+
 int byoai_model_describe(const byoai_gguf *g, uint32_t n_ctx, byoai_model_info *o, byoai_error *err) {
     memset(o, 0, sizeof *o);
     copy_str(g, "general.architecture", o->arch, sizeof o->arch);
@@ -54,13 +96,18 @@ int byoai_model_describe(const byoai_gguf *g, uint32_t n_ctx, byoai_model_info *
         o->type_count[t->type]++;
         o->type_bytes[t->type] += t->size;
     }
-    /* the file type is the type holding most bytes among the 2-D weights */
     uint64_t by2d[BYOAI_TYPE_COUNT] = {0};
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (g->tensors[i].n_dims >= 2) by2d[g->tensors[i].type] += g->tensors[i].size;
+    /* the file type: general.file_type (llama.cpp's mix name, "Q4_K_M")
+     * when the tensors agree, else the type holding most bytes among the
+     * 2-D weights */
     o->file_type = "none";
+    int dominant = -1;
     for (int t = 0; t < BYOAI_TYPE_COUNT; t++)
-        if (by2d[t] > best) { best = by2d[t]; o->file_type = byoai_type_name((uint32_t)t); }
+        if (by2d[t] > best) { best = by2d[t]; dominant = t; o->file_type = byoai_type_name((uint32_t)t); }
+    const char *named = best ? file_type_from_metadata(g, by2d, dominant) : NULL;
+    if (named) o->file_type = named;
     if (n_ctx == 0) n_ctx = o->n_ctx_train && o->n_ctx_train < 4096 ? o->n_ctx_train : 4096;
     o->mem_ctx = n_ctx;
     o->mem_kv_bytes = (uint64_t)o->n_layer * n_ctx * o->n_head_kv * o->head_dim * 2 * sizeof(float);

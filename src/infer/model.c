@@ -56,7 +56,26 @@ static int hp_f32(const byoai_gguf *g, const char *arch, const char *suffix, flo
     return rc;
 }
 
-static int read_hparams(byoai_model *m, byoai_error *err) {
+/* What a vocabulary-only load keeps of an architecture this build cannot
+ * run: the tokenizer needs no forward pass, so the hyper-parameters are
+ * read as far as they are there and not checked (no context can be made). */
+static void read_hparams_unchecked(byoai_model *m) {
+    const byoai_gguf *g = m->gguf;
+    byoai_hparams *hp = &m->hp;
+    const char *a = hp->arch;
+    hp_u32(g, a, "context_length", false, 0, &hp->n_ctx_train, NULL);
+    hp_u32(g, a, "embedding_length", false, 0, &hp->n_embd, NULL);
+    hp_u32(g, a, "block_count", false, 0, &hp->n_layer, NULL);
+    hp_u32(g, a, "feed_forward_length", false, 0, &hp->n_ff, NULL);
+    hp_u32(g, a, "attention.head_count", false, 0, &hp->n_head, NULL);
+    hp_u32(g, a, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv, NULL);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        hp->n_params += g->tensors[i].n_elements;
+        hp->weight_bytes += g->tensors[i].size;
+    }
+}
+
+static int read_hparams(byoai_model *m, bool vocab_only, byoai_error *err) {
     const byoai_gguf *g = m->gguf;
     byoai_hparams *hp = &m->hp;
     byoai_gguf_str arch;
@@ -70,13 +89,17 @@ static int read_hparams(byoai_model *m, byoai_error *err) {
     memcpy(hp->arch, arch.ptr, arch.len);
     hp->arch[arch.len] = '\0';
     m->arch = byoai_arch_find(hp->arch);
+    if (!m->arch && vocab_only) {
+        read_hparams_unchecked(m);
+        return 0;
+    }
     if (!m->arch)
         return byoai_error_set(err, BYOAI_EUNSUPPORTED, "architecture '%s' is not supported (supported: %s)",
                                hp->arch, byoai_arch_names());
     const char *a = hp->arch;
     if ((rc = hp_u32(g, a, "embedding_length", true, 0, &hp->n_embd, err)) ||
         (rc = hp_u32(g, a, "block_count", true, 0, &hp->n_layer, err)) ||
-        (rc = hp_u32(g, a, "context_length", false, 2048, &hp->n_ctx_train, err)) ||
+        (rc = hp_u32(g, a, "context_length", false, 0, &hp->n_ctx_train, err)) ||
         (rc = hp_u32(g, a, "feed_forward_length", true, 0, &hp->n_ff, err)) ||
         (rc = hp_u32(g, a, "attention.head_count", true, 0, &hp->n_head, err)))
         return rc;
@@ -268,7 +291,7 @@ int byoai_model_load(const char *path, const byoai_model_params *params, byoai_m
     byoai_model *m = calloc(1, sizeof *m);
     if (!m) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     int rc = byoai_gguf_open(path, &m->gguf, err);
-    if (!rc) rc = read_hparams(m, err);
+    if (!rc) rc = read_hparams(m, params->vocab_only, err);
     if (!rc) rc = byoai_tokenizer_load(m->gguf, &m->tok, err);
     if (!rc && !params->vocab_only) {
         m->layer_begin = params->layer_begin;

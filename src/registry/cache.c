@@ -3,6 +3,7 @@
  * when the registry cannot be reached. A new index replaces the cached one
  * only after it validates and, when a key is configured, its signature
  * verifies. */
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@
 
 typedef struct cache_meta {
     char etag[256], last_modified[64];
+    char url[2100]; /* the registry URL the cache was made for */
     uint64_t fetched_at;
+    bool stale; /* fetch again before using it (we published to this registry) */
 } cache_meta;
 
 static void read_meta(const char *dir, cache_meta *m) {
@@ -27,16 +30,20 @@ static void read_meta(const char *dir, cache_meta *m) {
     free(text);
     const char *e = json_string_value(json_object_get(o, "etag"));
     const char *l = json_string_value(json_object_get(o, "last_modified"));
+    const char *u = json_string_value(json_object_get(o, "url"));
     json_t *f = json_object_get(o, "fetched_at");
     if (e) snprintf(m->etag, sizeof m->etag, "%s", e);
     if (l) snprintf(m->last_modified, sizeof m->last_modified, "%s", l);
+    if (u) snprintf(m->url, sizeof m->url, "%s", u);
     if (json_is_integer(f) && json_integer_value(f) > 0) m->fetched_at = (uint64_t)json_integer_value(f);
+    m->stale = json_is_true(json_object_get(o, "stale"));
     json_decref(o);
 }
 
 static int write_meta(const char *dir, const char *url, const cache_meta *m, byoai_error *err) {
     json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "url", url, "etag", m->etag, "last_modified", m->last_modified,
                           "fetched_at", (json_int_t)m->fetched_at);
+    if (o && m->stale) json_object_set_new(o, "stale", json_true());
     char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
     json_decref(o);
     if (!text) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
@@ -132,7 +139,7 @@ int byoai_index_load(byoai_store *s, const byoai_registry_conf *r, bool refresh,
     char w[64];
     uint64_t now = byoai_time_unix();
     uint64_t ttl = reg_env_u64("BYOAI_INDEX_TTL", 600);
-    if (cached && (offline || (!refresh && now >= meta.fetched_at && now - meta.fetched_at < ttl))) {
+    if (cached && (offline || (!refresh && !meta.stale && now >= meta.fetched_at && now - meta.fetched_at < ttl))) {
         src->from_cache = true;
         src->fetched_at = meta.fetched_at;
         if (offline)
@@ -174,6 +181,7 @@ int byoai_index_load(byoai_store *s, const byoai_registry_conf *r, bool refresh,
     if (resp.status == 304 && cached) {
         reg_response_free(&resp);
         meta.fetched_at = now;
+        meta.stale = false;
         write_meta(dir, r->url, &meta, NULL);
         src->from_cache = true;
         src->fetched_at = now;
@@ -225,6 +233,7 @@ int byoai_index_load(byoai_store *s, const byoai_registry_conf *r, bool refresh,
     snprintf(meta.etag, sizeof meta.etag, "%s", resp.etag);
     snprintf(meta.last_modified, sizeof meta.last_modified, "%s", resp.last_modified);
     meta.fetched_at = now;
+    meta.stale = false;
     write_meta(dir, r->url, &meta, NULL);
     free(sig);
     reg_response_free(&resp);
@@ -243,4 +252,51 @@ bad:
         byoai_error_prefix(err, "registry %s sent a bad index", r->name);
     }
     return rc;
+}
+
+/* ---- after a publish ------------------------------------------------------- */
+/* the index URL a registry URL names, without trailing slashes before it */
+static int canonical_index_url(const char *url, char *out, size_t cap) {
+    char base[2200];
+    if (snprintf(base, sizeof base, "%s", url) >= (int)sizeof base) return BYOAI_EINVAL;
+    size_t n = strlen(base);
+    if (n >= 10 && !strcmp(base + n - 10, "index.json")) base[n -= 10] = '\0';
+    while (n && base[n - 1] == '/') base[--n] = '\0';
+    return reg_index_url(base, out, cap, NULL);
+}
+
+void reg_cache_mark_stale(byoai_store *s, const char *registry_url) {
+    char want[2300], root[4200];
+    if (canonical_index_url(registry_url, want, sizeof want)) return;
+    if ((size_t)snprintf(root, sizeof root, "%s/cache/registries", byoai_store_home(s)) >= sizeof root) return;
+    DIR *d = opendir(root);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char dir[4500], have[2300];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        cache_meta m;
+        read_meta(dir, &m);
+        if (!m.fetched_at || m.stale || !m.url[0]) continue;
+        if (canonical_index_url(m.url, have, sizeof have) || strcmp(have, want)) continue;
+        m.stale = true;
+        if (write_meta(dir, m.url, &m, NULL) == 0)
+            byoai_log(BYOAI_LOG_DEBUG, "the cached index of %s is stale after a publish", m.url);
+    }
+    closedir(d);
+}
+
+const char *byoai_index_age(const byoai_index_source *src, char *buf, size_t cap) {
+    buf[0] = '\0';
+    uint64_t now = byoai_time_unix();
+    if (!src || !src->from_cache || !src->fetched_at || now <= src->fetched_at) return buf;
+    uint64_t age = now - src->fetched_at;
+    const char *unit = "second";
+    uint64_t n = age;
+    if (age >= 2 * 86400) n = age / 86400, unit = "day";
+    else if (age >= 2 * 3600) n = age / 3600, unit = "hour";
+    else if (age >= 60) n = age / 60, unit = "minute";
+    snprintf(buf, cap, "%llu %s%s", (unsigned long long)n, unit, n == 1 ? "" : "s");
+    return buf;
 }

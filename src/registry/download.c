@@ -386,7 +386,7 @@ int reg_download_blob(byoai_store *s, const char *const *urls, size_t n_urls, co
     if (rc) return rc;
     /* another process may have finished it while we waited */
     if (!byoai_store_has_blob(s, sha, size)) rc = download_locked(s, urls, n_urls, sha, size, o, progress, user, err);
-    byoai_store_unlock(lock);
+    byoai_store_unlock_blob(s, sha, lock);
     if (!rc && resolved_size && !*resolved_size) {
         char p[4200];
         struct stat st;

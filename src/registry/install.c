@@ -186,7 +186,7 @@ static int fetch_and_commit(op *p, planned *files, size_t n, byoai_manifest *man
         man->installed_at = (uint64_t)time(NULL);
         rc = byoai_store_write_manifest(p->s, man, err);
     }
-    byoai_store_unlock(lock);
+    byoai_store_unlock(p->s, lock);
     if (!rc) report(p, "done", man->name);
     return rc;
 }
@@ -361,6 +361,7 @@ int byoai_install(byoai_store *s, const char *spec, const byoai_install_opts *op
     byoai_install_opts none = {0};
     op p = {.s = s, .o = opts ? opts : &none, .progress = progress, .user = user};
     p.offline = p.o->offline || reg_env_true("BYOAI_OFFLINE");
+    p.refresh = p.o->refresh;
     if (!spec || !*spec) return byoai_error_set(err, BYOAI_EINVAL, "nothing to install");
     if (!strncmp(spec, "hf:", 3)) return install_hf(&p, spec, out, err);
     char base[BYOAI_NAME_MAX + 1], variant[64];
@@ -380,9 +381,21 @@ int byoai_install(byoai_store *s, const char *spec, const byoai_install_opts *op
     if (m) rc = install_model(&p, l, m, variant[0] ? variant : NULL, out, err);
     else if (b && variant[0]) rc = byoai_error_set(err, BYOAI_EINVAL, "%s is a bundle: it has no variants", base);
     else if (b) rc = install_bundle(&p, l, b, out, err);
-    else
-        rc = byoai_error_set(err, BYOAI_ENOTFOUND, "registry %s has no model or bundle named '%s'; try `byoai search %s`",
-                             reg.name, base, base);
+    else {
+        /* the cached index may predate the model: say how old it is */
+        char age[48];
+        if (byoai_index_age(&l->src, age, sizeof age)[0] && (p.offline || l->src.unreachable))
+            rc = byoai_error_set(err, BYOAI_ENOTFOUND, "registry %s has no model or bundle named '%s' in its index "
+                                 "cached %s ago (%s); try `byoai search %s`", reg.name, base, age,
+                                 p.offline ? "offline" : "the registry is unreachable", base);
+        else if (age[0])
+            rc = byoai_error_set(err, BYOAI_ENOTFOUND, "registry %s has no model or bundle named '%s' in its index "
+                                 "cached %s ago; `byoai install --refresh %s` fetches the index again, or try "
+                                 "`byoai search %s`", reg.name, base, age, spec, base);
+        else
+            rc = byoai_error_set(err, BYOAI_ENOTFOUND, "registry %s has no model or bundle named '%s'; try `byoai search %s`",
+                                 reg.name, base, base);
+    }
     op_free(&p);
     return rc;
 }
@@ -396,6 +409,18 @@ static int origin_registry(op *p, const byoai_origin *o, byoai_registry_conf *r,
     if (byoai_registry_get(p->s, o->registry, r, NULL) == 0) return 0;
     if (o->url[0] && byoai_registry_get(p->s, o->url, r, NULL) == 0) return 0;
     return byoai_error_set(err, BYOAI_ENOTFOUND, "registry '%s' (%s) is no longer configured", o->registry, o->url);
+}
+
+/* An index the registry could not confirm (it is unreachable: the cached
+ * copy was used) cannot tell whether something changed. */
+static bool unreachable_note(const loaded *l, char *note, size_t ncap) {
+    if (!l->src.unreachable) return false;
+    char why[512];
+    snprintf(why, sizeof why, "%s", l->src.note);
+    char *cut = strstr(why, "; using its index");
+    if (cut) *cut = '\0';
+    snprintf(note, ncap, "cannot check: %s", why);
+    return true;
 }
 
 /* what an update of one member would fetch */
@@ -428,6 +453,7 @@ static int plan_member(op *p, const byoai_store_member *cur, planned *f, char *n
     }
     loaded *l;
     if (rc || (rc = op_index(p, &r, &l, err))) return rc;
+    if (unreachable_note(l, note, ncap)) return 0;
     const byoai_index_model *m = byoai_index_find_model(l->ix, cur->model);
     if (!m) {
         snprintf(note, ncap, "%s is no longer in registry %s", cur->model, r.name);
@@ -470,6 +496,10 @@ static int plan_update(op *p, const char *name, upd *u, byoai_update_item *it, b
         byoai_registry_conf r;
         loaded *l;
         if ((rc = origin_registry(p, &u->cur.origin, &r, err)) || (rc = op_index(p, &r, &l, err))) return rc;
+        if (unreachable_note(l, it->note, sizeof it->note)) {
+            it->unchecked = true;
+            return 0;
+        }
         const byoai_index_bundle *b = byoai_index_find_bundle(l->ix, u->cur.name);
         if (!b) {
             snprintf(it->note, sizeof it->note, "no longer in registry %s", r.name);
@@ -496,6 +526,7 @@ static int plan_update(op *p, const char *name, upd *u, byoai_update_item *it, b
             char note[256] = "";
             if ((rc = plan_member(p, &u->cur.members[i], &u->files[i], note, sizeof note, err))) return rc;
             if (note[0] && !it->note[0]) snprintf(it->note, sizeof it->note, "%s", note);
+            if (!strncmp(note, "cannot check", 12)) it->unchecked = true;
             if (strcmp(u->files[i].m.sha256, u->cur.members[i].sha256)) it->changed_files++;
             if (strcmp(u->files[i].m.origin.revision, u->cur.members[i].origin.revision)) it->outdated = true;
         }
@@ -565,6 +596,7 @@ int byoai_update_check(byoai_store *s, const char *const *names, size_t n_names,
         } else if (r) {
             snprintf(out[i].name, sizeof out[i].name, "%s", list[i]);
             snprintf(out[i].note, sizeof out[i].note, "cannot check: %s", e.msg);
+            out[i].unchecked = true;
         }
         byoai_manifest_free(&u->cur);
     }

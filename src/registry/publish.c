@@ -13,6 +13,29 @@
 #include "publish_proto.h"
 #include "registry_internal.h"
 
+/* The license the registry will record: --license, else general.license.
+ * An index needs one (1-127 bytes of UTF-8, no control characters). */
+static int check_license(const char *given, const char *in_file, size_t file_len, const char *file, byoai_error *err) {
+    const char *what = given ? "--license" : "general.license";
+    const char *lic = given ? given : in_file;
+    size_t n = given ? strlen(given) : file_len;
+    if (!lic || n == 0)
+        return byoai_error_set(err, BYOAI_EINVAL,
+                               "%s has no license, and a registry lists a model only with one; pass --license with an "
+                               "SPDX id (e.g. --license apache-2.0 or --license mit; see the model's card) or set "
+                               "general.license in the file. Nothing was uploaded", file);
+    if (n > 127)
+        return byoai_error_set(err, BYOAI_EINVAL, "%s is %zu bytes long; an index takes at most 127 (use the SPDX id, "
+                               "e.g. apache-2.0). Nothing was uploaded", what, n);
+    if (!byoai_utf8_valid(lic, n))
+        return byoai_error_set(err, BYOAI_EINVAL, "%s is not valid UTF-8. Nothing was uploaded", what);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)lic[i] < 0x20 || lic[i] == 0x7f)
+            return byoai_error_set(err, BYOAI_EINVAL, "%s contains a control character; give an SPDX id such as "
+                                   "apache-2.0. Nothing was uploaded", what);
+    return 0;
+}
+
 int byoai_publish(byoai_store *s, const char *file, const byoai_publish_opts *o, byoai_progress_fn progress,
                   void *user, byoai_publish_result *res, byoai_error *err) {
     memset(res, 0, sizeof *res);
@@ -36,19 +59,21 @@ int byoai_publish(byoai_store *s, const char *file, const byoai_publish_opts *o,
     size_t bl = strlen(base);
     if (bl >= 10 && !strcmp(base + bl - 10, "index.json")) base[bl -= 10] = '\0';
     while (bl && base[bl - 1] == '/') base[--bl] = '\0';
+    /* the file: valid GGUF with a license the index accepts, checked here
+     * already, so mistakes show before an upload */
+    byoai_gguf *g;
+    if ((rc = byoai_gguf_open(file, &g, err))) return byoai_error_prefix(err, "cannot publish %s", file);
+    byoai_gguf_str gl = {0};
+    bool file_license = byoai_gguf_get_str(g, "general.license", &gl, NULL) == 0 && gl.len > 0;
+    rc = check_license(o->license, file_license ? gl.ptr : NULL, file_license ? (size_t)gl.len : 0, file, err);
+    byoai_gguf_close(g);
+    if (rc) return rc;
     /* the key */
     char kp[4200];
     if (o->key_path) snprintf(kp, sizeof kp, "%s", o->key_path);
     else byoai_key_default_path(s, kp, sizeof kp);
     byoai_key key;
     if ((rc = byoai_key_load_secret(kp, &key, err))) return rc;
-    /* the file: valid GGUF here already, so mistakes show before an upload */
-    byoai_gguf *g;
-    if ((rc = byoai_gguf_open(file, &g, err))) {
-        sodium_memzero(&key, sizeof key);
-        return byoai_error_prefix(err, "cannot publish %s", file);
-    }
-    byoai_gguf_close(g);
     struct stat st;
     stat(file, &st);
     if (progress) {
@@ -130,6 +155,8 @@ int byoai_publish(byoai_store *s, const char *file, const byoai_publish_opts *o,
         snprintf(res->sha256, sizeof res->sha256, "%s", sha);
         res->size = (uint64_t)st.st_size;
         rc = 0;
+        /* our own cached copy of that index is out of date now */
+        reg_cache_mark_stale(s, base);
     } else {
         const char *m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
         int code = resp.status == 401 || resp.status == 403 ? BYOAI_EAUTH

@@ -65,6 +65,11 @@ int reg_download_blob(byoai_store *s, const char *const *urls, size_t n_urls, co
 /* Ask the Hub for a file's sha256 and size (HEAD, X-Linked-Etag). */
 int reg_hub_head(const char *url, char sha256[65], uint64_t *size, char *commit, size_t ccap, byoai_error *err);
 
+/* ---- the index cache ------------------------------------------------------ */
+/* Mark every cached index of the registry at registry_url stale, so the next
+ * command fetches it again (after a publish to it). */
+void reg_cache_mark_stale(byoai_store *s, const char *registry_url);
+
 /* ---- the built-in index --------------------------------------------------- */
 extern const unsigned char byoai_builtin_index[];
 extern const unsigned long byoai_builtin_index_len;

@@ -165,54 +165,95 @@ int byoai_store_link_blob(byoai_store *s, const char *src, bool copy_only, char 
 }
 
 /* ---- locks -------------------------------------------------------------------- */
+/* Lock files exist only while someone holds them: the last holder removes
+ * its file. A process that opened the file before it was removed gets a
+ * lock on a name nobody uses any more, so after locking it checks that the
+ * path still names its file, and starts again when not. */
+static bool still_ours(const char *p, int f) {
+    struct stat a, b;
+    return fstat(f, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Take the lock (op: LOCK_SH or LOCK_EX). With progress, waits without
+ * blocking, reporting "waiting" about once a second (which may cancel). */
+static int lock_file(const char *p, int op, byoai_progress_fn progress, void *user, int *fd, byoai_error *err) {
+    *fd = -1;
+    double last = 0;
+    for (;;) {
+        int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (f < 0) return byoai_error_set(err, BYOAI_EIO, "cannot open %s: %s", p, strerror(errno));
+        int rc;
+        while ((rc = flock(f, op | (progress ? LOCK_NB : 0))) != 0) {
+            if (errno == EINTR) continue;
+            if (!progress || errno != EWOULDBLOCK) {
+                close(f);
+                return byoai_error_set(err, BYOAI_EIO, "cannot lock %s: %s", p, strerror(errno));
+            }
+            double now = byoai_time_now();
+            if (now - last >= 1.0) {
+                last = now;
+                byoai_progress pr = {"waiting", "another byoai is downloading the same file", 0, 0, 0};
+                if (progress(user, &pr)) {
+                    close(f);
+                    return byoai_error_set(err, BYOAI_ECANCELED, "cancelled");
+                }
+            }
+            usleep(50000);
+        }
+        if (still_ours(p, f)) {
+            *fd = f;
+            return 0;
+        }
+        close(f); /* its holder removed it while we waited: take the new one */
+    }
+}
+
+/* Release, removing the file when nobody else holds or shares it. */
+static void unlock_file(const char *p, int fd) {
+    if (fd < 0) return;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && still_ours(p, fd)) unlink(p);
+    close(fd);
+}
+
+static int blob_lock_path(const byoai_store *s, const char *sha256, char *p, size_t cap) {
+    if (!byoai_store_check_sha256(sha256) || (size_t)snprintf(p, cap, "%s/sha256-%s.lock", s->partial, sha256) >= cap)
+        return BYOAI_EINVAL;
+    return 0;
+}
+
 int byoai_store_lock_blob(byoai_store *s, const char *sha256, int *fd, byoai_progress_fn progress, void *user,
                           byoai_error *err) {
     char p[PATH_MAX];
     *fd = -1;
-    if (!byoai_store_check_sha256(sha256) ||
-        (size_t)snprintf(p, sizeof p, "%s/sha256-%s.lock", s->partial, sha256) >= sizeof p)
-        return byoai_error_set(err, BYOAI_EINVAL, "invalid sha256 '%s'", sha256);
-    int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (f < 0) return byoai_error_set(err, BYOAI_EIO, "cannot open %s: %s", p, strerror(errno));
-    double last = 0;
-    while (flock(f, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            close(f);
-            return byoai_error_set(err, BYOAI_EIO, "cannot lock %s: %s", p, strerror(errno));
-        }
-        double now = byoai_time_now();
-        if (progress && now - last >= 1.0) {
-            last = now;
-            byoai_progress pr = {"waiting", "another byoai is downloading the same file", 0, 0, 0};
-            if (progress(user, &pr)) {
-                close(f);
-                return byoai_error_set(err, BYOAI_ECANCELED, "cancelled");
-            }
-        }
-        usleep(50000);
+    if (blob_lock_path(s, sha256, p, sizeof p)) return byoai_error_set(err, BYOAI_EINVAL, "invalid sha256 '%s'", sha256);
+    return lock_file(p, LOCK_EX, progress, user, fd, err);
+}
+
+void byoai_store_unlock_blob(byoai_store *s, const char *sha256, int fd) {
+    char p[PATH_MAX];
+    if (fd < 0) return;
+    if (blob_lock_path(s, sha256, p, sizeof p)) {
+        close(fd);
+        return;
     }
-    *fd = f;
-    return 0;
+    unlock_file(p, fd);
 }
 
 int byoai_store_lock(byoai_store *s, bool exclusive, int *fd, byoai_error *err) {
     char p[PATH_MAX];
     *fd = -1;
     if (store_path(s, p, sizeof p, err, "store.lock")) return BYOAI_EINVAL;
-    int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (f < 0) return byoai_error_set(err, BYOAI_EIO, "cannot open %s: %s", p, strerror(errno));
-    int rc;
-    while ((rc = flock(f, exclusive ? LOCK_EX : LOCK_SH)) != 0 && errno == EINTR) {}
-    if (rc != 0) {
-        close(f);
-        return byoai_error_set(err, BYOAI_EIO, "cannot lock %s: %s", p, strerror(errno));
-    }
-    *fd = f;
-    return 0;
+    return lock_file(p, exclusive ? LOCK_EX : LOCK_SH, NULL, NULL, fd, err);
 }
 
-void byoai_store_unlock(int fd) {
-    if (fd >= 0) close(fd);
+void byoai_store_unlock(byoai_store *s, int fd) {
+    char p[PATH_MAX];
+    if (fd < 0) return;
+    if (store_path(s, p, sizeof p, NULL, "store.lock")) {
+        close(fd);
+        return;
+    }
+    unlock_file(p, fd);
 }
 
 /* ---- space ---------------------------------------------------------------------- */

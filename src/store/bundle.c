@@ -88,7 +88,7 @@ int byoai_store_bundle_create(byoai_store *s, const char *name, const byoai_bund
         int lock;
         if (!(rc = byoai_store_lock(s, false, &lock, err))) {
             rc = byoai_store_write_manifest(s, &m, err);
-            byoai_store_unlock(lock);
+            byoai_store_unlock(s, lock);
         }
     }
     byoai_manifest_free(&m);
@@ -343,7 +343,7 @@ int byoai_store_bundle_import(byoai_store *s, const char *path, const char *as_n
         rc = byoai_store_write_manifest(s, &m, err);
         if (!rc && out) byoai_store_model_from_manifest(s, &m, out);
     }
-    byoai_store_unlock(lock);
+    byoai_store_unlock(s, lock);
     byoai_manifest_free(&m);
     if (rc) byoai_error_prefix(err, "cannot import %s", path);
     return rc;

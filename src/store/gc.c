@@ -80,13 +80,13 @@ int byoai_store_gc(byoai_store *s, bool dry_run, byoai_gc_report *rep, byoai_err
     char(*refs)[65];
     size_t n_refs;
     if ((rc = store_referenced(s, &refs, &n_refs, err))) {
-        byoai_store_unlock(lock);
+        byoai_store_unlock(s, lock);
         return rc;
     }
     DIR *d = opendir(s->blobs);
     if (!d) {
         free(refs);
-        byoai_store_unlock(lock);
+        byoai_store_unlock(s, lock);
         return byoai_error_set(err, BYOAI_EIO, "cannot read %s: %s", s->blobs, strerror(errno));
     }
     struct dirent *e;
@@ -126,6 +126,6 @@ int byoai_store_gc(byoai_store *s, bool dry_run, byoai_gc_report *rep, byoai_err
         closedir(d);
     }
     byoai_fs_sync_parent(s->partial);
-    byoai_store_unlock(lock);
+    byoai_store_unlock(s, lock);
     return 0;
 }

@@ -84,6 +84,6 @@ int byoai_store_import(byoai_store *s, const char *path, const char *name, const
         rc = byoai_store_write_manifest(s, &m, err);
         if (!rc && out) byoai_store_model_from_manifest(s, &m, out);
     }
-    byoai_store_unlock(lock);
+    byoai_store_unlock(s, lock);
     return rc;
 }

@@ -131,12 +131,23 @@ void byoai_store_model_from_manifest(const byoai_store *s, const byoai_manifest 
         snprintf(out->sha256, sizeof out->sha256, "%s", f->sha256);
         out->size = f->size;
     }
+    if (m->is_bundle) out->size = byoai_manifest_bytes(m);
     snprintf(out->registry, sizeof out->registry, "%s", m->origin.registry);
     snprintf(out->revision, sizeof out->revision, "%s", m->origin.revision);
     out->installed_at = m->installed_at;
     out->is_bundle = m->is_bundle;
     snprintf(out->system_prompt, sizeof out->system_prompt, "%s", m->system_prompt);
     snprintf(out->params_json, sizeof out->params_json, "%s", m->params_json[0] ? m->params_json : "{}");
+}
+
+uint64_t byoai_manifest_bytes(const byoai_manifest *m) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < m->n_members; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++) dup = !strcmp(m->members[j].sha256, m->members[i].sha256);
+        if (!dup) sum += m->members[i].size;
+    }
+    return sum;
 }
 
 static int cmp_model(const void *a, const void *b) {
@@ -205,6 +216,19 @@ int byoai_store_find(byoai_store *s, const char *name, byoai_store_model *out, b
 int byoai_store_remove(byoai_store *s, const char *name, byoai_error *err) {
     byoai_manifest m;
     int rc = byoai_store_read_manifest(s, name, &m, err);
+    if (rc == BYOAI_ENOTFOUND) {
+        /* not "install it": someone removing a name wants it gone */
+        char base[BYOAI_NAME_MAX + 1], variant[64];
+        if (store_split_name(name, base, variant, NULL) == 0 && variant[0] &&
+            byoai_store_read_manifest(s, base, &m, NULL) == 0) {
+            byoai_error_set(err, BYOAI_ENOTFOUND, "%s is installed as variant '%s', not '%s'; `byoai remove %s` "
+                            "removes it", base, m.variant, variant, base);
+            byoai_manifest_free(&m);
+            return BYOAI_ENOTFOUND;
+        }
+        return byoai_error_set(err, BYOAI_ENOTFOUND, "'%s' is not installed, so there is nothing to remove (see "
+                               "`byoai list`)", name);
+    }
     if (rc) return rc;
     char path[PATH_MAX];
     rc = manifest_path(s, m.name, path, sizeof path, err);

@@ -39,6 +39,70 @@ printf 'Once upon a time\n' | "$BYOAI_BIN" run "$STORIES" -n 12 --temp 0 >"$T/ou
 grep -q ", there was a little girl named Lily" "$T/out" || fail "interactive output: $(cat "$T/out")"
 pass "interactive mode"
 
+# the generation count is the number of tokens printed: at -n, at the end
+# of the context, and at an end-of-generation token
+gen_count() { sed -n 's/.*generation \([0-9]*\) tokens.*/\1/p' "$T/err"; }
+expect_exit 0 "$BYOAI_BIN" run "$STORIES" -p "Once upon a time" -n 7 --temp 0 --logprobs 0
+[ "$(wc -l <"$T/out")" = 7 ] && [ "$(gen_count)" = 7 ] || fail "-n 7: $(wc -l <"$T/out") printed, count $(gen_count)"
+expect_exit 0 "$BYOAI_BIN" run "$STORIES" -p "Once upon a time" -n -1 --temp 0 --logprobs 0
+grep -q "the context is full (128 tokens)" "$T/err" || fail "context full: $(cat "$T/err")"
+[ "$(wc -l <"$T/out")" = 123 ] && [ "$(gen_count)" = 123 ] || fail "full context: $(wc -l <"$T/out") printed, count $(gen_count)"
+# a copy whose EOS is " little" (id 376), the 5th token of the greedy story
+python3 - "$STORIES" "$T/eos.gguf" <<'PY'
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+k = b"tokenizer.ggml.eos_token_id"
+i = d.index(struct.pack("<Q", len(k)) + k) + 8 + len(k)
+assert struct.unpack_from("<I", d, i)[0] == 4  # uint32
+struct.pack_into("<I", d, i + 4, 376)
+open(sys.argv[2], "wb").write(d)
+PY
+expect_exit 0 "$BYOAI_BIN" run "$T/eos.gguf" -p "Once upon a time" -n 50 --temp 0
+[ "$(cat "$T/out")" = "Once upon a time, there was a" ] || fail "EOS run: $(cat "$T/out")"
+[ "$(gen_count)" = 4 ] || fail "EOS: count $(gen_count), 4 tokens printed"
+pass "the generation count is the tokens printed (-n, full context, EOS)"
+
+# the context: the trained one by default; more than that warns, once
+expect_exit 0 "$BYOAI_BIN" run "$STORIES" -p "Once" -n 2 --temp 0 -c 512
+[ "$(grep -c "warning: a context of 512 tokens is more than the 128 the model was trained with" "$T/err")" = 1 ] \
+  || fail "-c 512 warning: $(cat "$T/err")"
+grep -q "may drift, repeat itself or turn to gibberish" "$T/err" || fail "-c warning says what may happen: $(cat "$T/err")"
+expect_exit 0 "$BYOAI_BIN" run "$STORIES" -p "Once" -n 2 --temp 0 -c 128
+grep -q "warning" "$T/err" && fail "-c 128 warned: $(cat "$T/err")"
+expect_exit 0 "$BYOAI_BIN" run "$STORIES" -p "Once upon a time" -n 200 --temp 0
+grep -q "the context is full (128 tokens)" "$T/err" || fail "default context is not the trained 128: $(cat "$T/err")"
+grep -q "warning" "$T/err" && fail "the default context warned: $(cat "$T/err")"
+pass "the trained context is the default; a larger -c warns"
+
+# mistyped commands and options get "did you mean"
+expect_exit 2 "$BYOAI_BIN" instal stories260k
+grep -q "unknown command 'instal'; did you mean 'install'?" "$T/err" || fail "instal: $(cat "$T/err")"
+expect_exit 2 "$BYOAI_BIN" tokenzie "$STORIES" x
+grep -q "did you mean 'tokenize'?" "$T/err" || fail "tokenzie: $(cat "$T/err")"
+expect_exit 2 "$BYOAI_BIN" xyzzy
+grep -q "did you mean" "$T/err" && fail "xyzzy got a suggestion: $(cat "$T/err")"
+grep -q "Commands:" "$T/err" || fail "xyzzy: no command list"
+expect_exit 2 "$BYOAI_BIN" info "$STORIES" --jsno
+grep -q "unknown option '--jsno'; did you mean '--json'?" "$T/err" || fail "--jsno: $(cat "$T/err")"
+expect_exit 2 "$BYOAI_BIN" search --ofline
+grep -q "did you mean '--offline'?" "$T/err" || fail "--ofline: $(cat "$T/err")"
+expect_exit 2 "$BYOAI_BIN" install --re x
+grep -q "option '--re' is ambiguous: it could be --registry, --retries, --refresh" "$T/err" || fail "--re: $(cat "$T/err")"
+expect_exit 2 "$BYOAI_BIN" info "$STORIES" --json=yes
+grep -q "option '--json' takes no value" "$T/err" || fail "--json=yes: $(cat "$T/err")"
+expect_exit 2 "$BYOAI_BIN" registry lsit
+grep -q "unknown subcommand 'lsit'; did you mean 'list'?" "$T/err" || fail "registry lsit: $(cat "$T/err")"
+pass "did you mean: commands, options, subcommands"
+
+# remove of a missing name does not suggest installing it
+expect_exit 0 "$BYOAI_BIN" import "$STORIES" --name stories
+expect_exit 1 "$BYOAI_BIN" remove storise
+grep -q "'storise' is not installed, so there is nothing to remove" "$T/err" || fail "remove missing: $(cat "$T/err")"
+grep -q "did you mean 'stories'?" "$T/err" || fail "remove suggestion: $(cat "$T/err")"
+grep -q "byoai install" "$T/err" && fail "remove suggests installing: $(cat "$T/err")"
+expect_exit 0 "$BYOAI_BIN" remove stories
+pass "remove of a missing name"
+
 # usage and runtime errors
 expect_exit 0 "$BYOAI_BIN" run --help; grep -q "^usage: byoai run" "$T/out" || fail "run --help"
 expect_exit 0 "$BYOAI_BIN" --help; grep -q "Commands:" "$T/out" || fail "--help"

@@ -16,9 +16,9 @@ expect_exit 0 "$BYOAI_BIN" run kit -p "Once upon a time"
 expected_story >"$T/want"
 python3 -c 'import sys; s=open(sys.argv[1]).read().rstrip("\n"); w=open(sys.argv[2]).read(); assert len(s) > 60 and w.startswith(s), s' \
   "$T/out" "$T/want" || fail "bundle run (temp 0 from its parameters): $(cat "$T/out")"
-grep -q "generation 19 tokens" "$T/err" || fail "n_predict from the bundle not used: $(cat "$T/err")"
+grep -q "generation 20 tokens" "$T/err" || fail "n_predict from the bundle not used: $(cat "$T/err")"
 expect_exit 0 "$BYOAI_BIN" run kit -p "Once upon a time" -n 3
-grep -q "generation 2 tokens" "$T/err" || fail "-n on the command line must win: $(cat "$T/err")"
+grep -q "generation 3 tokens" "$T/err" || fail "-n on the command line must win: $(cat "$T/err")"
 expect_exit 0 "$BYOAI_BIN" bundle kit2 stories260k --system "Once upon a time, there was a cat." --param temp=0 --param n_predict=8
 expect_exit 0 "$BYOAI_BIN" run kit2 -p "The"
 with_system=$(sed -n 's/.*| prompt \([0-9]*\) tokens.*/\1/p' "$T/err")
@@ -28,7 +28,7 @@ without=$(sed -n 's/.*| prompt \([0-9]*\) tokens.*/\1/p' "$T/err")
 expect_exit 0 "$BYOAI_BIN" show kit --json
 json_check "$T/out" 'i=d["installed"]; assert i["kind"]=="bundle" and sorted(f["role"] for f in i["files"])==["chat","embed"] and i["params"]=={"mood":"calm","n_predict":20,"temp":0}'
 expect_exit 0 "$BYOAI_BIN" list --json
-json_check "$T/out" 'k={m["name"]:m for m in d}; assert k["kit"]["kind"]=="bundle" and k["kit"]["size"]==1185376'
+json_check "$T/out" 'k={m["name"]:m for m in d}; assert k["kit"]["kind"]=="bundle" and k["kit"]["size"]==1185376 + '"$(size_of "$T/embed1.gguf")"' == k["stories260k"]["size"] + k["synth-embed"]["size"]'  # a bundle is all its files
 expect_exit 1 "$BYOAI_BIN" bundle stories260k synth-embed
 grep -q "is an installed model" "$T/err" || fail "bundle over a model: $(cat "$T/err")"
 expect_exit 1 "$BYOAI_BIN" bundle bad kit
@@ -128,7 +128,7 @@ expect_exit 0 "$BYOAI_BIN" install story-kit --dry-run
 grep -q "would install story-kit from default, revision 1" "$T/out" && grep -q "(2 files, 0 already here)" "$T/out" || fail "bundle dry run: $(cat "$T/out")"
 expect_exit 0 "$BYOAI_BIN" install story-kit -q
 expect_exit 0 "$BYOAI_BIN" run story-kit -p "Once upon a time"
-grep -q "generation 11 tokens" "$T/err" || fail "index bundle params: $(cat "$T/err")"
+grep -q "generation 12 tokens" "$T/err" || fail "index bundle params: $(cat "$T/err")"
 make_gguf "$T/embed2.gguf" 22 4096
 expect_exit 0 env BYOAI_HOME="$T/home" "$BYOAI_BIN" publish "$T/embed2.gguf" --name synth-embed --registry "$REG_URL" -q
 expect_exit 0 "$BYOAI_BIN" update --check --json

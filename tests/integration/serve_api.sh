@@ -110,7 +110,7 @@ n = int(sys.argv[2])
 msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": "Once upon a time"} for i in range(n)]
 json.dump({"model": "stories260k", "messages": msgs}, open(sys.argv[1], "w"))
 PY
-expect_error 400 "the prompt has [0-9]+ tokens but this model's context holds 128" POST /v1/chat/completions "@$T/long.json"
+expect_error 400 "its history is [0-9]+ tokens and the context holds 128" POST /v1/chat/completions "@$T/long.json"
 json_check "$T/body" 'assert d["error"]["code"] == "context_length_exceeded"'
 serving
 pass "10,000-message conversation refused clearly"

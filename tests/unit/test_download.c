@@ -213,7 +213,7 @@ static void test_shared_lock(void **state) {
     /* the holder finishes the file */
     char sha[65];
     assert_int_equal(byoai_store_link_blob(s, f->file, true, sha, NULL, NULL, NULL, &err), 0);
-    byoai_store_unlock(lock);
+    byoai_store_unlock_blob(s, f->sha, lock);
     pthread_join(th, NULL);
     assert_int_equal(t.rc, 0);
     assert_true(t.waited >= 1);

@@ -487,12 +487,140 @@ static void test_embeddings_and_describe(void **state) {
     byoai_model_free(m);
 }
 
+/* vocabulary-only loads work for any architecture with a vocabulary; only
+ * a full load (and a context) needs one this build runs */
+static void test_vocab_only(void **state) {
+    (void)state;
+    byoai_model *m;
+    byoai_error err = {0};
+    byoai_model_params vp = {.vocab_only = true};
+    assert_int_equal(byoai_model_load(tu_shared("vocab/ggml-vocab-gpt-2.gguf"), &vp, &m, &err), 0);
+    assert_string_equal(byoai_model_hparams(m)->arch, "gpt2");
+    assert_int_equal(byoai_model_hparams(m)->n_ctx_train, 1024);
+    const byoai_tokenizer *tok = byoai_model_tokenizer(m);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(byoai_tokenize(tok, "Hello world", 11, false, false, &ids, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], 15496);
+    assert_int_equal(ids[1], 995);
+    free(ids);
+    byoai_context *c;
+    assert_int_equal(byoai_context_new(m, NULL, &c, &err), BYOAI_EINVAL);
+    assert_non_null(strstr(err.msg, "vocabulary-only"));
+    byoai_model_free(m);
+    /* a full load still says what is missing */
+    assert_int_equal(byoai_model_load(tu_shared("vocab/ggml-vocab-bert-bge.gguf"), NULL, &m, &err), BYOAI_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "architecture 'bert' is not supported"));
+    assert_int_equal(byoai_model_load(tu_shared("vocab/ggml-vocab-bert-bge.gguf"), &vp, &m, &err), 0);
+    assert_int_equal(byoai_tokenizer_n_vocab(byoai_model_tokenizer(m)), 30522);
+    byoai_model_free(m);
+}
+
+/* general.file_type names the mix (Q4_K_M) when the tensors agree with it */
+static void write_typed(const char *path, byoai_type type, int ftype) {
+    byoai_gguf_writer *w;
+    byoai_error err;
+    assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+    byoai_gguf_writer_set_str(w, "general.architecture", "llama");
+    if (ftype >= 0) byoai_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype);
+    const uint64_t ne[2] = {256, 4};
+    const size_t bytes = (size_t)byoai_type_row_size(type, 256) * 4;
+    uint8_t *data = calloc(1, bytes);
+    assert_int_equal(byoai_gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", type, 2, ne, data, NULL, NULL, &err), 0);
+    float norm[256] = {0};
+    const uint64_t ne1[1] = {256};
+    assert_int_equal(byoai_gguf_writer_add_tensor(w, "blk.0.ffn_norm.weight", BYOAI_TYPE_F32, 1, ne1, norm, NULL, NULL, &err), 0);
+    assert_int_equal(byoai_gguf_writer_write(w, path, NULL, NULL, &err), 0);
+    byoai_gguf_writer_free(w);
+    free(data);
+}
+
+static const char *file_type_of(const char *path) {
+    byoai_gguf *g;
+    byoai_error err;
+    byoai_model_info in;
+    assert_int_equal(byoai_gguf_open(path, &g, &err), 0);
+    assert_int_equal(byoai_model_describe(g, 0, &in, &err), 0);
+    byoai_gguf_close(g);
+    return in.file_type; /* a static string */
+}
+
+static void test_file_type(void **state) {
+    (void)state;
+    const char *dir = tu_tmpdir();
+    char p[600];
+    snprintf(p, sizeof p, "%s/m.gguf", dir);
+    write_typed(p, BYOAI_TYPE_Q4_K, 15);
+    assert_string_equal(file_type_of(p), "Q4_K_M");
+    write_typed(p, BYOAI_TYPE_Q4_K, 14);
+    assert_string_equal(file_type_of(p), "Q4_K_S");
+    write_typed(p, BYOAI_TYPE_Q5_0, 15); /* a Q4_K_M mix whose rows fell back to Q5_0 */
+    assert_string_equal(file_type_of(p), "Q4_K_M");
+    write_typed(p, BYOAI_TYPE_Q4_K, -1); /* no key: the dominant type */
+    assert_string_equal(file_type_of(p), "Q4_K");
+    write_typed(p, BYOAI_TYPE_F16, 15); /* the key lies: the tensors are float */
+    assert_string_equal(file_type_of(p), "F16");
+    write_typed(p, BYOAI_TYPE_Q8_0, 0); /* says all F32, is not */
+    assert_string_equal(file_type_of(p), "Q8_0");
+    write_typed(p, BYOAI_TYPE_Q4_K, 999); /* unknown number */
+    assert_string_equal(file_type_of(p), "Q4_K");
+    write_typed(p, BYOAI_TYPE_F16, 1 | 1024); /* llama.cpp's "guessed" flag */
+    assert_string_equal(file_type_of(p), "F16");
+    tu_rmtree(dir);
+}
+
+/* the default context: the trained one, unless its KV cache would not fit */
+static void test_default_context(void **state) {
+    (void)state;
+    byoai_model *m = load(tu_shared("models/stories260K.gguf"), 0, 0);
+    const uint64_t per_token = byoai_model_kv_bytes_per_token(m); /* 1280 bytes */
+    assert_int_equal(byoai_context_default_n_ctx(m, 1, 1ull << 30), 128);
+    assert_int_equal(byoai_context_default_n_ctx(m, 4, 1ull << 30), 128);
+    /* too little memory for even the trained context: still the trained one (under 4096) */
+    assert_int_equal(byoai_context_default_n_ctx(m, 1, per_token * 10), 128);
+    byoai_context *c;
+    byoai_error err;
+    assert_int_equal(byoai_context_new(m, &(byoai_context_params){.n_threads = 1}, &c, &err), 0);
+    assert_int_equal(byoai_context_n_ctx(c), 128);
+    byoai_context_free(c);
+    byoai_model_free(m);
+    /* a long trained context: bounded by a quarter of the memory, in steps of 1024, never under 4096 */
+    const char *dir = tu_tmpdir();
+    char src[600];
+    snprintf(src, sizeof src, "%s/long.gguf", dir);
+    byoai_gguf *g;
+    assert_int_equal(byoai_gguf_open(tu_shared("models/stories260K.gguf"), &g, &err), 0);
+    byoai_gguf_writer *w;
+    assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (strcmp(g->kv[i].key, "llama.context_length")) byoai_gguf_writer_set_value(w, g->kv[i].key, &g->kv[i].value);
+    byoai_gguf_writer_set_u32(w, "llama.context_length", 131072);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const byoai_gguf_tensor *t = &g->tensors[i];
+        assert_int_equal(byoai_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, NULL, NULL, &err), 0);
+    }
+    assert_int_equal(byoai_gguf_writer_write(w, src, NULL, NULL, &err), 0);
+    byoai_gguf_writer_free(w);
+    byoai_gguf_close(g);
+    m = load(src, 0, 0);
+    assert_int_equal(byoai_context_default_n_ctx(m, 1, 1ull << 40), 131072);
+    /* 1 GiB: a quarter holds 209715 tokens of 1280 bytes: all 131072 for one sequence, 52224 each for four */
+    assert_int_equal(byoai_context_default_n_ctx(m, 1, 1ull << 30), 131072);
+    assert_int_equal(byoai_context_default_n_ctx(m, 4, 1ull << 30), 52224);
+    assert_int_equal(byoai_context_default_n_ctx(m, 4, 1ull << 20), 4096);
+    byoai_model_free(m);
+    tu_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_greedy),   cmocka_unit_test(test_batch_equivalence),
         cmocka_unit_test(test_multi_sequence),   cmocka_unit_test(test_layer_split),
         cmocka_unit_test(test_decode_errors),    cmocka_unit_test(test_arch_rows),
         cmocka_unit_test(test_model_validation), cmocka_unit_test(test_embeddings_and_describe),
+        cmocka_unit_test(test_vocab_only),       cmocka_unit_test(test_file_type),
+        cmocka_unit_test(test_default_context),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

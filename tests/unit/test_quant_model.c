@@ -163,6 +163,9 @@ static void test_q4_k_m_mix(void **state) {
     uint32_t ft;
     assert_int_equal(byoai_gguf_get_u32(g, "general.file_type", &ft, &err), 0);
     assert_int_equal(ft, 15);
+    byoai_model_info in;
+    assert_int_equal(byoai_model_describe(g, 0, &in, &err), 0);
+    assert_string_equal(in.file_type, "Q4_K_M"); /* the mix, not just its main type Q4_K */
     assert_int_equal(byoai_gguf_find_tensor(g, "output.weight")->type, BYOAI_TYPE_Q6_K);
     assert_int_equal(byoai_gguf_find_tensor(g, "token_embd.weight")->type, BYOAI_TYPE_Q4_K);
     assert_int_equal(byoai_gguf_find_tensor(g, "output_norm.weight")->type, BYOAI_TYPE_F32);

@@ -2,6 +2,8 @@
 #include "regtest.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -163,9 +165,14 @@ static void test_store_cycle(void **state) {
     char text[200];
     snprintf(text, sizeof text, "{ not json %s", sha);
     rt_write(path, text);
-    assert_int_equal(byoai_store_remove(s, "mine", &err), 0);
     assert_int_equal(byoai_store_remove(s, "copy", &err), 0);
     assert_int_equal(byoai_store_remove(s, "copy", &err), BYOAI_ENOTFOUND);
+    /* removing what is not there does not suggest installing it */
+    assert_non_null(strstr(err.msg, "'copy' is not installed, so there is nothing to remove"));
+    assert_null(strstr(err.msg, "byoai install"));
+    assert_int_equal(byoai_store_remove(s, "mine:q4_0", &err), BYOAI_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "installed as variant 'f32', not 'q4_0'; `byoai remove mine` removes it"));
+    assert_int_equal(byoai_store_remove(s, "mine", &err), 0);
     byoai_gc_report r;
     assert_int_equal(byoai_store_gc(s, false, &r, &err), 0);
     assert_int_equal(r.blobs_removed, 0);
@@ -176,7 +183,7 @@ static void test_store_cycle(void **state) {
     rt_write(path, "part");
     int lk;
     assert_int_equal(byoai_store_lock_blob(s, SHA_A, &lk, NULL, NULL, &err), 0);
-    byoai_store_unlock(lk);
+    byoai_store_unlock_blob(s, SHA_A, lk);
     assert_int_equal(byoai_store_gc(s, true, &r, &err), 0);
     assert_int_equal(r.blobs_removed, 1);
     assert_true(byoai_store_has_blob(s, sha, 0)); /* dry run */
@@ -185,6 +192,70 @@ static void test_store_cycle(void **state) {
     assert_int_equal(r.partials_removed, 1);
     assert_false(byoai_store_has_blob(s, sha, 0));
     assert_true(byoai_fs_exists(gguf)); /* the user's file is untouched */
+    byoai_store_close(s);
+    tu_rmtree(dir);
+}
+
+/* lock files exist while held, and the last holder removes its file */
+static bool exists(const char *p) { return access(p, F_OK) == 0; }
+
+typedef struct {
+    byoai_store *s;
+    int fd, rc;
+    volatile bool got;
+} locker;
+
+static void *lock_blob_thread(void *arg) {
+    locker *l = arg;
+    byoai_error err;
+    l->rc = byoai_store_lock_blob(l->s, SHA_A, &l->fd, NULL, NULL, &err);
+    l->got = true;
+    return NULL;
+}
+
+static void test_lock_files(void **state) {
+    (void)state;
+    const char *dir = tu_tmpdir();
+    char home[512], blob_lock[700], store_lock[700];
+    snprintf(home, sizeof home, "%s/home", dir);
+    snprintf(blob_lock, sizeof blob_lock, "%s/blobs/partial/sha256-%s.lock", home, SHA_A);
+    snprintf(store_lock, sizeof store_lock, "%s/store.lock", home);
+    byoai_store *s;
+    byoai_error err;
+    assert_int_equal(byoai_store_open(home, &s, &err), 0);
+    int a, b;
+    assert_int_equal(byoai_store_lock_blob(s, SHA_A, &a, NULL, NULL, &err), 0);
+    assert_true(exists(blob_lock));
+    byoai_store_unlock_blob(s, SHA_A, a);
+    assert_false(exists(blob_lock));
+    /* shared: the file stays while another holder shares it */
+    assert_int_equal(byoai_store_lock(s, false, &a, &err), 0);
+    assert_int_equal(byoai_store_lock(s, false, &b, &err), 0);
+    byoai_store_unlock(s, a);
+    assert_true(exists(store_lock));
+    byoai_store_unlock(s, b);
+    assert_false(exists(store_lock));
+    assert_int_equal(byoai_store_lock(s, true, &a, &err), 0);
+    byoai_store_unlock(s, a);
+    assert_false(exists(store_lock));
+    /* a waiter that opened the file before its holder removed it takes a
+     * new file, so a third locker cannot get in beside it */
+    assert_int_equal(byoai_store_lock_blob(s, SHA_A, &a, NULL, NULL, &err), 0);
+    locker w = {.s = s, .fd = -1};
+    pthread_t th;
+    pthread_create(&th, NULL, lock_blob_thread, &w);
+    usleep(200 * 1000);
+    assert_false(w.got);
+    byoai_store_unlock_blob(s, SHA_A, a);
+    pthread_join(th, NULL);
+    assert_int_equal(w.rc, 0);
+    assert_true(exists(blob_lock)); /* the waiter's own file */
+    int fd = open(blob_lock, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1); /* held by the waiter */
+    close(fd);
+    byoai_store_unlock_blob(s, SHA_A, w.fd);
+    assert_false(exists(blob_lock));
     byoai_store_close(s);
     tu_rmtree(dir);
 }
@@ -272,6 +343,11 @@ static void test_bundle(void **state) {
     char sha_a[65];
     byoai_sha256_file(a, sha_a, &err);
     assert_string_equal(m.sha256, sha_a); /* the chat role's file */
+    /* its size is all its files' (1024 and 2048 floats, plus headers) */
+    struct stat sa, sb;
+    assert_int_equal(stat(a, &sa), 0);
+    assert_int_equal(stat(b, &sb), 0);
+    assert_int_equal(m.size, (uint64_t)(sa.st_size + sb.st_size));
     assert_int_equal(byoai_store_bundle_export(s, "kit", arc, NULL, NULL, &err), 0);
     assert_int_equal(byoai_store_open(home2, &s2, &err), 0);
     assert_int_equal(byoai_store_bundle_import(s2, arc, NULL, NULL, NULL, &m, &err), 0);
@@ -291,7 +367,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),         cmocka_unit_test(test_parse_bytes), cmocka_unit_test(test_manifest_parse),
         cmocka_unit_test(test_store_cycle),   cmocka_unit_test(test_space),       cmocka_unit_test(test_tar),
-        cmocka_unit_test(test_bundle),
+        cmocka_unit_test(test_bundle),        cmocka_unit_test(test_lock_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
