@@ -5,6 +5,7 @@
 #               every test (unit, integration, e2e, NEON kernels under qemu)
 #   make bench  build optimized and run the benchmarks (JSON on stdout)
 #   make bench-cluster  only the cluster benchmark (1, 2, 3 local nodes)
+#   make bench-ttft     only time to first token of conversations taking turns (vs llama-server)
 #   make fuzz   build libFuzzer targets with clang and run each briefly
 SHELL   := /bin/bash
 JOBS    ?= $(shell nproc)
@@ -15,7 +16,7 @@ FUZZDIR := build/fuzz
 MODEL   ?= $(SHARED)/models/stories260K.gguf
 PROMPT  ?= Once upon a time
 
-.PHONY: all deps build run test test-build bench bench-cluster fuzz clean e2e-deps
+.PHONY: all deps build run test test-build bench bench-cluster bench-ttft fuzz clean e2e-deps
 
 all: build
 
@@ -52,6 +53,9 @@ bench: build
 
 bench-cluster: build
 	bash bench/cluster_bench.sh $(RELEASE)
+
+bench-ttft: build
+	BENCH_ONLY=ttft bash bench/run.sh $(RELEASE)
 
 fuzz: deps
 	@cmake -S . -B $(FUZZDIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_FUZZ=ON -DBYOAI_TESTS=OFF -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null

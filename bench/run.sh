@@ -10,8 +10,10 @@
 #                                    comparison (default: /work/llamacpp/build/
 #                                    bin/llama-bench when it exists; "" = none)
 #   BENCH_MODELS=DIR                 where the models are (default BUILD_DIR/bench)
-#   BENCH_ONLY=engine|server|cluster one part only (server: bench/bench_server.mjs,
-#                                    cluster: bench/cluster_bench.sh)
+#   BENCH_ONLY=engine|server|cluster|ttft one part only (server: bench/bench_server.mjs,
+#                                    cluster: bench/cluster_bench.sh, ttft: bench/ttft_bench.py)
+#   LLAMA_SERVER=/path/llama-server  llama.cpp's server for the ttft part (default:
+#                                    /work/llamacpp/build/bin/llama-server when it exists)
 # Models are generated once and cached: a synthetic TinyLlama-1.1B-shaped
 # model (random F16 weights written by the project's GGUF writer), quantized
 # with `byoai quantize`; llama.cpp reads the same files.
@@ -70,6 +72,19 @@ cluster_bench() {
   bash "$here/cluster_bench.sh" "$build" "$q8"
 }
 if [ "${BENCH_ONLY:-}" = cluster ]; then cluster_bench; exit 0; fi
+# time to first token of 1, 2 and 4 conversations taking turns: byoai (one
+# machine and two cluster nodes) against llama-server, TinyLlama-shaped Q4_0
+ttft_bench() {
+  local q4=$cache/tinyllama-Q4_0.gguf ls=${LLAMA_SERVER-/work/llamacpp/build/bin/llama-server}
+  if [ ! -f "$q4" ]; then
+    [ -f "$base" ] || { "$build/make_tinyllama" "$base.tmp" "$shared" >&2 && mv "$base.tmp" "$base"; }
+    "$byoai" quantize "$base" "$q4" Q4_0 -q -t "$threads" >&2
+  fi
+  [ -x "$ls" ] || ls=""
+  python3 "$here/ttft_bench.py" --byoai "$byoai" --model "$q4" --cluster --threads "$threads" \
+    ${ls:+--llama-server "$ls"} --rounds "${BENCH_TTFT_ROUNDS:-3}"
+}
+if [ "${BENCH_ONLY:-}" = ttft ]; then ttft_bench; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -77,6 +92,7 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 if [ -z "${BENCH_ONLY:-}" ]; then server_bench > "$work/server.json"; else echo null > "$work/server.json"; fi
 if [ -z "${BENCH_ONLY:-}" ]; then cluster_bench > "$work/cluster.json"; else echo null > "$work/cluster.json"; fi
+if [ -z "${BENCH_ONLY:-}" ]; then ttft_bench > "$work/ttft.json"; else echo null > "$work/ttft.json"; fi
 
 "$byoai" hw --json -t "$threads" > "$work/hw_before.json"
 echo "bench: read bandwidth $(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["read_bandwidth_gbps"],1))' "$work/hw_before.json") GB/s, load $(loadavg)" >&2
@@ -115,6 +131,7 @@ out = {
     "models": [],
     "server": json.load(open(os.path.join(work, "server.json"))),
     "cluster": json.load(open(os.path.join(work, "cluster.json"))),
+    "ttft": json.load(open(os.path.join(work, "ttft.json"))),
 }
 commit = None
 for t in types:
