@@ -85,6 +85,18 @@ char *byoai_strndup(const char *s, size_t n);
 /* Allocate aligned memory (alignment a power of two); free with free(). */
 void *byoai_aligned_alloc(size_t alignment, size_t size);
 
+/* ---- a growable byte buffer (buf.c) ------------------------------------ */
+/* data is NUL-terminated after every append (NULL while empty and never
+ * appended to); the owner frees it with byoai_buf_free. */
+typedef struct byoai_buf {
+    char *data;
+    size_t len, cap;
+} byoai_buf;
+/* Append n bytes; false when out of memory (the buffer is unchanged). */
+bool byoai_buf_append(byoai_buf *b, const void *data, size_t n);
+void byoai_buf_clear(byoai_buf *b);
+void byoai_buf_free(byoai_buf *b);
+
 /* ---- files ------------------------------------------------------------- */
 /* Read a whole file into a malloc'd buffer (NUL-terminated; *len excludes
  * the NUL). max_size bounds what is accepted (0 = 1 GiB). Caller frees. */

@@ -27,26 +27,6 @@ static const char help_text[] =
     "Use \"\"\" to begin and end a message of several lines; a line that ends with \\\n"
     "continues on the next one. Ctrl-C stops an answer.\n";
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-} text;
-
-static bool text_add(text *t, const char *p, size_t n) {
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 256;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *q = realloc(t->s, cap);
-        if (!q) return false;
-        t->s = q;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, p, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-    return true;
-}
-
 /* One line without its line ending; false at the end of input. */
 static bool read_line(char **line, size_t *cap, size_t *len) {
     ssize_t n = getline(line, cap, stdin);
@@ -58,11 +38,10 @@ static bool read_line(char **line, size_t *cap, size_t *len) {
 
 /* The next message: a line, lines joined by a trailing \, or lines between
  * """ marks. Returns false at the end of input (with nothing read). */
-static bool read_message(text *msg, bool tty) {
+static bool read_message(byoai_buf *msg, bool tty) {
     char *line = NULL;
     size_t cap = 0, n;
-    msg->len = 0;
-    if (msg->s) msg->s[0] = '\0';
+    byoai_buf_clear(msg);
     if (tty) fprintf(stderr, "\n>>> ");
     if (!read_line(&line, &cap, &n)) {
         free(line);
@@ -77,8 +56,8 @@ static bool read_message(text *msg, bool tty) {
             bool last = m >= 3 && !strcmp(p + m - 3, "\"\"\"");
             if (last) m -= 3;
             if (m || !(first || last)) { /* the lines between the marks, joined by newlines */
-                if (msg->len && !(ok = text_add(msg, "\n", 1))) break;
-                if (!(ok = text_add(msg, p, m))) break;
+                if (msg->len && !(ok = byoai_buf_append(msg, "\n", 1))) break;
+                if (!(ok = byoai_buf_append(msg, p, m))) break;
             }
             if (last) break;
             first = false;
@@ -90,16 +69,16 @@ static bool read_message(text *msg, bool tty) {
     } else {
         for (;;) {
             bool more = n > 0 && line[n - 1] == '\\';
-            if (!(ok = text_add(msg, line, more ? n - 1 : n))) break;
+            if (!(ok = byoai_buf_append(msg, line, more ? n - 1 : n))) break;
             if (!more) break;
-            if (!(ok = text_add(msg, "\n", 1))) break;
+            if (!(ok = byoai_buf_append(msg, "\n", 1))) break;
             if (tty) fprintf(stderr, "... ");
             if (!read_line(&line, &cap, &n)) break;
         }
     }
     free(line);
     if (!ok) fprintf(stderr, "byoai run: error: out of memory reading the message\n");
-    if (!msg->s && !text_add(msg, "", 0)) return false;
+    if (!msg->data && !byoai_buf_append(msg, "", 0)) return false;
     return true;
 }
 
@@ -278,17 +257,17 @@ static int command(run_state *st, char *line) {
 int run_interactive(run_state *st) {
     bool tty = isatty(0);
     if (tty) fprintf(stderr, "byoai run: type a message, /? for help, /bye to leave.\n");
-    text msg = {0};
+    byoai_buf msg = {0};
     int rc = 0;
     for (;;) {
         run_interrupted = 0;
         if (!read_message(&msg, tty)) break;
         if (msg.len == 0) continue;
-        if (msg.s[0] == '/' && !strchr(msg.s, '\n')) {
-            if (command(st, msg.s)) break;
+        if (msg.data[0] == '/' && !strchr(msg.data, '\n')) {
+            if (command(st, msg.data)) break;
             continue;
         }
-        rc = st->chat ? run_chat_turn(st, msg.s) : run_generate(st, msg.s, false, false);
+        rc = st->chat ? run_chat_turn(st, msg.data) : run_generate(st, msg.data, false, false);
         if (rc == RUN_REFUSED) { /* e.g. too long: the session goes on */
             rc = 0;
             continue;
@@ -297,6 +276,6 @@ int run_interactive(run_state *st) {
         printf("\n");
         fflush(stdout);
     }
-    free(msg.s);
+    byoai_buf_free(&msg);
     return rc;
 }

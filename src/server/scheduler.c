@@ -121,8 +121,7 @@ typedef struct slot {
     int32_t next;
     byoai_sampler *sampler;
     byoai_json_filter *jf;
-    char *pend;
-    size_t pend_len, pend_cap;
+    byoai_buf pend; /* text held back: a stop string or a UTF-8 character may be starting */
     double *emb_sum;
 } slot;
 
@@ -182,7 +181,7 @@ void srv_job_push_piece(srv_job *j, const char *text, size_t len, int32_t token,
 static void slot_clear(srv_sched *s, slot *sl) {
     byoai_sampler_free(sl->sampler);
     byoai_json_filter_free(sl->jf);
-    free(sl->pend);
+    byoai_buf_free(&sl->pend);
     free(sl->emb_sum);
     slot keep = {.hist = sl->hist, .n_hist = sl->n_hist, .cap_hist = sl->cap_hist, .hist_lost = sl->hist_lost,
                  .last_used = byoai_time_now()};
@@ -230,7 +229,8 @@ void srv_job_end(srv_job *j, const char *reason, const srv_error *err) {
 /* End a slot's job: flush held-back text (unless an error), publish, free. */
 static void finish(srv_sched *s, slot *sl, const char *reason, const srv_error *err) {
     srv_job *j = sl->job;
-    if (!err && sl->pend_len && strcmp(reason, "cancelled")) srv_job_push_piece(j, sl->pend, sl->pend_len, -1, 0, NULL, NULL, 0);
+    if (!err && sl->pend.len && strcmp(reason, "cancelled"))
+        srv_job_push_piece(j, sl->pend.data, sl->pend.len, -1, 0, NULL, NULL, 0);
     /* the slot is free before anyone can see the job done */
     slot_clear(s, sl);
     pthread_mutex_lock(&s->mu);
@@ -348,21 +348,6 @@ static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, bool evict, srv_er
     return 0;
 }
 
-static bool pend_append(slot *sl, const char *p, size_t n) {
-    if (sl->pend_len + n + 1 > sl->pend_cap) {
-        size_t cap = sl->pend_cap ? sl->pend_cap * 2 : 256;
-        while (cap < sl->pend_len + n + 1) cap *= 2;
-        char *q = realloc(sl->pend, cap);
-        if (!q) return false;
-        sl->pend = q;
-        sl->pend_cap = cap;
-    }
-    memcpy(sl->pend + sl->pend_len, p, n);
-    sl->pend_len += n;
-    sl->pend[sl->pend_len] = '\0';
-    return true;
-}
-
 /* Sample the next token of a slot from its logits and release its text. */
 static void sample(srv_sched *s, uint32_t seq, const float *logits) {
     slot *sl = &s->slots[seq];
@@ -400,7 +385,7 @@ static void sample(srv_sched *s, uint32_t seq, const float *logits) {
     int n = byoai_token_to_piece(s->tok, tok, piece, sizeof piece, false);
     if (n < 0) n = 0;
     if ((size_t)n > sizeof piece) n = sizeof piece;
-    if (!pend_append(sl, piece, (size_t)n)) {
+    if (!byoai_buf_append(&sl->pend, piece, (size_t)n)) {
         srv_error e;
         srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
         finish(s, sl, "error", &e);
@@ -408,15 +393,16 @@ static void sample(srv_sched *s, uint32_t seq, const float *logits) {
     }
     bool found;
     size_t at = 0;
-    size_t release = srv_stop_scan(sl->pend, sl->pend_len, j->s.stop, j->s.n_stop, false, &found, &at);
-    srv_job_push_piece(j, sl->pend, release, tok, lp, ids, lps, n_top);
+    size_t release = srv_stop_scan(sl->pend.data, sl->pend.len, j->s.stop, j->s.n_stop, false, &found, &at);
+    srv_job_push_piece(j, sl->pend.data, release, tok, lp, ids, lps, n_top);
     if (found) {
-        sl->pend_len = 0;
+        byoai_buf_clear(&sl->pend);
         finish(s, sl, "stop", NULL);
         return;
     }
-    memmove(sl->pend, sl->pend + release, sl->pend_len - release);
-    sl->pend_len -= release;
+    memmove(sl->pend.data, sl->pend.data + release, sl->pend.len - release);
+    sl->pend.len -= release;
+    sl->pend.data[sl->pend.len] = '\0';
     if (j->max_new && j->n_gen >= j->max_new) {
         finish(s, sl, "length", NULL);
         return;

@@ -118,10 +118,29 @@ static void test_errors(void **state) {
     assert_int_equal(byoai_error_set(NULL, BYOAI_EIO, "x"), BYOAI_EIO);
 }
 
+static void test_buf(void **state) {
+    (void)state;
+    byoai_buf b = {0};
+    assert_null(b.data);
+    assert_true(byoai_buf_append(&b, "", 0)); /* an empty buffer is still a string */
+    assert_string_equal(b.data, "");
+    for (int i = 0; i < 1000; i++) assert_true(byoai_buf_append(&b, "abc", 3));
+    assert_int_equal(b.len, 3000);
+    assert_int_equal(strlen(b.data), 3000);
+    assert_memory_equal(b.data + 2997, "abc", 4); /* with its NUL */
+    assert_false(byoai_buf_append(&b, "x", SIZE_MAX - 2)); /* would overflow: refused, unchanged */
+    assert_int_equal(b.len, 3000);
+    byoai_buf_clear(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    byoai_buf_free(&b);
+    assert_null(b.data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),  cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_sha256),
-        cmocka_unit_test(test_pool),  cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_pool),  cmocka_unit_test(test_errors), cmocka_unit_test(test_buf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
