@@ -126,7 +126,7 @@ static uint32_t fail(comp *c, const char *fmt, const char *a, const char *b) {
     c->failed = true;
     char msg[600];
     snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
-    byoai_error_set(c->err, BYOAI_EINVAL, "%s: %s (at %s)", c->what, msg, c->path[0] ? c->path : "#");
+    byoai_error_set(c->err, BYOAI_EINVAL, "%s, at %s: %s", c->what, c->path[0] ? c->path : "#", msg);
     return G_NONE;
 }
 
