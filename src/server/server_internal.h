@@ -5,7 +5,9 @@
  *   scheduler.c      per-model continuous batching over one context
  *   models.c         which models exist (files, the store), loading, idle unloading, the cap
  *   install.c        POST /api/models/install: byoai_install with SSE progress
+ *   generate.c       generations and embeddings, whichever API asks
  *   openai.c         /v1/... handlers, SSE streams
+ *   ollama.c         the Ollama API (/api/chat, /api/generate, /api/tags, ...), NDJSON streams
  *   api.c            routing, auth, CORS, native endpoints, static files
  *   metrics.c        counters and the Prometheus text
  *   db.c             the server database (SQLite)
@@ -369,12 +371,26 @@ void srv_api_handle(void *user, byoai_http_req *r);
 bool srv_openai_chat(srv_server *s, byoai_http_req *r);
 bool srv_openai_completions(srv_server *s, byoai_http_req *r);
 void srv_openai_embeddings(srv_server *s, byoai_http_req *r);
+/* ollama.c: the Ollama API (chat and generate return true when they answered with a stream) */
+bool srv_ollama_chat(srv_server *s, byoai_http_req *r);
+bool srv_ollama_generate(srv_server *s, byoai_http_req *r);
+void srv_ollama_tags(srv_server *s, byoai_http_req *r);
+void srv_ollama_ps(srv_server *s, byoai_http_req *r);
+void srv_ollama_show(srv_server *s, byoai_http_req *r);
+void srv_ollama_delete(srv_server *s, byoai_http_req *r);
+void srv_ollama_pull(srv_server *s, byoai_http_req *r);
+void srv_ollama_embed(srv_server *s, byoai_http_req *r, bool old);
 /* tokens.c: POST /api/tokenize, POST /api/detokenize */
 void srv_api_tokenize(srv_server *s, byoai_http_req *r);
 void srv_api_detokenize(srv_server *s, byoai_http_req *r);
 void srv_openai_models(srv_server *s, byoai_http_req *r, const char *id);
 /* POST /api/models/install (install.c) */
 void srv_install_handle(srv_server *s, byoai_http_req *r);
+/* Run an install and answer with its progress: SSE in byoai's shape, or
+ * (ollama) NDJSON in Ollama's pull shape; one object at the end when not
+ * streaming. */
+void srv_install_start(srv_server *s, byoai_http_req *r, const char *spec, const char *registry, bool dry_run,
+                       bool streaming, bool ollama);
 void srv_open_inc(srv_server *s);
 void srv_open_dec(srv_server *s);
 /* A random id with a prefix ("chatcmpl-..."). */
