@@ -119,7 +119,7 @@ typedef struct byoai_json_filter byoai_json_filter;
 /* A filter for any JSON object (JSON mode). */
 int byoai_json_filter_new(const byoai_tokenizer *tok, int32_t n_vocab, byoai_json_filter **out, byoai_error *err);
 /* A filter for a grammar (it takes its own reference). Control tokens whose
- * text the grammar's literal prefix holds (e.g. Mistral's [TOOL_CALLS])
+ * text the grammar's literal prefix or suffix holds (e.g. Mistral's [TOOL_CALLS])
  * count as text: see byoai_json_filter_token_is_text. */
 int byoai_json_filter_new_grammar(const byoai_tokenizer *tok, int32_t n_vocab, const byoai_grammar *g,
                                   byoai_json_filter **out, byoai_error *err);

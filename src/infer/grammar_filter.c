@@ -77,10 +77,11 @@ int byoai_json_filter_new_grammar(const byoai_tokenizer *tok, int32_t n_vocab, c
         f->eog[i] = byoai_token_is_eog(tok, i);
         char piece[MAX_PIECE];
         int n = byoai_token_to_piece(tok, i, piece, sizeof piece, false);
-        if (n == 0 && byoai_token_is_control(tok, i) && !f->eog[i] && g->prefix_len) {
+        if (n == 0 && byoai_token_is_control(tok, i) && !f->eog[i] && (g->prefix_len || g->suffix_len)) {
             /* a control token whose text the grammar writes (Mistral's [TOOL_CALLS]) */
             int m = byoai_token_to_piece(tok, i, piece, sizeof piece, true);
-            if (m >= 2 && (size_t)m <= sizeof piece && memmem(g->prefix, g->prefix_len, piece, (size_t)m)) {
+            if (m >= 2 && (size_t)m <= sizeof piece &&
+                (memmem(g->prefix, g->prefix_len, piece, (size_t)m) || memmem(g->suffix, g->suffix_len, piece, (size_t)m))) {
                 n = m;
                 f->as_text[i] = true;
             }
