@@ -32,6 +32,7 @@ struct byoai_json_filter {
     char *text;        /* every token's piece, back to back */
     bool *eog;         /* end-of-generation tokens */
     bool *as_text;     /* control tokens that are text for this grammar */
+    bool *plain;       /* text of printable ASCII only, without '"' and '\\' */
     int32_t *order;    /* tokens with text, sorted by their bytes */
     uint16_t *lcp;     /* common prefix length with the previous in order */
     uint32_t n_order;
@@ -62,6 +63,7 @@ int byoai_json_filter_new_grammar(const byoai_tokenizer *tok, int32_t n_vocab, c
     f->off = malloc(((size_t)n_vocab + 1) * sizeof *f->off);
     f->eog = calloc((size_t)n_vocab, sizeof *f->eog);
     f->as_text = calloc((size_t)n_vocab, sizeof *f->as_text);
+    f->plain = calloc((size_t)n_vocab, sizeof *f->plain);
     f->order = malloc((size_t)n_vocab * sizeof *f->order);
     f->lcp = malloc((size_t)n_vocab * sizeof *f->lcp);
     f->rem = malloc((size_t)n_vocab * sizeof *f->rem);
@@ -69,7 +71,7 @@ int byoai_json_filter_new_grammar(const byoai_tokenizer *tok, int32_t n_vocab, c
     size_t cap = (size_t)n_vocab * 8 + 64, len = 0;
     f->text = malloc(cap);
     entry *ents = malloc((size_t)n_vocab * sizeof *ents);
-    if (!f->st || !f->off || !f->eog || !f->as_text || !f->order || !f->lcp || !f->rem || !f->stk || !f->text || !ents)
+    if (!f->st || !f->off || !f->eog || !f->as_text || !f->plain || !f->order || !f->lcp || !f->rem || !f->stk || !f->text || !ents)
         goto oom;
     for (int32_t i = 0; i < n_vocab; i++) {
         f->off[i] = (uint32_t)len;
@@ -101,6 +103,12 @@ int byoai_json_filter_new_grammar(const byoai_tokenizer *tok, int32_t n_vocab, c
         uint32_t a = f->off[i], b = f->off[i + 1];
         if (a == b || f->eog[i]) continue;
         ents[f->n_order++] = (entry){f->text + a, b - a, i};
+        bool pl = true;
+        for (uint32_t k = a; k < b && pl; k++) {
+            unsigned char c = (unsigned char)f->text[k];
+            pl = c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+        }
+        f->plain[i] = pl;
     }
     qsort(ents, f->n_order, sizeof *ents, entry_cmp);
     for (uint32_t k = 0; k < f->n_order; k++) {
@@ -140,6 +148,7 @@ void byoai_json_filter_free(byoai_json_filter *f) {
     free(f->text);
     free(f->eog);
     free(f->as_text);
+    free(f->plain);
     free(f->order);
     free(f->lcp);
     free(f->rem);
@@ -167,11 +176,41 @@ int byoai_json_filter_apply(void *user, const float *logits, bool *allowed, int3
     for (int32_t i = 0; i < n_vocab; i++) allowed[i] = f->eog[i] && done;
     bool any_in_budget = done;
     g_state_copy(&f->stk[0], f->st);
+    const int fast = g_text_fast(g, f->st);
+    if (fast >= -1) { /* free text: only tokens holding the trigger's first byte need the matcher */
+        for (uint32_t k = 0; k < f->n_order; k++) {
+            int32_t id = f->order[k];
+            if (id >= n_vocab) continue;
+            const char *p = f->text + f->off[id];
+            uint32_t len = f->off[id + 1] - f->off[id];
+            uint32_t r = 0;
+            if (fast >= 0 && memchr(p, fast, len)) {
+                g_state_copy(&f->stk[1], &f->stk[0]);
+                if (!g_feed(g, &f->stk[1], p, len)) continue;
+                r = g_min_remaining(g, &f->stk[1]);
+            }
+            allowed[id] = true;
+            f->rem[id] = r;
+            if (r <= after) any_in_budget = true;
+        }
+        goto budget;
+    }
     uint32_t valid = 0;          /* stk[0..valid] hold the states of the previous token's prefixes */
     uint32_t dead = UINT32_MAX;  /* the previous token died at this byte */
+    const bool sfast = g_string_fast(g, f->st);
+    const uint32_t same_rem = sfast && budgeted ? g_min_remaining(g, f->st) : 0;
     for (uint32_t k = 0; k < f->n_order; k++) {
         int32_t id = f->order[k];
         uint32_t common = f->lcp[k];
+        if (sfast && f->plain[id]) { /* plain text inside a string: the state only counts characters */
+            valid = 0;
+            dead = UINT32_MAX;
+            if (id >= n_vocab) continue;
+            allowed[id] = true;
+            f->rem[id] = same_rem;
+            if (same_rem <= after) any_in_budget = true;
+            continue;
+        }
         if (dead != UINT32_MAX && common > dead) continue; /* shares the refused byte */
         const char *p = f->text + f->off[id];
         uint32_t len = f->off[id + 1] - f->off[id];
@@ -196,6 +235,7 @@ int byoai_json_filter_apply(void *user, const float *logits, bool *allowed, int3
             if (r <= after) any_in_budget = true;
         }
     }
+budget:
     if (!budgeted || !any_in_budget) return 0; /* no budget, or too small for any completion: cut at the end */
     /* keep only the tokens after which the output can still end in time */
     for (uint32_t k = 0; k < f->n_order; k++) {

@@ -137,6 +137,15 @@ bool g_can_end(const byoai_grammar *g, const gstate *s);
 uint32_t g_min_remaining(const byoai_grammar *g, const gstate *s);
 /* In free text (nothing constrained yet): every byte is allowed. */
 bool g_in_text(const gstate *s);
+/* A shortcut for the filter: -1 when every text is allowed and needs
+ * nothing after it (free text for good); a byte b >= 0 when that holds for
+ * every text without b (free text, no trigger under way: only b can start
+ * one); -2 otherwise. */
+int g_text_fast(const byoai_grammar *g, const gstate *s);
+/* Another: inside a string value without a length limit still to reach,
+ * where any printable ASCII text other than '"' and '\\' leaves the
+ * shortest completion as it is. */
+bool g_string_fast(const byoai_grammar *g, const gstate *s);
 
 /* helpers shared by the compiler and the matcher */
 static inline const char *g_lit_bytes(const byoai_grammar *g, uint32_t lit) { return g->bytes + g->lits[lit].off; }

@@ -840,6 +840,18 @@ bool g_can_end(const byoai_grammar *g, const gstate *s) {
 
 bool g_in_text(const gstate *s) { return s->phase == P_TEXT || s->phase == P_FREE || s->phase == P_START; }
 
+bool g_string_fast(const byoai_grammar *g, const gstate *s) {
+    if (s->phase != P_VALUE || s->st != S_STRING || s->utf8_left || s->sub || (s->flags & F_ESC)) return false;
+    const gnode *n = N(g, s->vnode);
+    return n->max_len == UINT32_MAX && s->slen >= n->min_len;
+}
+
+int g_text_fast(const byoai_grammar *g, const gstate *s) {
+    if (s->phase == P_FREE) return -1;
+    if (s->phase == P_TEXT && s->pos == 0) return (unsigned char)g->prefix[0];
+    return -2;
+}
+
 uint32_t g_min_remaining(const byoai_grammar *g, const gstate *s) {
     uint32_t call = g_sat_add(N(g, g->root)->minlen, g->suffix_len);
     switch (s->phase) {
