@@ -74,11 +74,22 @@ static void put(sbuf *b, const char *s, size_t n) {
 }
 static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
 
+/* a JSON string of s[0..n), invalid UTF-8 replaced */
+static json_t *jstring(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    if (j) return j;
+    size_t w;
+    char *o = byoai_utf8_sanitize(s, n, &w);
+    j = o ? json_stringn(o, w) : NULL;
+    free(o);
+    return j;
+}
+
 /* JSON text as the templates print it (Python's json.dumps spacing); text
  * that is not JSON becomes a JSON string */
 static void put_json_text(sbuf *b, const char *text) {
     json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    if (!j) j = json_string(text ? text : "");
+    if (!j) j = jstring(text ? text : "", text ? strlen(text) : 0);
     char *s = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
     json_decref(j);
     if (!s) {
@@ -90,7 +101,7 @@ static void put_json_text(sbuf *b, const char *text) {
 }
 
 static void put_json_string(sbuf *b, const char *s, size_t n) {
-    json_t *j = json_stringn(s ? s : "", n);
+    json_t *j = jstring(s ? s : "", s ? n : 0);
     char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
     json_decref(j);
     if (!t) {

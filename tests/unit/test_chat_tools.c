@@ -120,6 +120,15 @@ static void test_render_other_families(void **state) {
     }
 }
 
+/* found by fuzz_tool_calls: invalid UTF-8 in call ids and results must not fail the rendering */
+static void test_render_bad_utf8(void **state) {
+    (void)state;
+    byoai_chat_tool_call call = {"a\x90" "b", "f", "\xff not json"};
+    byoai_chat_message m[] = {{BYOAI_ROLE_USER, "x", 1}, {BYOAI_ROLE_ASSISTANT, "", 0}, {BYOAI_ROLE_TOOL, "\xc3", 1}};
+    byoai_chat_message_tools x[3] = {{0}, {&call, 1, NULL, NULL}, {NULL, 0, "\x80", NULL}};
+    for (int f = 0; f < BYOAI_CHAT_FAMILY_COUNT; f++) free(render((byoai_chat_family)f, m, x, 3, true));
+}
+
 static void expect_calls(byoai_chat_family f, const char *text, const char *content, size_t n, const char *name,
                          const char *args) {
     byoai_chat_parsed p;
@@ -177,6 +186,7 @@ int main(void) {
         cmocka_unit_test(test_render_chatml),         cmocka_unit_test(test_render_llama3),
         cmocka_unit_test(test_render_mistral),        cmocka_unit_test(test_render_other_families),
         cmocka_unit_test(test_parse),                 cmocka_unit_test(test_syntax),
+        cmocka_unit_test(test_render_bad_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
