@@ -1,8 +1,10 @@
 /*
  * Internals of the grammar module (include/byoai/grammar.h), shared by
  *
- *   grammar_schema.c  JSON Schema -> a graph of nodes (the compiler) and
- *                     the grammars built from it (schema, JSON mode, tools)
+ *   grammar_schema.c  JSON Schema -> a graph of nodes (the compiler)
+ *   grammar_build.c   references, unions and lengths resolved after it; the
+ *                     grammars built from it (schema, JSON mode, tools)
+ *   grammar_number.c  bounded numbers: can a prefix still reach the bounds
  *   grammar_match.c   the byte-level matcher: a pushdown automaton whose
  *                     stack frames point at nodes, plus the "program" around
  *                     the value (free text, a trigger, prefix, suffix)
@@ -127,6 +129,21 @@ typedef struct gstate {
     gframe f[G_MAX_DEPTH];
 } gstate;
 
+/* number sub-states */
+enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
+
+/* a number typed so far (grammar_number.c) */
+typedef struct numpos {
+    uint8_t sub, int_digits, frac_digits;
+    bool neg;
+    int64_t mant; /* all digits so far, integer and fraction */
+} numpos;
+/* Can it be completed with exactly k more bytes to a value within n's bounds? */
+bool g_num_complete_in(const gnode *n, const numpos *p, int k);
+/* The fewest more bytes that complete it, -1 when none do. */
+int g_num_min_more(const gnode *n, const numpos *p);
+int g_num_max_int_digits(const gnode *n);
+
 void g_state_init(const byoai_grammar *g, gstate *s);
 /* Copy only the live part (the header and the used frames). */
 void g_state_copy(gstate *dst, const gstate *src);
@@ -146,6 +163,47 @@ int g_text_fast(const byoai_grammar *g, const gstate *s);
  * where any printable ASCII text other than '"' and '\\' leaves the
  * shortest completion as it is. */
 bool g_string_fast(const byoai_grammar *g, const gstate *s);
+
+/* ---- building (grammar_schema.c, grammar_build.c) ---------------------------- */
+#include <jansson.h>
+
+typedef struct g_tmp_lit {
+    char *s;
+    size_t len;
+    uint32_t value;
+} g_tmp_lit;
+
+typedef struct g_memo {
+    const json_t *schema;
+    uint32_t node;
+} g_memo;
+
+typedef struct g_comp {
+    byoai_grammar *g;
+    json_t *doc;
+    g_memo *memo;
+    size_t n_memo, cap_memo;
+    byoai_error *err;
+    int nesting;
+    char path[512];
+    const char *what; /* "the schema", "tool 'x'" */
+    bool failed;
+} g_comp;
+
+bool g_grow(void **p, uint32_t *cap, uint32_t need, size_t elem);
+uint32_t g_new_node(byoai_grammar *g, uint8_t kind);
+uint32_t g_add_bytes(byoai_grammar *g, const char *b, size_t n);
+/* Append literals sorted (duplicates dropped); returns the first index. */
+uint32_t g_add_lits(byoai_grammar *g, g_tmp_lit *t, size_t n, uint32_t *n_out);
+bool g_add_alt(g_comp *c, uint32_t node);
+/* Compile a schema value of c->doc into nodes (G_NONE on error, in c->err). */
+uint32_t g_compile(g_comp *c, json_t *s);
+/* Errors: set once, with where in the schema (c->path). */
+uint32_t g_fail(g_comp *c, const char *fmt, const char *a, const char *b);
+uint32_t g_oom(g_comp *c);
+/* A JSON value's canonical bytes (compact, keys sorted), malloc'd. */
+char *g_canonical(const json_t *v, size_t *len);
+uint32_t g_number_minlen(const gnode *n); /* grammar_match.c */
 
 /* helpers shared by the compiler and the matcher */
 static inline const char *g_lit_bytes(const byoai_grammar *g, uint32_t lit) { return g->bytes + g->lits[lit].off; }

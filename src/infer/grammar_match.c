@@ -16,8 +16,7 @@
  *   - arrays: minItems / maxItems; strings: minLength / maxLength counted
  *     in characters; enums and consts: exact canonical bytes;
  *   - bounded numbers: every prefix must still be completable to a value
- *     within the bounds (exact integer arithmetic on values scaled by
- *     10^scale; no exponent, at most 6 fraction digits).
+ *     within the bounds (grammar_number.c).
  * g_min_remaining computes the exact shortest completion from any state,
  * which the sampler filter compares with its token budget.
  */
@@ -29,14 +28,12 @@
 
 enum { P_START, P_TEXT, P_FREE, P_PREFIX, P_VALUE, P_SUFFIX, P_AFTER, P_SEP };
 enum { S_VALUE, S_OBJ_FIRST, S_OBJ_KEY, S_KEY, S_COLON, S_ARR_FIRST, S_AFTER, S_STRING, S_NUMBER, S_LITERAL, S_DONE };
-enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
 enum { F_NEG = 1, F_ESC = 2, F_HEXD = 4, F_FREE = 8, F_LIT = 16, F_DISCVAL = 32 };
 
 #define MAX_WS_RUN 32
 #define MAX_INT_DIGITS 18
 #define MAX_EXP_DIGITS 2
 #define MAX_FRAC_DIGITS 32
-#define MAX_NUM_MORE 40
 
 static bool is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -56,94 +53,6 @@ static int first_class(unsigned char ch) {
     case 'n': return GC_N;
     default: return (ch == '-' || is_digit(ch)) ? GC_NUM : -1;
     }
-}
-
-/* ---- bounded numbers ------------------------------------------------------------ */
-typedef __int128 i128;
-
-static i128 pow10i(int k) {
-    i128 r = 1;
-    while (k-- > 0) r *= 10;
-    return r;
-}
-
-/* some value base + t*step (0 <= t < count) in [lo, hi] */
-static bool grid_ok(i128 base, i128 step, i128 count, i128 lo, i128 hi) {
-    i128 top_v = base + (count - 1) * step;
-    i128 a = lo > base ? lo : base, b = hi < top_v ? hi : top_v;
-    if (a > b) return false;
-    i128 t = (a - base + step - 1) / step;
-    return base + t * step <= b;
-}
-
-typedef struct numpos {
-    uint8_t sub, int_digits, frac_digits;
-    bool neg;
-    int64_t mant;
-} numpos;
-
-static int max_int_digits(const gnode *n) { return n->int_only ? MAX_INT_DIGITS : 12; }
-
-/* can the number be completed with exactly k more bytes, within bounds? */
-static bool num_complete_in(const gnode *n, const numpos *p, int k) {
-    i128 lo = n->lo, hi = n->hi, L, H;
-    if (p->neg) {
-        if (lo > 0) return false;
-        L = hi < 0 ? -hi : 0;
-        H = -lo;
-    } else {
-        if (hi < 0) return false;
-        L = lo > 0 ? lo : 0;
-        H = hi;
-    }
-    const int scale = n->scale, maxi = max_int_digits(n);
-    const i128 S = pow10i(scale);
-    switch (p->sub) {
-    case N_MINUS:
-        if (k < 1) return false;
-        for (int d = 0; d <= 9; d++) {
-            numpos q = {d ? N_INT : N_ZERO, 1, 0, p->neg, d};
-            if (num_complete_in(n, &q, k - 1)) return true;
-        }
-        return false;
-    case N_ZERO:
-        if (k == 0) return L <= 0;
-        if (scale == 0 || k < 2 || k - 1 > scale) return false;
-        return grid_ok(0, pow10i(scale - (k - 1)), pow10i(k - 1), L, H);
-    case N_INT:
-        if (p->int_digits + k <= maxi && grid_ok((i128)p->mant * pow10i(k) * S, S, pow10i(k), L, H)) return true;
-        for (int a = 0; scale && a + 2 <= k; a++) {
-            int b = k - a - 1;
-            if (b < 1 || b > scale || p->int_digits + a > maxi) continue;
-            if (grid_ok((i128)p->mant * pow10i(a) * S, pow10i(scale - b), pow10i(a + b), L, H)) return true;
-        }
-        return false;
-    case N_DOT:
-        if (k < 1 || k > scale) return false;
-        return grid_ok((i128)p->mant * S, pow10i(scale - k), pow10i(k), L, H);
-    case N_FRAC:
-        if (p->frac_digits + k > scale) return false;
-        return grid_ok((i128)p->mant * pow10i(scale - p->frac_digits), pow10i(scale - p->frac_digits - k), pow10i(k),
-                       L, H);
-    default: return false;
-    }
-}
-
-static int num_min_more(const gnode *n, const numpos *p) {
-    for (int k = 0; k <= MAX_NUM_MORE; k++)
-        if (num_complete_in(n, p, k)) return k;
-    return -1;
-}
-
-uint32_t g_number_minlen(const gnode *n) {
-    if (!n->bounded) return 1;
-    int best = -1;
-    for (int c = -1; c <= 9; c++) {
-        numpos p = {c < 0 ? N_MINUS : c == 0 ? N_ZERO : N_INT, c > 0, 0, c < 0, c > 0 ? c : 0};
-        int m = num_min_more(n, &p);
-        if (m >= 0 && (best < 0 || m + 1 < best)) best = m + 1;
-    }
-    return best < 0 ? G_INF : (uint32_t)best;
 }
 
 static numpos numpos_of(const gstate *s) {
@@ -235,7 +144,7 @@ static bool number_can_end(const byoai_grammar *g, const gstate *s) {
     const gnode *n = N(g, s->vnode);
     if (n->bounded) {
         numpos p = numpos_of(s);
-        return num_complete_in(n, &p, 0);
+        return g_num_complete_in(n, &p, 0);
     }
     return s->sub == N_ZERO || s->sub == N_INT || s->sub == N_FRAC || s->sub == N_EXP;
 }
@@ -280,7 +189,7 @@ static bool start_value(const byoai_grammar *g, gstate *s, uint32_t v, unsigned 
         }
         if (n->bounded) {
             numpos p = numpos_of(s);
-            return num_min_more(n, &p) >= 0;
+            return g_num_min_more(n, &p) >= 0;
         }
         return true;
     }
@@ -519,7 +428,7 @@ static bool feed_value(const byoai_grammar *g, gstate *s, unsigned char c) {
     case S_NUMBER: {
         const gnode *n = N(g, s->vnode);
         if (n->bounded) {
-            int maxi = max_int_digits(n);
+            int maxi = g_num_max_int_digits(n);
             const numpos save = numpos_of(s);
             bool ok = true;
             switch (s->sub) {
@@ -549,7 +458,7 @@ static bool feed_value(const byoai_grammar *g, gstate *s, unsigned char c) {
             }
             if (ok) {
                 numpos p = numpos_of(s);
-                if (num_min_more(n, &p) >= 0) return true;
+                if (g_num_min_more(n, &p) >= 0) return true;
                 return false;
             }
             s->sub = save.sub, s->int_digits = save.int_digits, s->frac_digits = save.frac_digits, s->mant = save.mant;
@@ -718,7 +627,7 @@ static uint32_t value_min(const byoai_grammar *g, const gstate *s) {
         uint32_t m;
         if (n->bounded) {
             numpos p = numpos_of(s);
-            int k = num_min_more(n, &p);
+            int k = g_num_min_more(n, &p);
             m = k < 0 ? G_INF : (uint32_t)k;
         } else m = (s->sub == N_MINUS || s->sub == N_DOT || s->sub == N_E || s->sub == N_ESIGN) ? 1 : 0;
         head = g_sat_add(m, rest);
