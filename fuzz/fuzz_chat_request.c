@@ -1,6 +1,7 @@
-/* libFuzzer target: the OpenAI request parsers and validators (chat,
- * completions, embeddings) on arbitrary bodies, and the chat template
- * renderer on whatever they accept. Any crash, leak or sanitizer report is
+/* libFuzzer target: the OpenAI request parsers and validators (chat with
+ * tools and response formats, completions, embeddings) on arbitrary bodies,
+ * and the chat template renderer (with the request's tools) on whatever
+ * they accept. Any crash, leak or sanitizer report is
  * a bug; every input must end in success or a 4xx/5xx error with a message. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (byoai_chat_render((byoai_chat_family)f, r.messages, r.n_messages, true, "<s>", "</s>", &out, &len,
                                   NULL) == 0) {
                 if (strlen(out) > len) abort();
+                free(out);
+            }
+            /* with what the request says about tools: definitions, calls, results */
+            if (byoai_chat_render_tools((byoai_chat_family)f, r.messages, r.msg_tools, r.n_messages,
+                                        (const char *const *)r.tool_text, r.n_tools, true, "<s>", "</s>", &out, &len,
+                                        NULL) == 0) {
+                if (out[len] != '\0') abort();
                 free(out);
             }
         }

@@ -8,6 +8,7 @@
  * output per turn, then the generation cue.
  */
 #include "byoai/chat.h"
+#include "infer/chat_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ bool byoai_chat_role_parse(const char *name, byoai_chat_role *out) {
     if (!strcmp(name, "system") || !strcmp(name, "developer")) *out = BYOAI_ROLE_SYSTEM;
     else if (!strcmp(name, "user")) *out = BYOAI_ROLE_USER;
     else if (!strcmp(name, "assistant")) *out = BYOAI_ROLE_ASSISTANT;
+    else if (!strcmp(name, "tool")) *out = BYOAI_ROLE_TOOL;
     else return false;
     return true;
 }
@@ -109,7 +111,7 @@ const char *byoai_chat_stop_text(byoai_chat_family f) {
 
 /* <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n */
 static void render_chatml(sbuf *b, const byoai_chat_message *msgs, size_t n, bool gen) {
-    static const char *roles[] = {"system", "user", "assistant"};
+    static const char *roles[] = {"system", "user", "assistant", "tool"};
     for (size_t i = 0; i < n; i++) {
         puts_(b, "<|im_start|>");
         puts_(b, roles[M(i)->role]);
@@ -122,7 +124,7 @@ static void render_chatml(sbuf *b, const byoai_chat_message *msgs, size_t n, boo
 
 /* <|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|> ... */
 static void render_llama3(sbuf *b, const byoai_chat_message *msgs, size_t n, bool gen) {
-    static const char *roles[] = {"system", "user", "assistant"};
+    static const char *roles[] = {"system", "user", "assistant", "ipython"}; /* tool results: ipython */
     for (size_t i = 0; i < n; i++) {
         puts_(b, "<|start_header_id|>");
         puts_(b, roles[M(i)->role]);
@@ -147,7 +149,7 @@ static void render_llama2(sbuf *b, const byoai_chat_message *msgs, size_t n, con
     for (size_t i = 0; i < n; i++) {
         const byoai_chat_message *m = M(i);
         if (m->role == BYOAI_ROLE_SYSTEM) continue;
-        if (m->role == BYOAI_ROLE_USER) {
+        if (m->role != BYOAI_ROLE_ASSISTANT) {
             if (any) puts_(b, bos);
             puts_(b, "[INST] ");
             if (first_user && sys.len) {
@@ -176,19 +178,30 @@ static void render_llama2(sbuf *b, const byoai_chat_message *msgs, size_t n, con
 }
 
 /* Mistral instruct: "[INST] {user} [/INST] {answer}</s>[INST] ..."; system
- * text is prepended to the first user turn, separated by a blank line. */
-static void render_mistral(sbuf *b, const byoai_chat_message *msgs, size_t n, const char *eos) {
+ * text is prepended to the first user turn, separated by a blank line.
+ * With tools (v3 tokenizer format): "[AVAILABLE_TOOLS] [...][/AVAILABLE_TOOLS]"
+ * before the last user turn; tool results (already "[TOOL_RESULTS] ...")
+ * and answers that are calls ("[TOOL_CALLS] [...]") are written as they are. */
+static void render_mistral(sbuf *b, const byoai_chat_message *msgs, size_t n, const char *eos, const char *tools) {
     sbuf sys = {0};
-    for (size_t i = 0; i < n; i++)
+    size_t last_user = n;
+    for (size_t i = 0; i < n; i++) {
+        if (M(i)->role == BYOAI_ROLE_USER) last_user = i;
         if (M(i)->role == BYOAI_ROLE_SYSTEM) {
             if (sys.len) puts_(&sys, "\n\n");
             put(&sys, M(i)->content, M(i)->content_len);
         }
+    }
     bool first_user = true;
     for (size_t i = 0; i < n; i++) {
         const byoai_chat_message *m = M(i);
         if (m->role == BYOAI_ROLE_SYSTEM) continue;
         if (m->role == BYOAI_ROLE_USER) {
+            if (tools && i == last_user) {
+                puts_(b, "[AVAILABLE_TOOLS] ");
+                puts_(b, tools);
+                puts_(b, "[/AVAILABLE_TOOLS]");
+            }
             puts_(b, "[INST] ");
             if (first_user && sys.len) {
                 put(b, sys.s, sys.len);
@@ -197,8 +210,10 @@ static void render_mistral(sbuf *b, const byoai_chat_message *msgs, size_t n, co
             first_user = false;
             put(b, m->content, m->content_len);
             puts_(b, " [/INST]");
+        } else if (m->role == BYOAI_ROLE_TOOL) {
+            put(b, m->content, m->content_len);
         } else {
-            puts_(b, " ");
+            if (!(m->content_len >= 12 && !memcmp(m->content, "[TOOL_CALLS]", 12))) puts_(b, " ");
             put(b, m->content, m->content_len);
             puts_(b, eos);
         }
@@ -215,7 +230,7 @@ static void render_mistral(sbuf *b, const byoai_chat_message *msgs, size_t n, co
 /* <|{role}|>\n{content}{end}\n ... <|assistant|>\n  (Phi-3: end = <|end|>,
  * Zephyr: end = the EOS text) */
 static void render_tagged(sbuf *b, const byoai_chat_message *msgs, size_t n, bool gen, const char *end) {
-    static const char *tags[] = {"<|system|>\n", "<|user|>\n", "<|assistant|>\n"};
+    static const char *tags[] = {"<|system|>\n", "<|user|>\n", "<|assistant|>\n", "<|user|>\n"};
     for (size_t i = 0; i < n; i++) {
         puts_(b, tags[M(i)->role]);
         put(b, M(i)->content, M(i)->content_len);
@@ -238,12 +253,13 @@ static void render_gemma(sbuf *b, const byoai_chat_message *msgs, size_t n, bool
     for (size_t i = 0; i < n; i++) {
         const byoai_chat_message *m = M(i);
         if (m->role == BYOAI_ROLE_SYSTEM) continue;
-        puts_(b, m->role == BYOAI_ROLE_USER ? "<start_of_turn>user\n" : "<start_of_turn>model\n");
-        if (m->role == BYOAI_ROLE_USER && first_user && sys.len) {
+        bool user = m->role != BYOAI_ROLE_ASSISTANT;
+        puts_(b, user ? "<start_of_turn>user\n" : "<start_of_turn>model\n");
+        if (user && first_user && sys.len) {
             put(b, sys.s, sys.len);
             puts_(b, "\n\n");
         }
-        if (m->role == BYOAI_ROLE_USER) first_user = false;
+        if (user) first_user = false;
         put_trimmed(b, m->content, m->content_len);
         puts_(b, "<end_of_turn>\n");
     }
@@ -266,13 +282,13 @@ static void render_fallback(sbuf *b, const byoai_chat_message *msgs, size_t n) {
     }
 }
 
-int byoai_chat_render(byoai_chat_family f, const byoai_chat_message *msgs, size_t n, bool gen, const char *bos,
-                      const char *eos, char **out, size_t *out_len, byoai_error *err) {
+int chat_render_messages(byoai_chat_family f, const byoai_chat_message *msgs, size_t n, bool gen, const char *bos,
+                         const char *eos, const char *mistral_tools, char **out, size_t *out_len, byoai_error *err) {
     *out = NULL;
     if (out_len) *out_len = 0;
     if (!msgs || n == 0) return byoai_error_set(err, BYOAI_EINVAL, "a conversation needs at least one message");
     for (size_t i = 0; i < n; i++)
-        if ((unsigned)msgs[i].role > BYOAI_ROLE_ASSISTANT || (!msgs[i].content && msgs[i].content_len))
+        if ((unsigned)msgs[i].role > BYOAI_ROLE_TOOL || (!msgs[i].content && msgs[i].content_len))
             return byoai_error_set(err, BYOAI_EINVAL, "message %zu is malformed", i);
     if (!bos) bos = "<s>";
     if (!eos) eos = "</s>";
@@ -281,7 +297,7 @@ int byoai_chat_render(byoai_chat_family f, const byoai_chat_message *msgs, size_
     case BYOAI_CHAT_CHATML: render_chatml(&b, msgs, n, gen); break;
     case BYOAI_CHAT_LLAMA2: render_llama2(&b, msgs, n, bos, eos); break;
     case BYOAI_CHAT_LLAMA3: render_llama3(&b, msgs, n, gen); break;
-    case BYOAI_CHAT_MISTRAL: render_mistral(&b, msgs, n, eos); break;
+    case BYOAI_CHAT_MISTRAL: render_mistral(&b, msgs, n, eos, mistral_tools); break;
     case BYOAI_CHAT_PHI3: render_tagged(&b, msgs, n, gen, "<|end|>"); break;
     case BYOAI_CHAT_GEMMA: render_gemma(&b, msgs, n, gen); break;
     case BYOAI_CHAT_ZEPHYR: render_tagged(&b, msgs, n, gen, eos); break;
@@ -298,4 +314,9 @@ int byoai_chat_render(byoai_chat_family f, const byoai_chat_message *msgs, size_
     *out = b.s;
     if (out_len) *out_len = b.len;
     return 0;
+}
+
+int byoai_chat_render(byoai_chat_family f, const byoai_chat_message *msgs, size_t n, bool gen, const char *bos,
+                      const char *eos, char **out, size_t *out_len, byoai_error *err) {
+    return byoai_chat_render_tools(f, msgs, NULL, n, NULL, 0, gen, bos, eos, out, out_len, err);
 }

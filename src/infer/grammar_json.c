@@ -1,14 +1,14 @@
 /*
- * JSON-constrained sampling: an incremental JSON validator (a pushdown
- * automaton over bytes, the stack a bit per open container) and a sampler
- * filter that runs each candidate token's text through a copy of it.
+ * An incremental JSON validator: a pushdown automaton over bytes, the stack
+ * a bit per open container. (Constrained sampling runs on grammars:
+ * grammar_schema.c, grammar_match.c, grammar_filter.c; this validator is
+ * the plain "is this a JSON object so far" check.)
  */
 #include "byoai/grammar.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "byoai/tokenizer.h"
 
 enum {
     S_START,       /* before the top-level '{' */
@@ -242,112 +242,4 @@ uint32_t byoai_json_min_remaining(const byoai_json_state *s) {
     case S_DONE: return 0;
     default: return need; /* S_OBJ_FIRST, S_ARR_FIRST, S_AFTER */
     }
-}
-
-/* ---- the sampler filter ----------------------------------------------------- */
-struct byoai_json_filter {
-    byoai_json_state st;
-    int32_t n_vocab;
-    uint32_t *off;   /* n_vocab + 1 offsets into text */
-    char *text;      /* every token's piece, back to back */
-    bool *eog;       /* end-of-generation tokens */
-    uint32_t budget; /* 0: none */
-};
-
-int byoai_json_filter_new(const byoai_tokenizer *tok, int32_t n_vocab, byoai_json_filter **out, byoai_error *err) {
-    *out = NULL;
-    if (n_vocab <= 0) return byoai_error_set(err, BYOAI_EINVAL, "vocabulary size must be positive");
-    int32_t n_tok = byoai_tokenizer_n_vocab(tok);
-    byoai_json_filter *f = calloc(1, sizeof *f);
-    if (!f) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
-    f->n_vocab = n_vocab;
-    f->off = malloc(((size_t)n_vocab + 1) * sizeof *f->off);
-    f->eog = calloc((size_t)n_vocab, sizeof *f->eog);
-    size_t cap = (size_t)n_vocab * 8 + 64, len = 0;
-    f->text = malloc(cap);
-    if (!f->off || !f->eog || !f->text) goto oom;
-    for (int32_t i = 0; i < n_vocab; i++) {
-        f->off[i] = (uint32_t)len;
-        if (i >= n_tok) continue; /* padding rows: no text, never allowed */
-        f->eog[i] = byoai_token_is_eog(tok, i);
-        char piece[256];
-        int n = byoai_token_to_piece(tok, i, piece, sizeof piece, false);
-        if (n <= 0 || (size_t)n > sizeof piece) continue; /* no text (control) or too long to matter */
-        if (len + (size_t)n > cap) {
-            while (len + (size_t)n > cap) cap *= 2;
-            char *t = realloc(f->text, cap);
-            if (!t) goto oom;
-            f->text = t;
-        }
-        memcpy(f->text + len, piece, (size_t)n);
-        len += (size_t)n;
-    }
-    f->off[n_vocab] = (uint32_t)len;
-    byoai_json_init(&f->st);
-    *out = f;
-    return 0;
-oom:
-    byoai_json_filter_free(f);
-    return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
-}
-
-void byoai_json_filter_free(byoai_json_filter *f) {
-    if (!f) return;
-    free(f->off);
-    free(f->text);
-    free(f->eog);
-    free(f);
-}
-
-void byoai_json_filter_set_budget(byoai_json_filter *f, uint32_t tokens_left) { f->budget = tokens_left; }
-
-bool byoai_json_filter_complete(const byoai_json_filter *f) { return byoai_json_complete(&f->st); }
-
-int byoai_json_filter_apply(void *user, const float *logits, bool *allowed, int32_t n_vocab) {
-    (void)logits;
-    byoai_json_filter *f = user;
-    if (n_vocab > f->n_vocab) n_vocab = f->n_vocab;
-    const bool done = byoai_json_complete(&f->st);
-    /* after this token, budget - 1 tokens remain to close the object */
-    const uint32_t after = f->budget ? f->budget - 1 : UINT32_MAX;
-    bool any_in_budget = false;
-    for (int32_t i = 0; i < n_vocab; i++) {
-        uint32_t a = f->off[i], b = f->off[i + 1];
-        if (f->eog[i]) {
-            allowed[i] = done;
-            any_in_budget |= done;
-            continue;
-        }
-        if (done || a == b) {
-            allowed[i] = false;
-            continue;
-        }
-        byoai_json_state s = f->st;
-        if (!byoai_json_feed(&s, f->text + a, b - a)) {
-            allowed[i] = false;
-            continue;
-        }
-        allowed[i] = true;
-        if (byoai_json_min_remaining(&s) <= after) any_in_budget = true;
-    }
-    if (!any_in_budget || after == UINT32_MAX) return 0;
-    /* keep only the tokens after which the object can still be closed in time */
-    for (int32_t i = 0; i < n_vocab; i++) {
-        if (!allowed[i] || f->eog[i]) continue;
-        byoai_json_state s = f->st;
-        byoai_json_feed(&s, f->text + f->off[i], f->off[i + 1] - f->off[i]);
-        if (byoai_json_min_remaining(&s) > after) allowed[i] = false;
-    }
-    return 0;
-}
-
-bool byoai_json_filter_accept(byoai_json_filter *f, int32_t token) {
-    if (token < 0 || token >= f->n_vocab) return false;
-    if (f->eog[token]) return byoai_json_complete(&f->st);
-    uint32_t a = f->off[token], b = f->off[token + 1];
-    if (a == b) return false;
-    byoai_json_state s = f->st;
-    if (!byoai_json_feed(&s, f->text + a, b - a)) return false;
-    f->st = s;
-    return true;
 }

@@ -6,8 +6,9 @@
  *   2. Draining (shutdown): 503.
  *   3. Open endpoints: /api/health, /api/version, the web app's files.
  *   4. API keys (auth.c): 401 without a valid one when keys are on.
- *   5. The endpoint: /v1/... (openai.c), /metrics, /api/conversations,
- *      /api/models/....
+ *   5. The endpoint: /v1/... (openai.c), the Ollama API (ollama.c:
+ *      /api/chat, /api/generate, /api/tags, ...), /metrics,
+ *      /api/conversations, /api/models/....
  * Every answer is counted in the metrics by route and status class.
  */
 #include <stdio.h>
@@ -203,7 +204,9 @@ static bool prefix(const char *s, const char *p) { return !strncmp(s, p, strlen(
 static const char *route_name(const char *path) {
     static const char *known[] = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
                                   "/api/health", "/api/version", "/metrics", "/api/conversations", "/api/models",
-                                  "/api/tokenize", "/api/detokenize", "/api/cluster"};
+                                  "/api/tokenize", "/api/detokenize", "/api/cluster", "/api/chat", "/api/generate",
+                                  "/api/tags", "/api/show", "/api/embeddings", "/api/embed", "/api/ps", "/api/pull",
+                                  "/api/delete"};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (prefix(path, known[i])) return known[i];
     if (prefix(path, "/v1/") || prefix(path, "/api/")) return "other";
@@ -269,6 +272,30 @@ static bool dispatch(srv_server *s, byoai_http_req *r) {
     } else if (is(p, "/api/detokenize")) {
         if (!post) method_not_allowed(r, "POST");
         else srv_api_detokenize(s, r);
+    } else if (is(p, "/api/chat")) {
+        if (!post) method_not_allowed(r, "POST");
+        else return srv_ollama_chat(s, r);
+    } else if (is(p, "/api/generate")) {
+        if (!post) method_not_allowed(r, "POST");
+        else return srv_ollama_generate(s, r);
+    } else if (is(p, "/api/tags")) {
+        if (!get) method_not_allowed(r, "GET");
+        else srv_ollama_tags(s, r);
+    } else if (is(p, "/api/ps")) {
+        if (!get) method_not_allowed(r, "GET");
+        else srv_ollama_ps(s, r);
+    } else if (is(p, "/api/show")) {
+        if (!post) method_not_allowed(r, "POST");
+        else srv_ollama_show(s, r);
+    } else if (is(p, "/api/embed") || is(p, "/api/embeddings")) {
+        if (!post) method_not_allowed(r, "POST");
+        else srv_ollama_embed(s, r, is(p, "/api/embeddings"));
+    } else if (is(p, "/api/pull")) {
+        if (!post) method_not_allowed(r, "POST");
+        else srv_ollama_pull(s, r);
+    } else if (is(p, "/api/delete")) {
+        if (!is(m, "DELETE")) method_not_allowed(r, "DELETE");
+        else srv_ollama_delete(s, r);
     } else if (prefix(p, "/api/conversations") && (p[18] == '\0' || p[18] == '/')) {
         srv_conversations_handle(s->db, r, p + 18);
     } else if (prefix(p, "/api/models")) {

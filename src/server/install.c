@@ -11,6 +11,10 @@
  * cancels the install (the progress callback then returns non-zero), as
  * does a server shutdown. With "stream": false the answer is one JSON
  * object once the install is over.
+ *
+ * Ollama's POST /api/pull (ollama.c) runs the same install with Ollama's
+ * framing: one JSON object per line, its status words ("pulling manifest",
+ * "verifying sha256 digest", "success") and {"error": "..."}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@ typedef struct inst {
     srv_server *srv;
     char spec[600], registry[600];
     bool dry_run;
+    bool ollama; /* NDJSON in Ollama's shape instead of SSE */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char *buf;
@@ -33,6 +38,8 @@ typedef struct inst {
     int cancelled; /* atomic */
     double last_emit, last_send;
     char last_phase[32];
+    char last_what[256];
+    uint64_t last_total;
     int rc;
     byoai_error err;
     byoai_store_model out;
@@ -62,15 +69,26 @@ static void emit_raw(inst *in, const char *s) {
     pthread_cond_broadcast(&in->cv);
 }
 
-/* append one SSE event (under the lock) */
+/* append one SSE event, or one NDJSON line for Ollama (under the lock) */
 static void emit(inst *in, json_t *o) {
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s) return;
-    emit_raw(in, "data: ");
+    if (!in->ollama) emit_raw(in, "data: ");
     emit_raw(in, s);
-    emit_raw(in, "\n\n");
+    emit_raw(in, in->ollama ? "\n" : "\n\n");
     free(s);
+}
+
+/* a progress event in Ollama's words */
+static json_t *ollama_progress(const byoai_progress *p) {
+    const char *phase = p->phase ? p->phase : "";
+    if (!strcmp(phase, "resolving")) return json_pack("{s:s}", "status", "pulling manifest");
+    if (!strcmp(phase, "verifying") || !strcmp(phase, "copying")) return json_pack("{s:s}", "status", "verifying sha256 digest");
+    char st[300];
+    snprintf(st, sizeof st, "pulling %s", p->what ? p->what : "");
+    return json_pack("{s:s,s:s,s:I,s:I}", "status", st, "digest", p->what ? p->what : "", "total", (json_int_t)p->total,
+                     "completed", (json_int_t)p->done);
 }
 
 static int progress(void *user, const byoai_progress *p) {
@@ -78,11 +96,22 @@ static int progress(void *user, const byoai_progress *p) {
     double now = byoai_time_now();
     pthread_mutex_lock(&in->mu);
     const char *phase = p->phase ? p->phase : "";
+    if (in->ollama && !strcmp(in->last_phase, "downloading") && strcmp(phase, "downloading") && in->last_total) {
+        /* the download is over: say so in full before the next phase */
+        byoai_progress fin = {"downloading", in->last_what, in->last_total, in->last_total, 0};
+        emit(in, ollama_progress(&fin));
+        in->last_total = 0;
+    }
+    if (!strcmp(phase, "downloading")) {
+        snprintf(in->last_what, sizeof in->last_what, "%s", p->what ? p->what : "");
+        in->last_total = p->total;
+    }
     if (strcmp(phase, in->last_phase) || now - in->last_emit >= EMIT_EVERY || (p->total && p->done == p->total)) {
         snprintf(in->last_phase, sizeof in->last_phase, "%s", phase);
         in->last_emit = now;
-        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:f}", "status", phase, "what", p->what ? p->what : "", "completed",
-                              (json_int_t)p->done, "total", (json_int_t)p->total, "rate", p->rate);
+        json_t *o = in->ollama ? ollama_progress(p)
+                               : json_pack("{s:s,s:s,s:I,s:I,s:f}", "status", phase, "what", p->what ? p->what : "",
+                                           "completed", (json_int_t)p->done, "total", (json_int_t)p->total, "rate", p->rate);
         if (o) emit(in, o);
     }
     pthread_mutex_unlock(&in->mu);
@@ -116,11 +145,16 @@ static void *install_main(void *arg) {
     if (!rc && in->dry_run) snprintf(in->out.name, sizeof in->out.name, "%s", in->spec);
     pthread_mutex_lock(&in->mu);
     in->rc = rc;
-    if (rc) {
+    if (rc && in->ollama) {
+        emit(in, json_pack("{s:s}", "error", in->err.msg[0] ? in->err.msg : "install failed"));
+    } else if (rc) {
         srv_error e;
         srv_err(&e, status_of(rc), status_of(rc) < 500 ? "invalid_request_error" : "server_error",
                 rc == BYOAI_ECANCELED ? "cancelled" : NULL, "model", "%s", in->err.msg[0] ? in->err.msg : "install failed");
         emit(in, srv_error_json(&e));
+    } else if (in->ollama) {
+        emit(in, json_pack("{s:s}", "status", "writing manifest"));
+        emit(in, json_pack("{s:s}", "status", "success"));
     } else {
         emit(in, json_pack("{s:s,s:o}", "status", in->dry_run ? "dry run: nothing installed" : "success", "model",
                            model_json(&in->out)));
@@ -153,7 +187,7 @@ static ssize_t stream_read(void *user, char *out, size_t max) {
                 return 0;
             }
             in->done_sent = true;
-            emit_raw(in, "data: [DONE]\n\n");
+            if (!in->ollama) emit_raw(in, "data: [DONE]\n\n");
             continue;
         }
         struct timespec ts;
@@ -163,7 +197,7 @@ static ssize_t stream_read(void *user, char *out, size_t max) {
         pthread_cond_timedwait(&in->cv, &in->mu, &ts);
         if (in->off == in->len && !in->done && byoai_time_now() - in->last_send > 2.0) {
             pthread_mutex_unlock(&in->mu);
-            const char *k = ": keep-alive\n\n";
+            const char *k = in->ollama ? " " : ": keep-alive\n\n"; /* a space: JSON parsers skip it */
             size_t n = strlen(k) < max ? strlen(k) : max;
             memcpy(out, k, n);
             pthread_mutex_lock(&in->mu);
@@ -212,20 +246,39 @@ void srv_install_handle(srv_server *s, byoai_http_req *r) {
         srv_send_error(r, &e);
         return;
     }
+    char spec[600], registry[600] = "";
+    snprintf(spec, sizeof spec, "%s", json_string_value(model));
+    if (json_is_string(reg)) snprintf(registry, sizeof registry, "%s", json_string_value(reg));
+    bool streaming = !stream || json_is_true(stream), dry_run = json_is_true(dry);
+    json_decref(b);
+    srv_install_start(s, r, spec, registry, dry_run, streaming, false);
+}
+
+static void send_failure(byoai_http_req *r, bool ollama, const srv_error *e) {
+    if (ollama) srv_send_json(r, e->status, json_pack("{s:s}", "error", e->message));
+    else srv_send_error(r, e);
+}
+
+void srv_install_start(srv_server *s, byoai_http_req *r, const char *spec, const char *registry, bool dry_run,
+                       bool streaming, bool ollama) {
+    srv_error e = {0};
+    if (!srv_models_store(s->models)) {
+        srv_err(&e, 503, "server_error", "unavailable", NULL, "the model store could not be opened (see the server log)");
+        send_failure(r, ollama, &e);
+        return;
+    }
     inst *in = calloc(1, sizeof *in);
     if (!in) {
-        json_decref(b);
         srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-        srv_send_error(r, &e);
+        send_failure(r, ollama, &e);
         return;
     }
     in->refs = 2;
     in->srv = s;
-    snprintf(in->spec, sizeof in->spec, "%s", json_string_value(model));
-    if (json_is_string(reg)) snprintf(in->registry, sizeof in->registry, "%s", json_string_value(reg));
-    in->dry_run = json_is_true(dry);
-    bool streaming = !stream || json_is_true(stream);
-    json_decref(b);
+    in->ollama = ollama;
+    snprintf(in->spec, sizeof in->spec, "%s", spec);
+    snprintf(in->registry, sizeof in->registry, "%s", registry ? registry : "");
+    in->dry_run = dry_run;
     pthread_mutex_init(&in->mu, NULL);
     pthread_cond_init(&in->cv, NULL);
     in->last_send = byoai_time_now();
@@ -240,7 +293,7 @@ void srv_install_handle(srv_server *s, byoai_http_req *r) {
         inst_unref(in);
         inst_unref(in);
         srv_err(&e, 500, "server_error", NULL, NULL, "cannot start the install");
-        srv_send_error(r, &e);
+        send_failure(r, ollama, &e);
         return;
     }
     pthread_attr_destroy(&attr);
@@ -248,7 +301,7 @@ void srv_install_handle(srv_server *s, byoai_http_req *r) {
         srv_open_inc(s); /* until the stream's done() */
         byoai_http_add_header(r, "X-Accel-Buffering", "no");
         byoai_http_stream_ops ops = {stream_read, stream_done};
-        byoai_http_send_stream(r, 200, "text/event-stream", &ops, in);
+        byoai_http_send_stream(r, 200, ollama ? "application/x-ndjson" : "text/event-stream", &ops, in);
         return;
     }
     /* one answer at the end; a client that leaves cancels */
@@ -266,7 +319,9 @@ void srv_install_handle(srv_server *s, byoai_http_req *r) {
         srv_err(&e, status_of(in->rc), status_of(in->rc) < 500 ? "invalid_request_error" : "server_error",
                 in->rc == BYOAI_ECANCELED ? "cancelled" : NULL, "model", "%s",
                 in->err.msg[0] ? in->err.msg : "install failed");
-        srv_send_error(r, &e);
+        send_failure(r, ollama, &e);
+    } else if (ollama) {
+        srv_send_json(r, 200, json_pack("{s:s}", "status", "success"));
     } else {
         srv_send_json(r, 200, json_pack("{s:s,s:o}", "status", in->dry_run ? "dry run: nothing installed" : "success",
                                         "model", model_json(&in->out)));

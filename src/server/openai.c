@@ -21,7 +21,6 @@
 #include "server/server_internal.h"
 
 enum { KIND_CHAT, KIND_COMPLETION };
-#define EMBED_WINDOW 16 /* embedding inputs queued at once per request */
 
 void srv_random_id(const char *prefix, char *out, size_t cap) {
     unsigned char rnd[12];
@@ -48,25 +47,11 @@ void srv_send_error(byoai_http_req *r, const srv_error *e) {
     srv_send_json(r, e->status ? e->status : 500, srv_error_json(e));
 }
 
-/* text as a JSON string, invalid UTF-8 replaced (token pieces can split characters) */
-static json_t *jstr(const char *s, size_t n) {
-    json_t *j = json_stringn(s, n);
-    if (j) return j;
-    size_t w;
-    char *o = byoai_utf8_sanitize(s, n, &w);
-    j = o ? json_stringn(o, w) : NULL;
-    free(o);
-    return j ? j : json_string("");
-}
-
-/* ---- building the job ---------------------------------------------------------------- */
+/* ---- a request in flight ---------------------------------------------------------------- */
 typedef struct gen {
-    srv_server *srv;
-    srv_loaded *lm;
-    srv_job *job;
+    srv_gen base;
     int kind;
     char id[64];
-    char model[257];
     json_int_t created;
     double t0;
     /* streaming */
@@ -75,236 +60,17 @@ typedef struct gen {
     size_t len, off, cap;
     bool started, ended, final_sent;
     double last_send;
-    char *echo;
-    size_t echo_len;
-    size_t truncated; /* oldest messages dropped to fit the context ("truncation": "auto") */
+    /* streaming with tools: the whole answer, and how much of it went out as content */
+    char *acc;
+    size_t acc_len, acc_cap, released;
 } gen;
 
 static void gen_free(gen *g) {
     if (!g) return;
-    if (g->job) srv_job_unref(g->job);
-    if (g->lm) {
-        srv_release(g->srv, g->lm);
-    }
+    srv_gen_release(&g->base);
     free(g->buf);
-    free(g->echo);
+    free(g->acc);
     free(g);
-}
-
-static int tokenize(srv_loaded *lm, const char *text, size_t len, int32_t **toks, size_t *n, srv_error *e) {
-    byoai_error err;
-    if (byoai_tokenize(byoai_model_tokenizer(lm->model), text, len, true, true, toks, n, &err))
-        return srv_err(e, 400, "invalid_request_error", NULL, NULL, "cannot tokenize the prompt: %s", err.msg);
-    return 0;
-}
-
-static void job_params(srv_server *s, srv_job *j, const srv_request *rq) {
-    j->s = rq->s;
-    for (size_t i = 0; i < rq->s.n_stop; i++) j->s.stop[i] = strdup(rq->s.stop[i]);
-    if (!j->s.has_seed) randombytes_buf(&j->s.seed, sizeof j->s.seed);
-    j->max_new = rq->s.max_tokens > 0 && rq->s.max_tokens < s->cfg.max_tokens ? (uint32_t)rq->s.max_tokens
-                                                                               : s->cfg.max_tokens;
-    j->deadline = byoai_time_now() + s->cfg.request_timeout;
-}
-
-/* A bundle's sampling parameters, for those the request does not set. */
-static void apply_bundle_params(const srv_loaded *lm, srv_request *rq) {
-    if (!lm->params_json[0]) return;
-    json_t *p = json_loads(lm->params_json, 0, NULL);
-    if (!json_is_object(p)) {
-        json_decref(p);
-        return;
-    }
-    json_t *v;
-    /* bundle parameters use byoai run's names (temp, n_predict); OpenAI's are accepted too */
-#define NUM(req_key, key, alt, field, lo, hi)                                                                          \
-    if (!json_object_get(rq->root, req_key) &&                                                                       \
-        (json_is_number(v = json_object_get(p, key)) || json_is_number(v = json_object_get(p, alt))) &&             \
-        json_number_value(v) >= lo && json_number_value(v) <= hi)                                                    \
-        rq->s.field = (__typeof__(rq->s.field))json_number_value(v);
-    NUM("temperature", "temp", "temperature", temperature, 0, 2)
-    NUM("top_p", "top_p", "top_p", top_p, 0.001, 1)
-    NUM("top_k", "top_k", "top_k", top_k, 0, 1 << 24)
-    NUM("min_p", "min_p", "min_p", min_p, 0, 1)
-    NUM("repeat_penalty", "repeat_penalty", "repeat_penalty", repeat_penalty, 0.01, 10)
-#undef NUM
-    if (!json_object_get(rq->root, "seed") && json_is_integer(v = json_object_get(p, "seed"))) {
-        rq->s.has_seed = true;
-        rq->s.seed = (uint64_t)json_integer_value(v);
-    }
-    if (rq->s.max_tokens < 0 && ((json_is_integer(v = json_object_get(p, "n_predict")) && json_integer_value(v) > 0) ||
-                                 (json_is_integer(v = json_object_get(p, "max_tokens")) && json_integer_value(v) > 0)))
-        rq->s.max_tokens = json_integer_value(v);
-    json_decref(p);
-}
-
-/* Render messages with the model's chat template (a bundle's system prompt
- * first, unless the conversation has its own) and tokenize them. */
-static int render_chat(gen *g, const byoai_chat_message *msgs, size_t n_msgs, int32_t **toks, size_t *n,
-                       srv_error *e) {
-    const byoai_tokenizer *tok = byoai_model_tokenizer(g->lm->model);
-    char bos[64] = "<s>", eos[64] = "</s>";
-    size_t l;
-    int32_t b = byoai_token_bos(tok), x = byoai_token_eos(tok);
-    const char *t;
-    if (b >= 0 && (t = byoai_token_text(tok, b, &l)) && l < sizeof bos) memcpy(bos, t, l), bos[l] = '\0';
-    if (x >= 0 && (t = byoai_token_text(tok, x, &l)) && l < sizeof eos) memcpy(eos, t, l), eos[l] = '\0';
-    byoai_chat_message *with_sys = NULL;
-    bool has_sys = false;
-    for (size_t i = 0; i < n_msgs; i++) has_sys |= msgs[i].role == BYOAI_ROLE_SYSTEM;
-    if (g->lm->system_prompt[0] && !has_sys && (with_sys = malloc((n_msgs + 1) * sizeof *with_sys))) {
-        with_sys[0] = (byoai_chat_message){BYOAI_ROLE_SYSTEM, g->lm->system_prompt, strlen(g->lm->system_prompt)};
-        memcpy(with_sys + 1, msgs, n_msgs * sizeof *msgs);
-        msgs = with_sys;
-        n_msgs++;
-    }
-    char *text;
-    size_t tl;
-    byoai_error err;
-    int rc = byoai_chat_render(g->lm->family, msgs, n_msgs, true, bos, eos, &text, &tl, &err);
-    free(with_sys);
-    if (rc) return srv_err(e, 400, "invalid_request_error", NULL, "messages", "%s", err.msg);
-    rc = tokenize(g->lm, text, tl, toks, n, e);
-    free(text);
-    return rc;
-}
-
-/* The messages left (copied to out, counted) when the k oldest that are not
- * system messages are dropped; the last message always stays. */
-static size_t drop_oldest(const srv_request *rq, size_t k, byoai_chat_message *out) {
-    size_t m = 0;
-    for (size_t i = 0; i < rq->n_messages; i++) {
-        bool sys = rq->messages[i].role == BYOAI_ROLE_SYSTEM;
-        if (!sys && k > 0 && i + 1 < rq->n_messages) {
-            k--;
-            continue;
-        }
-        out[m++] = rq->messages[i];
-    }
-    return m;
-}
-
-/* The chat's prompt tokens. When the conversation does not fit the model's
- * context (with room left to answer): a 400 that says so, or, with
- * "truncation": "auto", the oldest turns (not the system messages, not the
- * last message) dropped until it fits with room for the answer; then
- * g->truncated says how many went. */
-static int fit_chat(gen *g, srv_request *rq, int32_t **toks, size_t *n, srv_error *e) {
-    int rc = render_chat(g, rq->messages, rq->n_messages, toks, n, e);
-    if (rc) return rc;
-    const uint32_t n_ctx = g->lm->n_ctx;
-    if (!n_ctx || *n < n_ctx) return 0;
-    if (!rq->truncate_history) {
-        free(*toks);
-        *toks = NULL;
-        return srv_err(e, 400, "invalid_request_error", "context_length_exceeded", "messages",
-                       "the conversation is too long for this model: its history is %zu tokens and the context "
-                       "holds %u per request; drop older messages, start a new conversation, or send "
-                       "\"truncation\": \"auto\" to let the server drop the oldest turns", *n, n_ctx);
-    }
-    /* room for the answer: what it may generate, at most a quarter of the context */
-    uint32_t reserve = rq->s.max_tokens > 0 && rq->s.max_tokens < n_ctx / 4 ? (uint32_t)rq->s.max_tokens : n_ctx / 4;
-    size_t droppable = 0;
-    for (size_t i = 0; i + 1 < rq->n_messages; i++) droppable += rq->messages[i].role != BYOAI_ROLE_SYSTEM;
-    byoai_chat_message *kept = malloc(rq->n_messages * sizeof *kept);
-    if (!kept) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
-    /* the fewest dropped turns that fit: binary search (fewer dropped, longer prompt) */
-    size_t lo = 1, hi = droppable, best = SIZE_MAX;
-    int32_t *best_toks = NULL;
-    size_t best_n = 0;
-    while (lo <= hi && hi != SIZE_MAX) {
-        const size_t mid = lo + (hi - lo) / 2;
-        size_t k = mid, m = drop_oldest(rq, k, kept);
-        /* start with a user turn: an answer without its question reads oddly to most templates */
-        while (k < droppable && m > 1) {
-            size_t first = 0;
-            while (first < m && kept[first].role == BYOAI_ROLE_SYSTEM) first++;
-            if (first >= m - 1 || kept[first].role == BYOAI_ROLE_USER) break;
-            m = drop_oldest(rq, ++k, kept);
-        }
-        int32_t *t = NULL;
-        size_t tn = 0;
-        if ((rc = render_chat(g, kept, m, &t, &tn, e))) break;
-        if (tn + reserve <= n_ctx) {
-            free(best_toks);
-            best_toks = t, best_n = tn, best = k;
-            if (mid <= 1) break;
-            hi = mid - 1;
-        } else {
-            free(t);
-            lo = k + 1;
-        }
-    }
-    free(kept);
-    if (rc) {
-        free(best_toks);
-        return rc;
-    }
-    if (best == SIZE_MAX) { /* even the system messages and the last message are too long */
-        free(best_toks);
-        size_t total = *n;
-        free(*toks);
-        *toks = NULL;
-        return srv_err(e, 400, "invalid_request_error", "context_length_exceeded", "messages",
-                       "the conversation is too long for this model even without its older turns: its system "
-                       "messages and last message are more than the %u tokens of context (less %u for the answer) "
-                       "allow (%zu tokens in all); shorten them", n_ctx, reserve, total);
-    }
-    free(*toks);
-    *toks = best_toks;
-    *n = best_n;
-    g->truncated = best;
-    return 0;
-}
-
-/* Prepare g->job from a parsed request: acquire the model, build the prompt. */
-static int prepare(gen *g, srv_request *rq, srv_error *e) {
-    srv_server *s = g->srv;
-    int rc = srv_acquire(s, rq->model, &g->lm, e);
-    if (rc) return rc;
-    g->job = srv_job_new();
-    if (!g->job) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
-    snprintf(g->model, sizeof g->model, "%s", rq->model);
-    g->created = (json_int_t)byoai_time_unix();
-    srv_random_id(g->kind == KIND_CHAT ? "chatcmpl-" : "cmpl-", g->id, sizeof g->id);
-    const byoai_tokenizer *tok = byoai_model_tokenizer(g->lm->model);
-    int32_t *toks = NULL;
-    size_t n = 0;
-    if (g->kind == KIND_CHAT) {
-        if ((rc = fit_chat(g, rq, &toks, &n, e))) return rc;
-    } else if (rq->prompt_tokens) {
-        n = rq->n_prompt_tokens;
-        toks = malloc((n ? n : 1) * sizeof *toks);
-        if (!toks) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
-        memcpy(toks, rq->prompt_tokens, n * sizeof *toks);
-    } else {
-        if ((rc = tokenize(g->lm, rq->prompt, rq->prompt_len, &toks, &n, e))) return rc;
-    }
-    if (n > UINT32_MAX) {
-        free(toks);
-        return srv_err(e, 400, "invalid_request_error", "context_length_exceeded", NULL, "the prompt is too long");
-    }
-    g->job->prompt = toks;
-    g->job->n_prompt = (uint32_t)n;
-    apply_bundle_params(g->lm, rq);
-    job_params(s, g->job, rq);
-    if (g->kind == KIND_COMPLETION && rq->s.echo) {
-        if (rq->prompt) {
-            g->echo = byoai_strndup(rq->prompt, rq->prompt_len);
-            g->echo_len = rq->prompt_len;
-        } else {
-            size_t cap = n * 16 + 1, len = 0;
-            g->echo = malloc(cap);
-            for (size_t i = 0; g->echo && i < n; i++) {
-                int k = byoai_token_to_piece(tok, toks[i], g->echo + len, cap - len - 1, false);
-                if (k > 0 && (size_t)k < cap - len - 1) len += (size_t)k;
-            }
-            if (g->echo) g->echo[len] = '\0';
-            g->echo_len = len;
-        }
-    }
-    if (g->lm->cluster) return srv_cluster_submit(s, g->lm, g->job, e);
-    return srv_sched_submit(g->lm->sched, g->job, e);
 }
 
 /* ---- logprobs --------------------------------------------------------------------------- */
@@ -314,7 +80,7 @@ static json_t *token_entry(const byoai_tokenizer *tok, int32_t id, float lp, boo
     if (n < 0) n = 0;
     if ((size_t)n > sizeof piece) n = sizeof piece;
     json_t *o = json_object();
-    json_object_set_new(o, "token", jstr(piece, (size_t)n));
+    json_object_set_new(o, "token", srv_json_text(piece, (size_t)n));
     json_object_set_new(o, "logprob", json_real(isfinite(lp) ? lp : -9999.0));
     if (with_bytes) {
         json_t *b = json_array();
@@ -350,7 +116,7 @@ static json_t *completion_logprobs(const byoai_tokenizer *tok, const srv_piece *
         int n = byoai_token_to_piece(tok, p[i].token, piece, sizeof piece, false);
         if (n < 0) n = 0;
         if ((size_t)n > sizeof piece) n = sizeof piece;
-        json_array_append_new(tokens, jstr(piece, (size_t)n));
+        json_array_append_new(tokens, srv_json_text(piece, (size_t)n));
         json_array_append_new(lps, json_real(isfinite(p[i].logprob) ? p[i].logprob : -9999.0));
         json_t *t = json_object();
         for (int k = 0; k < p[i].n_top; k++) {
@@ -358,7 +124,7 @@ static json_t *completion_logprobs(const byoai_tokenizer *tok, const srv_piece *
             int m = byoai_token_to_piece(tok, p[i].top_ids[k], tp, sizeof tp - 1, false);
             if (m < 0) m = 0;
             if ((size_t)m > sizeof tp - 1) m = sizeof tp - 1;
-            json_t *key = jstr(tp, (size_t)m);
+            json_t *key = srv_json_text(tp, (size_t)m);
             json_object_set_new(t, json_string_value(key), json_real(isfinite(p[i].top_lps[k]) ? p[i].top_lps[k] : -9999.0));
             json_decref(key);
         }
@@ -376,70 +142,67 @@ static json_t *usage(const srv_job *j) {
                      "prompt_tokens_details", "cached_tokens", (json_int_t)j->n_prompt_cached);
 }
 
+/* ---- tool calls in answers ---------------------------------------------------------------- */
+/* [{"id", "type": "function", "function": {"name", "arguments"}}] (with "index" in stream deltas) */
+static json_t *tool_calls_json(const byoai_chat_parsed *p, bool with_index) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < p->n_calls; i++) {
+        char id[40];
+        srv_random_id("call_", id, sizeof id);
+        json_t *c = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name",
+                              p->calls[i].name, "arguments", p->calls[i].arguments);
+        if (with_index) json_object_set_new(c, "index", json_integer((json_int_t)i));
+        json_array_append_new(a, c);
+    }
+    return a;
+}
+
 /* ---- non-streaming ----------------------------------------------------------------------- */
 static void answer_whole(gen *g, byoai_http_req *r) {
-    srv_job *j = g->job;
-    size_t seen = 0;
-    for (;;) {
-        srv_job_wait(j, seen, 0.1);
-        pthread_mutex_lock(&j->mu);
-        bool done = j->done;
-        seen = j->n_pieces;
-        pthread_mutex_unlock(&j->mu);
-        if (done) break;
-        if (byoai_http_client_gone(r)) {
-            srv_job_cancel(j);
-            while (!srv_job_wait(j, SIZE_MAX, 1.0)) {}
-            srv_error e;
-            srv_err(&e, 499, "invalid_request_error", "client_closed_request", NULL, "the client closed the connection");
-            srv_send_error(r, &e);
-            return;
-        }
-    }
-    /* done: the job is immutable now */
-    if (j->err.status) {
-        srv_send_error(r, &j->err);
-        return;
-    }
-    if (!strcmp(j->finish, "cancelled")) {
-        srv_error e;
-        srv_err(&e, 503, "server_error", "cancelled", NULL, "the request was cancelled: the server is shutting down");
+    srv_error e = {0};
+    if (srv_gen_wait(&g->base, r, &e)) {
         srv_send_error(r, &e);
         return;
     }
-    size_t total = g->echo_len;
-    for (size_t i = 0; i < j->n_pieces; i++) total += j->pieces[i].len;
-    char *text = malloc(total + 1);
+    srv_job *j = g->base.job;
+    size_t off;
+    char *text = srv_gen_text(&g->base, &off);
     if (!text) {
-        srv_error e;
         srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
         srv_send_error(r, &e);
         return;
     }
-    size_t off = 0;
-    if (g->echo_len) memcpy(text, g->echo, g->echo_len), off = g->echo_len;
-    for (size_t i = 0; i < j->n_pieces; i++) {
-        memcpy(text + off, j->pieces[i].text, j->pieces[i].len);
-        off += j->pieces[i].len;
-    }
-    text[off] = '\0';
-    const byoai_tokenizer *tok = byoai_model_tokenizer(g->lm->model);
+    const byoai_tokenizer *tok = byoai_model_tokenizer(g->base.lm->model);
     json_t *choice;
     if (g->kind == KIND_CHAT) {
-        choice = json_pack("{s:i,s:{s:s,s:o},s:o,s:s}", "index", 0, "message", "role", "assistant", "content",
-                           jstr(text, off), "logprobs",
+        json_t *msg = json_pack("{s:s,s:o}", "role", "assistant", "content", srv_json_text(text, off));
+        const char *finish = j->finish;
+        byoai_chat_parsed p;
+        byoai_error err;
+        if (g->base.tools && byoai_chat_parse_tool_calls(g->base.family, text, off, &p, &err) == 0) {
+            if (p.n_calls) {
+                json_object_set_new(msg, "content", p.content_len ? srv_json_text(p.content, p.content_len) : json_null());
+                json_object_set_new(msg, "tool_calls", tool_calls_json(&p, false));
+                if (strcmp(finish, "length")) finish = "tool_calls";
+            }
+            byoai_chat_parsed_free(&p);
+        }
+        choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs",
                            j->s.logprobs ? chat_logprobs(tok, j->pieces, 0, j->n_pieces) : json_null(),
-                           "finish_reason", j->finish);
+                           "finish_reason", finish);
     } else {
-        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", jstr(text, off), "index", 0, "logprobs",
-                           j->s.logprobs ? completion_logprobs(tok, j->pieces, 0, j->n_pieces, g->echo_len) : json_null(),
+        choice = json_pack("{s:o,s:i,s:o,s:s}", "text", srv_json_text(text, off), "index", 0, "logprobs",
+                           j->s.logprobs ? completion_logprobs(tok, j->pieces, 0, j->n_pieces, g->base.echo_len)
+                                         : json_null(),
                            "finish_reason", j->finish);
     }
     free(text);
     json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o,s:s}", "id", g->id, "object",
                           g->kind == KIND_CHAT ? "chat.completion" : "text_completion", "created", g->created, "model",
-                          g->model, "choices", choice, "usage", usage(j), "system_fingerprint", "byoai-" BYOAI_VERSION);
-    if (g->truncated) json_object_set_new(o, "byoai", json_pack("{s:I}", "truncated_messages", (json_int_t)g->truncated));
+                          g->base.model, "choices", choice, "usage", usage(j), "system_fingerprint",
+                          "byoai-" BYOAI_VERSION);
+    if (g->base.truncated)
+        json_object_set_new(o, "byoai", json_pack("{s:I}", "truncated_messages", (json_int_t)g->base.truncated));
     srv_send_json(r, 200, o);
 }
 
@@ -471,35 +234,77 @@ static json_t *chunk(gen *g, json_t *choice) {
     json_t *choices = choice ? json_pack("[o]", choice) : json_array();
     return json_pack("{s:s,s:s,s:I,s:s,s:s,s:o}", "id", g->id, "object",
                      g->kind == KIND_CHAT ? "chat.completion.chunk" : "text_completion", "created", g->created,
-                     "model", g->model, "system_fingerprint", "byoai-" BYOAI_VERSION, "choices", choices);
+                     "model", g->base.model, "system_fingerprint", "byoai-" BYOAI_VERSION, "choices", choices);
 }
 
 static json_t *delta_choice(gen *g, const char *text, size_t n, json_t *logprobs, const char *finish, bool role) {
     if (g->kind == KIND_CHAT) {
         json_t *delta = json_object();
         if (role) json_object_set_new(delta, "role", json_string("assistant"));
-        if (text) json_object_set_new(delta, "content", jstr(text, n));
+        if (text) json_object_set_new(delta, "content", srv_json_text(text, n));
         return json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs", logprobs ? logprobs : json_null(),
                          "finish_reason", finish ? json_string(finish) : json_null());
     }
-    return json_pack("{s:o,s:i,s:o,s:o}", "text", jstr(text ? text : "", text ? n : 0), "index", 0, "logprobs",
+    return json_pack("{s:o,s:i,s:o,s:o}", "text", srv_json_text(text ? text : "", text ? n : 0), "index", 0, "logprobs",
                      logprobs ? logprobs : json_null(), "finish_reason", finish ? json_string(finish) : json_null());
+}
+
+static bool acc_append(gen *g, const char *s, size_t n) {
+    if (g->acc_len + n + 1 > g->acc_cap) {
+        size_t cap = g->acc_cap ? g->acc_cap * 2 : 1024;
+        while (cap < g->acc_len + n + 1) cap *= 2;
+        char *p = realloc(g->acc, cap);
+        if (!p) return false;
+        g->acc = p;
+        g->acc_cap = cap;
+    }
+    memcpy(g->acc + g->acc_len, s, n);
+    g->acc_len += n;
+    g->acc[g->acc_len] = '\0';
+    return true;
+}
+
+/* with tools: release what is surely content; at the end, the calls */
+static const char *stream_tools(gen *g, bool done, const char *finish) {
+    size_t r = srv_gen_releasable(&g->base, g->acc, g->acc_len, false);
+    if (done) {
+        byoai_chat_parsed p;
+        byoai_error err;
+        if (byoai_chat_parse_tool_calls(g->base.family, g->acc ? g->acc : "", g->acc_len, &p, &err)) return finish;
+        if (!p.n_calls) r = g->acc_len;
+        if (r > g->released)
+            out_event(g, chunk(g, delta_choice(g, g->acc + g->released, r - g->released, NULL, NULL, false)));
+        g->released = r > g->released ? r : g->released;
+        if (p.n_calls) {
+            json_t *delta = json_pack("{s:o}", "tool_calls", tool_calls_json(&p, true));
+            out_event(g, chunk(g, json_pack("{s:i,s:o,s:n,s:n}", "index", 0, "delta", delta, "logprobs",
+                                            "finish_reason")));
+            if (strcmp(finish, "length")) finish = "tool_calls";
+        }
+        byoai_chat_parsed_free(&p);
+        return finish;
+    }
+    if (r > g->released) {
+        out_event(g, chunk(g, delta_choice(g, g->acc + g->released, r - g->released, NULL, NULL, false)));
+        g->released = r;
+    }
+    return finish;
 }
 
 /* turn new pieces (and the end) into events; false when nothing was added */
 static bool stream_fill(gen *g) {
-    srv_job *j = g->job;
-    const byoai_tokenizer *tok = byoai_model_tokenizer(g->lm->model);
+    srv_job *j = g->base.job;
+    const byoai_tokenizer *tok = byoai_model_tokenizer(g->base.lm->model);
     size_t before = g->len;
     if (!g->started) {
         g->started = true;
         if (g->kind == KIND_CHAT) {
             json_t *c = chunk(g, delta_choice(g, "", 0, NULL, NULL, true));
-            if (g->truncated)
-                json_object_set_new(c, "byoai", json_pack("{s:I}", "truncated_messages", (json_int_t)g->truncated));
+            if (g->base.truncated)
+                json_object_set_new(c, "byoai", json_pack("{s:I}", "truncated_messages", (json_int_t)g->base.truncated));
             out_event(g, c);
         }
-        else if (g->echo_len) out_event(g, chunk(g, delta_choice(g, g->echo, g->echo_len, NULL, NULL, false)));
+        else if (g->base.echo_len) out_event(g, chunk(g, delta_choice(g, g->base.echo, g->base.echo_len, NULL, NULL, false)));
     }
     /* the scheduler may grow the piece array meanwhile: read it under the lock */
     pthread_mutex_lock(&j->mu);
@@ -507,6 +312,10 @@ static bool stream_fill(gen *g) {
     bool done = j->done;
     for (size_t i = g->seen; i < n; i++) {
         const srv_piece *p = &j->pieces[i];
+        if (g->base.tools) {
+            acc_append(g, p->text, p->len);
+            continue;
+        }
         if (!p->len && !(j->s.logprobs && p->token >= 0)) continue;
         json_t *lp = NULL;
         if (j->s.logprobs)
@@ -515,6 +324,9 @@ static bool stream_fill(gen *g) {
     }
     g->seen = n;
     pthread_mutex_unlock(&j->mu);
+    const char *finish = done ? j->finish : NULL;
+    bool ok_end = done && !j->err.status && strcmp(j->finish, "cancelled");
+    if (g->base.tools && (!done || ok_end)) finish = stream_tools(g, ok_end, finish);
     if (done && !g->final_sent) {
         g->final_sent = true;
         if (j->err.status) {
@@ -524,7 +336,7 @@ static bool stream_fill(gen *g) {
             srv_err(&e, 503, "server_error", "cancelled", NULL, "the request was cancelled: the server is shutting down");
             out_event(g, srv_error_json(&e));
         } else {
-            out_event(g, chunk(g, delta_choice(g, g->kind == KIND_CHAT ? NULL : "", 0, NULL, j->finish, false)));
+            out_event(g, chunk(g, delta_choice(g, g->kind == KIND_CHAT ? NULL : "", 0, NULL, finish, false)));
             if (j->s.include_usage) {
                 json_t *c = chunk(g, NULL);
                 json_object_set_new(c, "usage", usage(j));
@@ -549,7 +361,7 @@ static ssize_t stream_read(void *user, char *buf, size_t max) {
         }
         if (g->final_sent) return 0;
         if (stream_fill(g)) continue;
-        srv_job_wait(g->job, g->seen, 0.5);
+        srv_job_wait(g->base.job, g->seen, 0.5);
         if (stream_fill(g)) continue;
         if (byoai_time_now() - g->last_send > 2.0) { /* a comment keeps proxies open and finds dead clients */
             out_append(g, ": keep-alive\n\n", 14);
@@ -559,10 +371,10 @@ static ssize_t stream_read(void *user, char *buf, size_t max) {
 
 static void stream_done(void *user, bool completed) {
     gen *g = user;
-    if (!completed || !g->final_sent) srv_job_cancel(g->job);
-    srv_metrics_request(g->srv->metrics, g->kind == KIND_CHAT ? "/v1/chat/completions" : "/v1/completions",
+    if (!completed || !g->final_sent) srv_job_cancel(g->base.job);
+    srv_metrics_request(g->base.srv->metrics, g->kind == KIND_CHAT ? "/v1/chat/completions" : "/v1/completions",
                         completed ? 200 : 499, byoai_time_now() - g->t0);
-    srv_open_dec(g->srv);
+    srv_open_dec(g->base.srv);
     gen_free(g);
 }
 
@@ -588,10 +400,13 @@ static bool generate(srv_server *s, byoai_http_req *r, int kind) {
         srv_send_error(r, &e);
         return false;
     }
-    g->srv = s;
+    g->base.srv = s;
+    g->base.chat = kind == KIND_CHAT;
     g->kind = kind;
     g->t0 = byoai_time_now();
-    rc = prepare(g, &rq, &e);
+    g->created = (json_int_t)byoai_time_unix();
+    srv_random_id(kind == KIND_CHAT ? "chatcmpl-" : "cmpl-", g->id, sizeof g->id);
+    rc = srv_gen_prepare(&g->base, &rq, &e);
     bool stream = rq.s.stream;
     srv_request_free(&rq);
     if (rc) {
@@ -599,9 +414,9 @@ static bool generate(srv_server *s, byoai_http_req *r, int kind) {
         srv_send_error(r, &e);
         return false;
     }
-    if (g->truncated) {
+    if (g->base.truncated) {
         char v[32];
-        snprintf(v, sizeof v, "%zu", g->truncated);
+        snprintf(v, sizeof v, "%zu", g->base.truncated);
         byoai_http_add_header(r, "X-Byoai-Truncated-Messages", v);
     }
     if (!stream) {
@@ -637,67 +452,12 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
         return;
     }
     size_t n = rq.n_inputs;
-    srv_job **jobs = calloc(n, sizeof *jobs);
-    int rc = jobs ? 0 : srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-    /* inputs go to the scheduler in windows, so that a long input list does
-     * not fill the model's queue and starve other requests */
-    bool gone = false;
-    for (size_t w0 = 0; w0 < n && !rc && !gone; w0 += EMBED_WINDOW) {
-        size_t w1 = w0 + EMBED_WINDOW < n ? w0 + EMBED_WINDOW : n;
-        for (size_t i = w0; i < w1 && !rc; i++) {
-            srv_job *j = srv_job_new();
-            if (!j) {
-                rc = srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-                break;
-            }
-            j->embed = true;
-            j->deadline = byoai_time_now() + s->cfg.request_timeout;
-            int32_t *toks = NULL;
-            size_t nt = 0;
-            if (rq.input_text[i]) {
-                rc = tokenize(lm, rq.input_text[i], rq.input_len[i], &toks, &nt, &e);
-            } else {
-                nt = rq.input_ntok[i];
-                toks = malloc(nt * sizeof *toks);
-                if (toks) memcpy(toks, rq.input_tokens[i], nt * sizeof *toks);
-                else rc = srv_err(&e, 500, "server_error", NULL, NULL, "out of memory");
-            }
-            j->prompt = toks;
-            j->n_prompt = (uint32_t)nt;
-            if (!rc) rc = lm->cluster ? srv_cluster_submit(s, lm, j, &e) : srv_sched_submit(lm->sched, j, &e);
-            if (rc) { /* never submitted: nobody else holds it */
-                snprintf(e.param, sizeof e.param, "input[%zu]", i);
-                srv_job_unref(j);
-                break;
-            }
-            jobs[i] = j;
-        }
-        /* wait for the window's jobs (cancelling on error or a vanished client) */
-        for (size_t i = w0; i < w1; i++) {
-            if (!jobs[i]) continue;
-            if (rc) srv_job_cancel(jobs[i]);
-            while (!srv_job_wait(jobs[i], SIZE_MAX, 0.1)) {
-                if (!gone && byoai_http_client_gone(r)) {
-                    gone = true;
-                    for (size_t k = w0; k < w1; k++) if (jobs[k]) srv_job_cancel(jobs[k]);
-                }
-            }
-        }
-    }
-    if (gone && !rc) rc = srv_err(&e, 499, "invalid_request_error", "client_closed_request", NULL, "cancelled");
+    srv_job **jobs;
+    int rc = srv_embed_run(s, r, &rq, lm, &jobs, &e);
     json_t *data = json_array();
     json_int_t prompt_tokens = 0;
     for (size_t i = 0; i < n && jobs && !rc; i++) {
         srv_job *j = jobs[i];
-        if (!j || j->err.status) {
-            if (j) e = j->err;
-            rc = e.status ? e.status : 500;
-            break;
-        }
-        if (!j->embedding) {
-            rc = srv_err(&e, 499, "invalid_request_error", "client_closed_request", NULL, "cancelled");
-            break;
-        }
         prompt_tokens += j->n_prompt;
         json_t *v;
         if (rq.base64) {
@@ -714,8 +474,7 @@ void srv_openai_embeddings(srv_server *s, byoai_http_req *r) {
         json_array_append_new(data, json_pack("{s:s,s:I,s:o}", "object", "embedding", "index", (json_int_t)i,
                                               "embedding", v));
     }
-    for (size_t i = 0; i < n && jobs; i++) srv_job_unref(jobs[i]);
-    free(jobs);
+    srv_embed_free(jobs, n);
     srv_release(s, lm);
     if (rc) {
         json_decref(data);

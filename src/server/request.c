@@ -208,14 +208,128 @@ static int parse_sampling(json_t *root, const srv_limits *lim, srv_request *r, s
         json_t *t = json_object_get(rf, "type");
         if (!json_is_string(t)) return BAD("response_format.type", "'response_format.type' must be a string");
         const char *ts = json_string_value(t);
-        if (!strcmp(ts, "json_object")) s->json_mode = true;
-        else if (strcmp(ts, "text"))
-            return BAD("response_format.type", "response_format type '%s' is not supported (use \"text\" or "
-                       "\"json_object\")", ts);
+        byoai_error err = {0};
+        if (!strcmp(ts, "json_object")) {
+            s->json_mode = true;
+            if (byoai_grammar_json_object(&r->grammar, &err)) return srv_err(e, 500, "server_error", NULL, NULL, "%s", err.msg);
+        } else if (!strcmp(ts, "json_schema")) {
+            json_t *js = json_object_get(rf, "json_schema");
+            if (!json_is_object(js))
+                return BAD("response_format.json_schema", "'response_format.json_schema' must be an object: "
+                           "{\"name\": ..., \"schema\": {...}, \"strict\": true}");
+            json_t *sch = json_object_get(js, "schema");
+            if (!sch) return BAD("response_format.json_schema.schema", "'response_format.json_schema.schema' is required");
+            if ((rc = srv_compile_schema(sch, "response_format.json_schema.schema", &r->grammar, e))) return rc;
+        } else if (strcmp(ts, "text"))
+            return BAD("response_format.type", "response_format type '%s' is not supported (use \"text\", "
+                       "\"json_object\" or \"json_schema\")", ts);
     }
+    return 0;
+}
+
+int srv_compile_schema(json_t *schema, const char *param, byoai_grammar **out, srv_error *e) {
+    *out = NULL;
+    if (!json_is_object(schema) && !json_is_boolean(schema))
+        return BAD(param, "'%s' must be a JSON Schema (an object)", param);
+    char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    byoai_error err = {0};
+    int rc = byoai_grammar_from_schema(text, strlen(text), out, &err);
+    free(text);
+    if (rc == BYOAI_ENOMEM) return srv_err(e, 500, "server_error", NULL, NULL, "%s", err.msg);
+    if (rc) return BAD(param, "%s", err.msg);
+    return 0;
+}
+
+/* tools, tool_choice, parallel_tool_calls */
+static bool tool_name_ok(const char *n, size_t len) {
+    if (len == 0 || len > 64) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= '0' && n[i] <= '9') ||
+              n[i] == '_' || n[i] == '-' || n[i] == '.'))
+            return false;
+    return true;
+}
+
+static int parse_tools(json_t *root, srv_request *r, srv_error *e) {
     json_t *tools = json_object_get(root, "tools");
-    if (tools && !json_is_null(tools) && !(json_is_array(tools) && json_array_size(tools) == 0))
-        return BAD("tools", "tools (function calling) are not supported by this server");
+    r->parallel_tool_calls = true;
+    int rc = get_bool(root, "parallel_tool_calls", &r->parallel_tool_calls, e);
+    if (rc) return rc;
+    json_t *tc = json_object_get(root, "tool_choice");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) return BAD("tools", "'tools' must be an array of {\"type\": \"function\", ...}");
+        size_t n = json_array_size(tools);
+        if (n > SRV_MAX_TOOLS) return BAD("tools", "at most %d tools are allowed", SRV_MAX_TOOLS);
+        r->tool_text = calloc(n ? n : 1, sizeof *r->tool_text);
+        r->tool_defs = calloc(n ? n : 1, sizeof *r->tool_defs);
+        if (!r->tool_text || !r->tool_defs) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            char param[64];
+            snprintf(param, sizeof param, "tools[%zu]", i);
+            json_t *t = json_array_get(tools, i), *ty = json_object_get(t, "type"), *fn = json_object_get(t, "function");
+            if (!json_is_object(t)) return BAD(param, "'%s' must be an object", param);
+            if (!json_is_string(ty) || strcmp(json_string_value(ty), "function"))
+                return BAD(param, "'%s.type' must be \"function\" (the only kind of tool)", param);
+            if (!json_is_object(fn)) return BAD(param, "'%s.function' must be an object {name, description, parameters}", param);
+            json_t *name = json_object_get(fn, "name"), *params = json_object_get(fn, "parameters");
+            if (!json_is_string(name) || !tool_name_ok(json_string_value(name), json_string_length(name)))
+                return BAD(param, "'%s.function.name' must be 1 to 64 letters, digits, '_', '-' or '.'", param);
+            for (size_t k = 0; k < i; k++)
+                if (!strcmp(r->tool_defs[k].name, json_string_value(name)))
+                    return BAD(param, "two tools are named '%s'", json_string_value(name));
+            if (params && !json_is_null(params) && !json_is_object(params))
+                return BAD(param, "'%s.function.parameters' must be a JSON Schema object", param);
+            r->tool_defs[i].name = json_string_value(name);
+            if (params && json_is_object(params)) {
+                char *pt = json_dumps(params, JSON_COMPACT);
+                if (!pt) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+                r->tool_defs[i].parameters = pt;
+                r->tool_defs[i].parameters_len = strlen(pt);
+            }
+            /* as the reference templates print it: {"type": "function", "function": {...}} */
+            json_t *clean = json_pack("{s:s,s:O}", "type", "function", "function", fn);
+            r->tool_text[i] = clean ? json_dumps(clean, 0) : NULL;
+            json_decref(clean);
+            r->n_tools = i + 1;
+            if (!r->tool_text[i]) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+            /* the schema must compile: say so now, not at generation */
+            if (r->tool_defs[i].parameters) {
+                byoai_grammar *g;
+                byoai_error err = {0};
+                byoai_tool_syntax syn = {"", 0, "", NULL, "arguments", false};
+                if (byoai_grammar_for_tools(&r->tool_defs[i], 1, &syn, false, &g, &err))
+                    return BAD(param, "%s", err.msg);
+                byoai_grammar_free(g);
+            }
+        }
+    }
+    r->tool_choice = r->n_tools ? SRV_TOOLS_AUTO : SRV_TOOLS_NONE;
+    if (tc && !json_is_null(tc)) {
+        if (json_is_string(tc)) {
+            const char *v = json_string_value(tc);
+            if (!strcmp(v, "none")) r->tool_choice = SRV_TOOLS_NONE;
+            else if (!strcmp(v, "auto")) r->tool_choice = r->n_tools ? SRV_TOOLS_AUTO : SRV_TOOLS_NONE;
+            else if (!strcmp(v, "required")) r->tool_choice = SRV_TOOLS_REQUIRED;
+            else return BAD("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                            "{\"type\": \"function\", \"function\": {\"name\": ...}}, not '%s'", v);
+        } else if (json_is_object(tc)) {
+            json_t *fn = json_object_get(tc, "function"), *name = json_object_get(fn, "name");
+            if (!json_is_string(name))
+                return BAD("tool_choice", "'tool_choice' must name a function: {\"type\": \"function\", "
+                           "\"function\": {\"name\": ...}}");
+            r->tool_choice = SRV_TOOLS_NAMED;
+            snprintf(r->tool_name, sizeof r->tool_name, "%s", json_string_value(name));
+            bool found = false;
+            for (size_t i = 0; i < r->n_tools; i++) found |= !strcmp(r->tool_defs[i].name, r->tool_name);
+            if (!found) return BAD("tool_choice", "'tool_choice' names '%s', which is not in 'tools'", json_string_value(name));
+        } else return BAD("tool_choice", "'tool_choice' must be a string or an object");
+        if (r->tool_choice == SRV_TOOLS_REQUIRED && !r->n_tools)
+            return BAD("tool_choice", "'tool_choice' is \"required\" but there are no 'tools'");
+    }
+    if (r->tool_choice != SRV_TOOLS_NONE && r->grammar)
+        return BAD("response_format", "'response_format' cannot be combined with tools the model may call; use "
+                   "\"tool_choice\": \"none\" or leave 'response_format' out");
     return 0;
 }
 
@@ -266,6 +380,63 @@ static int parse_content(srv_request *r, size_t idx, json_t *c, byoai_chat_messa
     return 0;
 }
 
+/* an assistant's tool_calls, or a tool message's tool_call_id */
+static int parse_message_tools(srv_request *r, size_t i, json_t *m, size_t n_msgs, srv_error *e) {
+    char param[80];
+    if (!r->msg_tools) {
+        r->msg_tools = calloc(n_msgs, sizeof *r->msg_tools);
+        if (!r->msg_tools) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    byoai_chat_message_tools *x = &r->msg_tools[i];
+    if (r->messages[i].role == BYOAI_ROLE_TOOL) {
+        json_t *id = json_object_get(m, "tool_call_id"), *name = json_object_get(m, "name");
+        if (json_is_string(id)) x->tool_call_id = json_string_value(id);
+        if (json_is_string(name)) x->name = json_string_value(name);
+        return 0;
+    }
+    json_t *calls = json_object_get(m, "tool_calls");
+    size_t n = json_array_size(calls);
+    if (n > 64) {
+        snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
+        return BAD(param, "'%s' has more than 64 calls", param);
+    }
+    byoai_chat_tool_call *c = calloc(n, sizeof *c);
+    char **owned = realloc(r->owned, (r->n_owned + 1) * sizeof *owned);
+    if (!c || !owned) {
+        free(c);
+        if (owned) r->owned = owned;
+        return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    r->owned = owned;
+    r->owned[r->n_owned++] = (char *)c;
+    for (size_t k = 0; k < n; k++) {
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu]", i, k);
+        json_t *tc = json_array_get(calls, k), *fn = json_object_get(tc, "function");
+        json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments"), *id = json_object_get(tc, "id");
+        if (!json_is_object(tc) || !json_is_object(fn) || !json_is_string(name))
+            return BAD(param, "'%s' must be {\"id\", \"type\": \"function\", \"function\": {\"name\", "
+                       "\"arguments\"}}", param);
+        c[k].name = json_string_value(name);
+        c[k].id = json_is_string(id) ? json_string_value(id) : NULL;
+        if (json_is_string(args)) c[k].arguments = json_string_value(args);
+        else if (json_is_object(args)) { /* Ollama-style: an object */
+            char *t = json_dumps(args, JSON_COMPACT);
+            char **o2 = t ? realloc(r->owned, (r->n_owned + 1) * sizeof *o2) : NULL;
+            if (!o2) {
+                free(t);
+                return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+            }
+            r->owned = o2;
+            r->owned[r->n_owned++] = t;
+            c[k].arguments = t;
+        } else if (!args || json_is_null(args)) c[k].arguments = "{}";
+        else return BAD(param, "'%s.function.arguments' must be a string of JSON", param);
+    }
+    x->tool_calls = c;
+    x->n_tool_calls = n;
+    return 0;
+}
+
 int srv_parse_chat(const char *body, size_t len, const srv_limits *lim, srv_request *r, srv_error *e) {
     memset(r, 0, sizeof *r);
     r->root = srv_parse_object(body, len, e);
@@ -291,17 +462,23 @@ int srv_parse_chat(const char *body, size_t len, const srv_limits *lim, srv_requ
         snprintf(param, sizeof param, "messages[%zu].role", i);
         if (!json_is_string(role)) return BAD(param, "'%s' must be a string", param);
         if (!byoai_chat_role_parse(json_string_value(role), &r->messages[i].role))
-            return BAD(param, "'%s' is '%s'; expected \"system\", \"developer\", \"user\" or \"assistant\"", param,
-                       json_string_value(role));
+            return BAD(param, "'%s' is '%s'; expected \"system\", \"developer\", \"user\", \"assistant\" or "
+                       "\"tool\"", param, json_string_value(role));
         json_t *content = json_object_get(m, "content");
+        json_t *calls = json_object_get(m, "tool_calls");
+        bool has_calls = r->messages[i].role == BYOAI_ROLE_ASSISTANT && json_is_array(calls) && json_array_size(calls);
         if (!content && r->messages[i].role != BYOAI_ROLE_ASSISTANT) {
             snprintf(param, sizeof param, "messages[%zu].content", i);
             return BAD(param, "'%s' is required", param);
         }
         if ((rc = parse_content(r, i, content, &r->messages[i], e))) return rc;
+        if (has_calls || r->messages[i].role == BYOAI_ROLE_TOOL) {
+            if ((rc = parse_message_tools(r, i, m, n, e))) return rc;
+        }
         r->n_messages++;
     }
     if ((rc = parse_sampling(r->root, lim, r, e))) return rc;
+    if ((rc = parse_tools(r->root, r, e))) return rc;
     json_t *lp = json_object_get(r->root, "logprobs");
     if (lp && !json_is_null(lp)) {
         if (!json_is_boolean(lp)) return BAD("logprobs", "'logprobs' must be true or false, not %s", type_name(lp));
@@ -364,6 +541,9 @@ int srv_parse_completion(const char *body, size_t len, const srv_limits *lim, sr
         r->s.top_logprobs = (int)k;
     }
     if ((rc = get_bool(r->root, "echo", &r->s.echo, e))) return rc;
+    json_t *tools = json_object_get(r->root, "tools");
+    if (tools && !json_is_null(tools) && !(json_is_array(tools) && json_array_size(tools) == 0))
+        return BAD("tools", "'tools' are for /v1/chat/completions, not /v1/completions");
     json_t *sfx = json_object_get(r->root, "suffix");
     if (sfx && !json_is_null(sfx) && !(json_is_string(sfx) && json_string_length(sfx) == 0))
         return BAD("suffix", "'suffix' (fill in the middle) is not supported by this server");
@@ -435,6 +615,14 @@ int srv_parse_embeddings(const char *body, size_t len, srv_request *r, srv_error
 
 void srv_request_free(srv_request *r) {
     if (!r) return;
+    byoai_grammar_free(r->grammar);
+    for (size_t i = 0; i < r->n_tools; i++) {
+        free(r->tool_text[i]);
+        free((char *)r->tool_defs[i].parameters);
+    }
+    free(r->tool_text);
+    free(r->tool_defs);
+    free(r->msg_tools);
     free(r->messages);
     for (size_t i = 0; i < r->n_owned; i++) free(r->owned[i]);
     free(r->owned);

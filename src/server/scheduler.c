@@ -49,6 +49,7 @@ void srv_job_unref(srv_job *j) {
     for (size_t i = 0; i < j->n_pieces; i++) free(j->pieces[i].text);
     free(j->pieces);
     for (size_t i = 0; i < j->s.n_stop; i++) free(j->s.stop[i]);
+    byoai_grammar_free(j->grammar);
     free(j->prompt);
     free(j->embedding);
     pthread_mutex_destroy(&j->mu);
@@ -339,8 +340,8 @@ static int slot_start(srv_sched *s, uint32_t seq, srv_job *j, bool evict, srv_er
     sp.seed = j->s.seed;
     if (byoai_sampler_new(&sp, s->n_vocab, &sl->sampler, &err))
         return srv_err(e, 400, "invalid_request_error", NULL, NULL, "%s", err.msg);
-    if (j->s.json_mode) {
-        if (byoai_json_filter_new(s->tok, s->n_vocab, &sl->jf, &err))
+    if (j->grammar) {
+        if (byoai_json_filter_new_grammar(s->tok, s->n_vocab, j->grammar, &sl->jf, &err))
             return srv_err(e, 500, "server_error", NULL, NULL, "%s", err.msg);
         byoai_sampler_set_filter(sl->sampler, byoai_json_filter_apply, sl->jf);
     }
@@ -361,7 +362,8 @@ static void sample(srv_sched *s, uint32_t seq, const float *logits) {
         finish(s, sl, "stop", NULL);
         return;
     }
-    if (byoai_token_is_eog(s->tok, tok) || byoai_token_is_control(s->tok, tok)) {
+    const bool as_text = byoai_json_filter_token_is_text(sl->jf, tok); /* e.g. Mistral's [TOOL_CALLS] */
+    if (byoai_token_is_eog(s->tok, tok) || (byoai_token_is_control(s->tok, tok) && !as_text)) {
         finish(s, sl, "stop", NULL);
         return;
     }
@@ -382,7 +384,7 @@ static void sample(srv_sched *s, uint32_t seq, const float *logits) {
     }
     srv_metrics_tokens(s->met, 0, 1);
     char piece[512];
-    int n = byoai_token_to_piece(s->tok, tok, piece, sizeof piece, false);
+    int n = byoai_token_to_piece(s->tok, tok, piece, sizeof piece, as_text);
     if (n < 0) n = 0;
     if ((size_t)n > sizeof piece) n = sizeof piece;
     if (!byoai_buf_append(&sl->pend, piece, (size_t)n)) {

@@ -6,7 +6,9 @@
  *   kvcache.c        the prompt cache: conversations' KV kept in memory and on disk
  *   models.c         which models exist (files, the store), loading, idle unloading, the cap
  *   install.c        POST /api/models/install: byoai_install with SSE progress
+ *   generate.c       generations and embeddings, whichever API asks
  *   openai.c         /v1/... handlers, SSE streams
+ *   ollama.c         the Ollama API (/api/chat, /api/generate, /api/tags, ...), NDJSON streams
  *   api.c            routing, auth, CORS, native endpoints, static files
  *   metrics.c        counters and the Prometheus text
  *   db.c             the server database (SQLite)
@@ -67,7 +69,7 @@ typedef struct srv_sampling {
     size_t n_stop;
     bool logprobs;
     int top_logprobs;            /* 0..20 */
-    bool json_mode;
+    bool json_mode;              /* response_format json_object (also a grammar) */
     bool stream, include_usage;
     bool echo;                   /* completions: prompt in front of the text */
 } srv_sampling;
@@ -77,9 +79,21 @@ typedef struct srv_limits {
     uint32_t max_tokens;
 } srv_limits;
 
+enum { SRV_TOOLS_NONE, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED, SRV_TOOLS_NAMED };
+#define SRV_MAX_TOOLS 128
+
 typedef struct srv_request {
     char model[257];
     srv_sampling s;
+    byoai_grammar *grammar;      /* response_format json_object / json_schema (owned), or NULL */
+    /* chat tools: definitions as prompt text and for the grammar */
+    size_t n_tools;
+    char **tool_text;            /* {"type": "function", "function": {...}} as templates print it (owned) */
+    byoai_grammar_tool *tool_defs; /* name and parameters' schema text (owned strings) */
+    int tool_choice;             /* SRV_TOOLS_* */
+    char tool_name[65];          /* SRV_TOOLS_NAMED */
+    bool parallel_tool_calls;
+    byoai_chat_message_tools *msg_tools; /* per message (calls, tool_call_id), or NULL */
     /* chat */
     byoai_chat_message *messages;
     size_t n_messages;
@@ -105,6 +119,9 @@ int srv_parse_chat(const char *body, size_t len, const srv_limits *lim, srv_requ
 int srv_parse_completion(const char *body, size_t len, const srv_limits *lim, srv_request *r, srv_error *e);
 int srv_parse_embeddings(const char *body, size_t len, srv_request *r, srv_error *e);
 void srv_request_free(srv_request *r);
+/* Compile a JSON Schema into a grammar; 400 naming param (and what in the
+ * schema is unsupported) otherwise. */
+int srv_compile_schema(json_t *schema, const char *param, byoai_grammar **out, srv_error *e);
 /* Parse a body as a JSON object (UTF-8 checked first); 400 with a clear message otherwise. */
 json_t *srv_parse_object(const char *body, size_t len, srv_error *e);
 
@@ -182,6 +199,7 @@ typedef struct srv_piece {
 typedef struct srv_job {
     int refs;                    /* atomic */
     /* input: set before submit, then read-only */
+    byoai_grammar *grammar;      /* constrained sampling (a reference the job owns), or NULL */
     int32_t *prompt;
     uint32_t n_prompt;
     bool embed;                  /* compute a mean-pooled embedding, generate nothing */
@@ -369,6 +387,41 @@ int srv_cluster_submit(srv_server *s, srv_loaded *l, srv_job *j, srv_error *e);
 /* Append the cluster's models that are not the server's own to a /v1/models list. */
 void srv_cluster_list(srv_server *s, json_t *data);
 
+/* ---- generations (generate.c), shared by openai.c and ollama.c ------------------------ */
+typedef struct srv_gen {
+    srv_server *srv;
+    srv_loaded *lm;
+    srv_job *job;
+    bool chat;                      /* a chat (template, tools) or a plain completion */
+    byoai_chat_family family;
+    bool tools;                     /* tools offered: read calls out of the answer */
+    const byoai_tool_syntax *syntax;
+    char model[257];
+    char *echo;                     /* completions with echo: the prompt text */
+    size_t echo_len;
+    size_t truncated;               /* oldest messages dropped to fit the context ("truncation": "auto") */
+} srv_gen;
+
+/* Acquire the model, build the prompt (template, tools), the grammar and
+ * the budget, and submit the job. On failure the caller still releases. */
+int srv_gen_prepare(srv_gen *g, srv_request *rq, srv_error *e);
+void srv_gen_release(srv_gen *g);
+/* Wait for the job (cancelling it when the client goes away); 0 when it
+ * ended normally, else the error to send. */
+int srv_gen_wait(srv_gen *g, byoai_http_req *r, srv_error *e);
+/* The answer's text (echo first), malloc'd. */
+char *srv_gen_text(const srv_gen *g, size_t *len);
+/* While streaming with tools: how much of text[0..len) is content for
+ * sure (not the start of a tool call). */
+size_t srv_gen_releasable(const srv_gen *g, const char *text, size_t len, bool final);
+/* Text as a JSON string, invalid UTF-8 replaced. */
+json_t *srv_json_text(const char *s, size_t n);
+int srv_tokenize(srv_loaded *lm, const char *text, size_t len, int32_t **toks, size_t *n, srv_error *e);
+/* Run rq's embedding inputs on lm in windows; *jobs (n_inputs entries) hold
+ * the embeddings; free with srv_embed_free even on failure. */
+int srv_embed_run(srv_server *s, byoai_http_req *r, srv_request *rq, srv_loaded *lm, srv_job ***jobs, srv_error *e);
+void srv_embed_free(srv_job **jobs, size_t n);
+
 void srv_api_handle(void *user, byoai_http_req *r);
 /* /v1/... handlers (openai.c) */
 /* chat and completions return true when they answered with a stream (whose
@@ -376,12 +429,26 @@ void srv_api_handle(void *user, byoai_http_req *r);
 bool srv_openai_chat(srv_server *s, byoai_http_req *r);
 bool srv_openai_completions(srv_server *s, byoai_http_req *r);
 void srv_openai_embeddings(srv_server *s, byoai_http_req *r);
+/* ollama.c: the Ollama API (chat and generate return true when they answered with a stream) */
+bool srv_ollama_chat(srv_server *s, byoai_http_req *r);
+bool srv_ollama_generate(srv_server *s, byoai_http_req *r);
+void srv_ollama_tags(srv_server *s, byoai_http_req *r);
+void srv_ollama_ps(srv_server *s, byoai_http_req *r);
+void srv_ollama_show(srv_server *s, byoai_http_req *r);
+void srv_ollama_delete(srv_server *s, byoai_http_req *r);
+void srv_ollama_pull(srv_server *s, byoai_http_req *r);
+void srv_ollama_embed(srv_server *s, byoai_http_req *r, bool old);
 /* tokens.c: POST /api/tokenize, POST /api/detokenize */
 void srv_api_tokenize(srv_server *s, byoai_http_req *r);
 void srv_api_detokenize(srv_server *s, byoai_http_req *r);
 void srv_openai_models(srv_server *s, byoai_http_req *r, const char *id);
 /* POST /api/models/install (install.c) */
 void srv_install_handle(srv_server *s, byoai_http_req *r);
+/* Run an install and answer with its progress: SSE in byoai's shape, or
+ * (ollama) NDJSON in Ollama's pull shape; one object at the end when not
+ * streaming. */
+void srv_install_start(srv_server *s, byoai_http_req *r, const char *spec, const char *registry, bool dry_run,
+                       bool streaming, bool ollama);
 void srv_open_inc(srv_server *s);
 void srv_open_dec(srv_server *s);
 /* A random id with a prefix ("chatcmpl-..."). */

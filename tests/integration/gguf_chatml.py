@@ -2,7 +2,9 @@
 """Write a copy of a GGUF model whose vocabulary has <|im_start|> and
 <|im_end|> control tokens (two rarely used tokens renamed) and a ChatML
 tokenizer.chat_template: a chat model for tests, made from stories260K.
-Usage: gguf_chatml.py IN.gguf OUT.gguf"""
+With FAMILY "mistral": a [TOOL_CALLS] control token and a Mistral-style
+template instead (for tool calls in Mistral's format).
+Usage: gguf_chatml.py IN.gguf OUT.gguf [chatml|mistral]"""
 import struct, sys
 
 def rd(f, fmt):
@@ -40,7 +42,9 @@ def wr_val(o, t, v):
 TEMPLATE = (b"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
             b"'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
-def main(src, dst):
+MISTRAL_TEMPLATE = b"{{ bos_token }}{% for message in messages %}[INST] {{ message['content'] }} [/INST]{% endfor %}"
+
+def main(src, dst, family="chatml"):
     with open(src, "rb") as f:
         magic, version, n_t, n_kv = rd(f, "4sIQQ")
         assert magic == b"GGUF"
@@ -64,9 +68,14 @@ def main(src, dst):
     toks = kvs[kv[b"tokenizer.ggml.tokens"]][2][1]
     types = kvs[kv[b"tokenizer.ggml.token_type"]][2][1]
     a, b = len(toks) - 2, len(toks) - 1
-    toks[a], toks[b] = b"<|im_start|>", b"<|im_end|>"
-    types[a] = types[b] = 3
-    kvs.append([b"tokenizer.chat_template", 8, TEMPLATE])
+    if family == "mistral":
+        toks[a] = b"[TOOL_CALLS]"
+        types[a] = 3
+        kvs.append([b"tokenizer.chat_template", 8, MISTRAL_TEMPLATE])
+    else:
+        toks[a], toks[b] = b"<|im_start|>", b"<|im_end|>"
+        types[a] = types[b] = 3
+        kvs.append([b"tokenizer.chat_template", 8, TEMPLATE])
     with open(dst, "wb") as o:
         o.write(struct.pack("<4sIQQ", b"GGUF", 3, len(infos), len(kvs)))
         for k, t, v in kvs:
@@ -81,4 +90,4 @@ def main(src, dst):
         o.write(data)
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "chatml")

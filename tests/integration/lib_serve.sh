@@ -60,6 +60,9 @@ PY
 # require_node_modules: the npm packages the node tests use (installed by `make test`)
 require_node_modules() {
   command -v node >/dev/null || fail "node is not installed: run 'bash scripts/install-deps.sh --e2e' (or 'make test')"
-  [ -d "$BYOAI_SOURCE/tests/node/node_modules/openai" ] && [ -d "$BYOAI_SOURCE/tests/node/node_modules/playwright-core" ] ||
-    fail "the test npm packages are missing: run 'npm ci --prefix tests/node' (or 'make test')"
+  local m
+  for m in openai playwright-core ajv ollama; do
+    [ -d "$BYOAI_SOURCE/tests/node/node_modules/$m" ] ||
+      fail "the test npm package $m is missing: run 'npm ci --prefix tests/node' (or 'make test')"
+  done
 }

@@ -37,9 +37,11 @@ expect_error 400 "'temperature' must be between 0 and 2" POST /v1/chat/completio
 expect_error 400 "'max_tokens' must be an integer" POST /v1/chat/completions "$(chat '"ten"')"
 expect_error 400 "'stream' must be true or false" POST /v1/chat/completions "$(chat 5 ',"stream":"yes"')"
 expect_error 400 "'messages\[0\].content' must be a string" POST /v1/chat/completions '{"model":"stories260k","messages":[{"role":"user","content":5}]}'
-expect_error 400 "expected \"system\"" POST /v1/chat/completions '{"model":"stories260k","messages":[{"role":"tool","content":"x"}]}'
+expect_error 400 "expected \"system\"" POST /v1/chat/completions '{"model":"stories260k","messages":[{"role":"function","content":"x"}]}'
 expect_error 400 "at most 4 stop strings" POST /v1/chat/completions "$(chat 5 ',"stop":["a","b","c","d","e"]')"
-expect_error 400 "not supported" POST /v1/chat/completions "$(chat 5 ',"response_format":{"type":"json_schema"}')"
+expect_error 400 "'response_format.json_schema' must be an object" POST /v1/chat/completions "$(chat 5 ',"response_format":{"type":"json_schema"}')"
+expect_error 400 "'pattern' is not supported" POST /v1/chat/completions "$(chat 5 ',"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"a+"}}}')"
+expect_error 400 "'tool_choice' names 'nope'" POST /v1/chat/completions "$(chat 5 ',"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"nope"}}')"
 expect_error 400 "'n' must be 1" POST /v1/chat/completions "$(chat 5 ',"n":3')"
 expect_error 400 "'presence_penalty' must be between -2 and 2" POST /v1/chat/completions "$(chat 5 ',"presence_penalty":3')"
 serving

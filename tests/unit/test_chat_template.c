@@ -144,7 +144,8 @@ static void test_names(void **state) {
     assert_non_null(strstr(err.msg, "chatml"));
     byoai_chat_role r;
     assert_true(byoai_chat_role_parse("developer", &r) && r == BYOAI_ROLE_SYSTEM);
-    assert_false(byoai_chat_role_parse("tool", &r));
+    assert_true(byoai_chat_role_parse("tool", &r) && r == BYOAI_ROLE_TOOL);
+    assert_false(byoai_chat_role_parse("function", &r));
     assert_string_equal(byoai_chat_stop_text(BYOAI_CHAT_CHATML), "<|im_end|>");
     assert_null(byoai_chat_stop_text(BYOAI_CHAT_FALLBACK));
 }

@@ -57,6 +57,33 @@ static void test_chat_ok(void **state) {
     assert_true(r.s.temperature == 1.0f && r.s.top_p == 1.0f && r.s.max_tokens == -1 && !r.s.stream && !r.s.json_mode);
     assert_int_equal(r.s.n_stop, 1);
     srv_request_free(&r);
+    /* tools, a named tool_choice, a history with calls and results, json_schema elsewhere */
+    const char *tb = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},{\"role\":\"assistant\","
+                     "\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get\","
+                     "\"arguments\":\"{\\\"q\\\":1}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"3\"}],"
+                     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get\",\"description\":\"d\",\"parameters\":"
+                     "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"integer\"}}}}}],\"tool_choice\":{\"type\":"
+                     "\"function\",\"function\":{\"name\":\"get\"}},\"parallel_tool_calls\":false}";
+    if (chat(tb, &r, &e)) fail_msg("%s", e.message);
+    assert_int_equal(r.n_tools, 1);
+    assert_int_equal(r.tool_choice, SRV_TOOLS_NAMED);
+    assert_string_equal(r.tool_name, "get");
+    assert_false(r.parallel_tool_calls);
+    assert_non_null(strstr(r.tool_text[0], "{\"type\": \"function\", \"function\": {"));
+    assert_int_equal(r.messages[2].role, BYOAI_ROLE_TOOL);
+    assert_non_null(r.msg_tools);
+    assert_int_equal(r.msg_tools[1].n_tool_calls, 1);
+    assert_string_equal(r.msg_tools[1].tool_calls[0].arguments, "{\"q\":1}");
+    assert_string_equal(r.msg_tools[2].tool_call_id, "c1");
+    srv_request_free(&r);
+    const char *sb = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":"
+                     "\"json_schema\",\"json_schema\":{\"name\":\"n\",\"strict\":true,\"schema\":{\"type\":\"object\","
+                     "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"],\"additionalProperties\":false}}}}";
+    if (chat(sb, &r, &e)) fail_msg("%s", e.message);
+    assert_non_null(r.grammar);
+    assert_true(byoai_grammar_check(r.grammar, "{\"a\":1}", 7, NULL, NULL));
+    assert_false(byoai_grammar_check(r.grammar, "{\"b\"", 4, NULL, NULL));
+    srv_request_free(&r);
     /* top_p 0 means greedy; max_completion_tokens is the newer name */
     assert_int_equal(chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\"}],\"top_p\":0,"
                           "\"max_completion_tokens\":7}", &r, &e), 0);
@@ -80,7 +107,8 @@ static void test_chat_errors(void **state) {
     bad_chat("{\"model\":\"m\",\"messages\":[1,2,3,4,5,6,7,8,9]}", "messages", "at most 8");
     bad_chat("{\"model\":\"m\",\"messages\":[7]}", "messages[0]", "must be an object");
     bad_chat("{\"model\":\"m\",\"messages\":[{\"content\":\"x\"}]}", "messages[0].role", "must be a string");
-    bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "messages[0].role", "expected");
+    bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"function\",\"content\":\"x\"}]}", "messages[0].role", "expected");
+    bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"tool\"}]}", "messages[0].content", "is required");
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", "messages[0].content", "is required");
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":true}]}", "messages[0].content", "a string or an array");
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages[0].content", "not supported");
@@ -105,8 +133,27 @@ static void test_chat_errors(void **state) {
     bad_chat(M "\"top_logprobs\":3}", "top_logprobs", "needs 'logprobs'");
     bad_chat(M "\"logprobs\":true,\"top_logprobs\":21}", "top_logprobs", "between 0 and 20");
     bad_chat(M "\"response_format\":\"json\"}", "response_format", "must be an object");
-    bad_chat(M "\"response_format\":{\"type\":\"json_schema\"}}", "response_format.type", "not supported");
-    bad_chat(M "\"tools\":[{\"type\":\"function\"}]}", "tools", "not supported");
+    bad_chat(M "\"response_format\":{\"type\":\"xml\"}}", "response_format.type", "not supported");
+    bad_chat(M "\"response_format\":{\"type\":\"json_schema\"}}", "response_format.json_schema", "must be an object");
+    bad_chat(M "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}}",
+             "response_format.json_schema.schema", "is required");
+    bad_chat(M "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"object\","
+             "\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"email\",\"pattern\":\"@\"}}}}}}",
+             "response_format.json_schema.schema", "at #/properties/a: the JSON Schema keyword 'pattern' is not supported");
+    bad_chat(M "\"tools\":[{\"type\":\"function\"}]}", "tools[0]", "'tools[0].function' must be an object");
+    bad_chat(M "\"tools\":[{\"type\":\"retrieval\"}]}", "tools[0]", "must be \"function\"");
+    bad_chat(M "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", "tools[0]", "letters, digits");
+    bad_chat(M "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":"
+             "\"object\",\"properties\":{\"x\":{\"not\":{}}}}}}]}", "tools[0]", "'not' is not supported");
+    bad_chat(M "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},{\"type\":\"function\","
+             "\"function\":{\"name\":\"f\"}}]}", "tools[1]", "two tools are named 'f'");
+    bad_chat(M "\"tool_choice\":\"required\"}", "tool_choice", "no 'tools'");
+    bad_chat(M "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"maybe\"}",
+             "tool_choice", "'maybe'");
+    bad_chat(M "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"response_format\":{\"type\":"
+             "\"json_object\"}}", "response_format", "cannot be combined");
+    bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\"}]}]}",
+             "messages[0].tool_calls[0]", "must be");
     bad_chat(M "\"presence_penalty\":3}", "presence_penalty", "between -2 and 2");
 #undef M
     char stop[400];

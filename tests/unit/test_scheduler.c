@@ -374,7 +374,8 @@ static void test_json_mode(void **state) {
     srv_sched *s = sched(2, 512, 4);
     for (int seed = 0; seed < 6; seed++) {
         srv_job *j = job("Once upon a time", 10 + (uint32_t)seed * 15);
-        j->s.json_mode = true;
+        j->s.json_mode = true; /* as the request parser sets it: the flag and its grammar */
+        assert_int_equal(byoai_grammar_json_object(&j->grammar, NULL), 0);
         j->s.temperature = 1;
         j->s.seed = (uint64_t)seed;
         srv_error e;
