@@ -2,6 +2,7 @@
  * Internal pieces of the API server, shared by the files of src/server/:
  *
  *   request.c        parse and validate OpenAI request bodies
+ *   job.c            jobs shared by a request and its producer; stop strings
  *   scheduler.c      per-model continuous batching over one context
  *   kvcache.c        the prompt cache: conversations' KV kept in memory and on disk
  *   models.c         which models exist (files, the store), loading, idle unloading, the cap
