@@ -546,6 +546,12 @@ int byoai_http_start(const byoai_http_config *cfg, byoai_http_handler handler, v
         goto fail;
     }
     if ((rc = http_sweeper_start(h, err))) goto fail;
+    /* two workers from the start: the first requests need not wait for a thread */
+    pthread_mutex_lock(&h->mu);
+    while (h->n_workers < 2 && h->n_workers < h->cfg.max_workers &&
+           pthread_create(&h->workers[h->n_workers], NULL, worker_main, h) == 0)
+        h->n_workers++;
+    pthread_mutex_unlock(&h->mu);
     unsigned per_ip = h->cfg.max_per_ip == UINT32_MAX ? 0 : h->cfg.max_per_ip;
     h->mhd = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
@@ -562,6 +568,11 @@ int byoai_http_start(const byoai_http_config *cfg, byoai_http_handler handler, v
     *out = h;
     return 0;
 fail:
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    pthread_cond_broadcast(&h->work_cv);
+    pthread_mutex_unlock(&h->mu);
+    for (unsigned i = 0; i < h->n_workers; i++) pthread_join(h->workers[i], NULL);
     http_sweeper_stop(h);
     pthread_cond_destroy(&h->sweep_cv);
     pthread_mutex_destroy(&h->conn_mu);

@@ -291,6 +291,7 @@ typedef struct srv_server {
     double started;
     struct byoai_cluster *cluster; /* the cluster node, with the cluster setting */
     int cluster_jobs; /* atomic: completions running through the cluster */
+    const int *cancel_start; /* atomic, may be NULL: the caller gives up starting */
 } srv_server;
 
 /* ---- the cluster (cluster.c) --------------------------------------------------------- */
@@ -313,6 +314,8 @@ int srv_cluster_submit(srv_server *s, srv_loaded *l, srv_job *j, srv_error *e);
 void srv_cluster_list(srv_server *s, json_t *data);
 
 void srv_api_handle(void *user, byoai_http_req *r);
+/* Name the model in the log line of the request this thread handles. */
+void srv_log_model(const char *name);
 /* /v1/... handlers (openai.c) */
 /* chat and completions return true when they answered with a stream (whose
  * end records its own metrics) */

@@ -6,6 +6,7 @@
 SERVER_PID=""
 start_server() {
   local log="$T/server.log"
+  rm -f "$T/server.out" # a restarted server must not be found at its old port
   "$BYOAI_BIN" serve "$@" --port 0 >"$T/server.out" 2>"$log" &
   SERVER_PID=$!
   if [ -z "${SERVE_CLEANUP:-}" ]; then # once, after any cleanup set before
