@@ -164,7 +164,9 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     }
     reg_auth_header(url, &hdrs);
     for (const char *const *h = rq->headers; h && *h; h++) hdrs = curl_slist_append(hdrs, *h);
-    if (rq->upload_path) hdrs = curl_slist_append(hdrs, "Expect:");
+    /* an upload waits for the server's go-ahead (100 Continue) or refusal
+     * before sending the body: the registry checks the signed headers first */
+    if (rq->upload_path) hdrs = curl_slist_append(hdrs, "Expect: 100-continue");
     FILE *up = NULL;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -206,6 +208,9 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
     CURLcode cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    /* a server that refuses an upload midway may close while the body is
+     * still being sent: its answer, when it arrived, is what counts */
+    if ((cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR) && rq->upload_path && out->status >= 400) cc = CURLE_OK;
     if (follow && out->location[0] && reg_redirect_refused(out->location))
         rc = byoai_error_set(err, BYOAI_EUNSUPPORTED,
                              "%s redirected to %.200s; byoai follows redirects only to http:// and https:// URLs "
