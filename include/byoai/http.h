@@ -14,10 +14,10 @@
  *   returns without answering produces a 500.
  * - Streams (server-sent events, downloads of unknown length) pull data
  *   from a read callback on the worker thread that ran the handler; the
- *   callback may block until data is ready. Up to 64 KiB are read ahead of
- *   the client. done() is called exactly once, on that thread, telling
- *   whether the stream completed or the client went away, so the producer
- *   can free its resources (e.g. a generation slot).
+ *   callback may block until data is ready, and is called again once the
+ *   previous piece is on its way. done() is called exactly once, on that
+ *   thread, telling whether the stream completed or the client went away,
+ *   so the producer can free its resources (e.g. a generation slot).
  * - Hostile clients: a connection must deliver a complete request header
  *   within header_timeout_s of being accepted (or of its previous answer),
  *   and a body at min_body_rate bytes/s on average after that grace; one

@@ -1,8 +1,9 @@
 /*
  * Streamed responses. Producers keep a blocking read() (an SSE generator
  * waits for tokens), but the event thread must never block: the worker
- * that ran the handler pumps read() into a bounded buffer, and MHD's
- * content reader copies out of it. When the buffer is empty, the reader
+ * that ran the handler pumps read() into a buffer, one read ahead of MHD
+ * (as when MHD pulled from read() itself, each event goes out on its own),
+ * and MHD's content reader copies out of it. When the buffer is empty, the reader
  * suspends the connection and returns 0 (libmicrohttpd requires the two
  * together); the pump resumes it when data, the end or an error arrives.
  *
@@ -21,8 +22,8 @@
 
 #include "server/http_internal.h"
 
-#define STREAM_BUFFER (64 * 1024)
 #define STREAM_CHUNK (16 * 1024)
+#define STREAM_BUFFER STREAM_CHUNK
 
 struct http_stream {
     byoai_http *h;
@@ -165,7 +166,9 @@ void http_stream_pump(http_stream *s) {
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (__atomic_load_n(&s->h->stopping, __ATOMIC_ACQUIRE)) s->failed = true;
-        while (s->len == STREAM_BUFFER && !s->closed && !s->failed) pthread_cond_wait(&s->cv, &s->mu);
+        /* one read ahead at most: the next read waits until MHD has taken the
+         * last, so events go out as they come rather than in clumps */
+        while (s->len && !s->closed && !s->failed) pthread_cond_wait(&s->cv, &s->mu);
         if (s->closed || s->failed || !chunk) break;
         size_t room = STREAM_BUFFER - s->len;
         pthread_mutex_unlock(&s->mu);
