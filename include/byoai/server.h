@@ -64,6 +64,12 @@ typedef struct byoai_server_config {
     uint64_t cache_ram;             /* cache-ram: bytes of KV kept in memory per model beyond the slots (512M) */
     uint64_t cache_disk;            /* cache-disk: bytes of KV kept on disk per model (4G; 0 none) */
     char cache_dir[1024];           /* cache-dir: "" = HOME/cache */
+    uint32_t max_connections;       /* max-connections: open connections at most (4096) */
+    uint32_t max_connections_per_ip; /* max-connections-per-ip: per client address (64; 0 no limit) */
+    uint32_t header_timeout;        /* header-timeout: seconds to send a request's headers (10) */
+    uint64_t min_body_rate;         /* min-body-rate: bytes/s a request body must average (1K) */
+    bool log_requests;              /* log-requests: one line per request on stderr (true) */
+    char log_format[8];             /* log-format: text or json ("text") */
     bool web;                       /* web: serve the web app at / (true) */
     char api_keys[BYOAI_SERVER_MAX_KEYS][256]; /* api-key (repeatable) */
     uint32_t n_api_keys;
@@ -111,6 +117,11 @@ extern const char *const byoai_server_config_keys[];
 typedef struct byoai_server byoai_server;
 
 int byoai_server_start(const byoai_server_config *c, byoai_server **out, byoai_error *err);
+/* The same, for a caller that may give up while the server waits before
+ * listening (for cluster-min-nodes members): when *cancel becomes non-zero
+ * (set from another thread), the start ends with BYOAI_ECANCELED. */
+int byoai_server_start_cancellable(const byoai_server_config *c, const int *cancel, byoai_server **out,
+                                   byoai_error *err);
 uint16_t byoai_server_port(const byoai_server *s);
 /* Stop taking requests, give running ones grace_s seconds, cancel the rest,
  * unload models, stop listening. */

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "byoai/server.h"
@@ -47,6 +48,13 @@ static void usage(FILE *f) {
 "      --max-body BYTES      largest request body, K/M/G suffixes (default 1M)\n"
 "      --request-timeout S   longest a generation may take (default 600)\n"
 "      --shutdown-grace S    seconds running requests get on SIGTERM (default 10)\n"
+"      --max-connections N   open connections at most (default 4096)\n"
+"      --max-connections-per-ip N  connections one client address may hold (default 64;\n"
+"                            0 for no limit)\n"
+"      --header-timeout S    seconds a client has to send a request's headers (default 10)\n"
+"      --min-body-rate BYTES bytes/s a request body must average after that (default 1K)\n"
+"      --log-format F        the per-request log line on stderr: text or json (default text)\n"
+"      --no-log-requests     no per-request log line\n"
 "      --no-web              do not serve the web app\n"
 "      --db PATH             server database (default $BYOAI_HOME/server.db)\n"
 "      --config FILE         read 'key = value' settings (default $BYOAI_HOME/server.conf\n"
@@ -97,11 +105,28 @@ typedef struct {
     const char *key, *value;
 } setting;
 
+/* byoai_server_start on its own thread, so that a signal during a long
+ * start (waiting for cluster members) stops it */
+typedef struct {
+    const byoai_server_config *cfg;
+    byoai_server *srv;
+    byoai_error err;
+    int rc, cancel, done;
+} starter;
+
+static void *start_main(void *arg) {
+    starter *st = arg;
+    st->rc = byoai_server_start_cancellable(st->cfg, &st->cancel, &st->srv, &st->err);
+    __atomic_store_n(&st->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
 int cli_serve(int argc, char **argv) {
     enum { O_HOST = 1, O_ALIAS, O_MODEL, O_CHAT, O_KEY, O_CORS, O_PAR, O_MAXLOADED, O_IDLE, O_QUEUE, O_MAXTOK,
            O_MAXMSG, O_MAXBODY, O_REQTO, O_GRACE, O_NOWEB, O_DB, O_CONFIG, O_HOME, O_CLUSTER, O_CL_MODEL, O_CL_URL,
            O_CL_MIN, O_CL_PEER, O_CL_BIND, O_CL_PORT, O_CL_DPORT, O_CL_NODISC, O_CL_MEM, O_CL_WIRE, O_CL_HB,
-           O_CL_FAIL, O_CL_STEP, O_CL_DELAY, O_SIM, O_CRAM, O_CDISK, O_CDIR };
+           O_CL_FAIL, O_CL_STEP, O_CL_DELAY, O_SIM, O_CRAM, O_CDISK, O_CDIR, O_MAXCONN, O_PERIP, O_HDRTO,
+           O_BODYRATE, O_LOGFMT, O_NOLOG };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},          {"port", required_argument, 0, 'p'},
         {"alias", required_argument, 0, O_ALIAS},        {"model", required_argument, 0, O_MODEL},
@@ -125,6 +150,10 @@ int cli_serve(int argc, char **argv) {
         {"cluster-test-link-delay-ms", required_argument, 0, O_CL_DELAY},
         {"slot-similarity", required_argument, 0, O_SIM}, {"cache-ram", required_argument, 0, O_CRAM},
         {"cache-disk", required_argument, 0, O_CDISK},   {"cache-dir", required_argument, 0, O_CDIR},
+        {"max-connections", required_argument, 0, O_MAXCONN},
+        {"max-connections-per-ip", required_argument, 0, O_PERIP},
+        {"header-timeout", required_argument, 0, O_HDRTO}, {"min-body-rate", required_argument, 0, O_BODYRATE},
+        {"log-format", required_argument, 0, O_LOGFMT},  {"no-log-requests", no_argument, 0, O_NOLOG},
         {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
     static const char *keys[] = {[O_HOST] = "host", [O_MODEL] = "model", [O_CHAT] = "chat-template",
                                  [O_KEY] = "api-key", [O_CORS] = "cors-origin", [O_PAR] = "parallel",
@@ -138,7 +167,10 @@ int cli_serve(int argc, char **argv) {
                                  [O_CL_WIRE] = "cluster-wire", [O_CL_HB] = "cluster-heartbeat",
                                  [O_CL_FAIL] = "cluster-failure-timeout", [O_CL_STEP] = "cluster-step-timeout",
                                  [O_CL_DELAY] = "cluster-test-link-delay-ms", [O_SIM] = "slot-similarity",
-                                 [O_CRAM] = "cache-ram", [O_CDISK] = "cache-disk", [O_CDIR] = "cache-dir"};
+                                 [O_CRAM] = "cache-ram", [O_CDISK] = "cache-disk", [O_CDIR] = "cache-dir",
+                                 [O_MAXCONN] = "max-connections",
+                                 [O_PERIP] = "max-connections-per-ip", [O_HDRTO] = "header-timeout",
+                                 [O_BODYRATE] = "min-body-rate", [O_LOGFMT] = "log-format"};
     setting flags[256];
     int n_flags = 0;
     const char *alias = NULL, *config = getenv("BYOAI_CONFIG");
@@ -155,6 +187,7 @@ int cli_serve(int argc, char **argv) {
         case O_NOWEB: flags[n_flags++] = (setting){"web", "false"}; break;
         case O_CLUSTER: flags[n_flags++] = (setting){"cluster", "true"}; break;
         case O_CL_NODISC: flags[n_flags++] = (setting){"cluster-discovery", "false"}; break;
+        case O_NOLOG: flags[n_flags++] = (setting){"log-requests", "false"}; break;
         case 'h': usage(stdout); return CLI_OK;
         case ':': case '?': return cli_option_error("serve", c, opts, argv);
         default: flags[n_flags++] = (setting){keys[c], optarg}; break;
@@ -207,8 +240,29 @@ int cli_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    byoai_server *srv;
-    if (byoai_server_start(&cfg, &srv, &err)) return cli_fail("serve", &err);
+    starter st = {.cfg = &cfg};
+    pthread_t th;
+    if (pthread_create(&th, NULL, start_main, &st) != 0) {
+        byoai_error_set(&err, BYOAI_EIO, "cannot start a thread");
+        return cli_fail("serve", &err);
+    }
+    int sig = 0;
+    while (!__atomic_load_n(&st.done, __ATOMIC_ACQUIRE)) {
+        struct timespec tick = {0, 50 * 1000 * 1000};
+        int got = sigtimedwait(&set, NULL, &tick);
+        if (got > 0 && !sig) {
+            sig = got;
+            __atomic_store_n(&st.cancel, 1, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_join(th, NULL);
+    if (sig) {
+        if (!st.rc) byoai_server_free(st.srv);
+        fprintf(stderr, "byoai serve: %s received while starting; stopped\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return CLI_OK;
+    }
+    if (st.rc) return cli_fail("serve", &st.err);
+    byoai_server *srv = st.srv;
     bool v6 = strchr(cfg.host, ':') != NULL;
     printf("byoai serve: listening on http://%s%s%s:%u/\n", v6 ? "[" : "", cfg.host, v6 ? "]" : "",
            byoai_server_port(srv));
@@ -216,7 +270,6 @@ int cli_serve(int argc, char **argv) {
     for (uint32_t i = 0; i < cfg.n_cluster_models; i++)
         printf("  cluster model %s: %s\n", cfg.cluster_models[i].name, cfg.cluster_models[i].path);
     fflush(stdout);
-    int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "byoai serve: %s received, finishing running requests (up to %u s)\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_grace);

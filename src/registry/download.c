@@ -36,6 +36,8 @@ typedef struct dl {
      * megabytes through at full speed */
     uint64_t max_rate, cap_bytes;
     double cap_t0;
+    reg_stall stall;
+    char location[1024];   /* of the last redirect */
 } dl;
 
 static size_t dl_header(char *p, size_t sz, size_t n, void *u) {
@@ -47,6 +49,9 @@ static size_t dl_header(char *p, size_t sz, size_t n, void *u) {
         if (d->status == 200 && d->start > 0) d->restart = true;
         else d->restart = false;
         d->bad_range = false;
+        d->location[0] = '\0';
+    } else if (d->status >= 300 && d->status < 400 && reg_header_location(p, len, d->location, sizeof d->location)) {
+        /* kept: a redirect libcurl refuses to follow is reported below */
     } else if (len > 14 && !strncasecmp(p, "content-range:", 14) && d->status == 206) {
         const char *b = strstr(p, "bytes ");
         if (!b || strtoull(b + 6, NULL, 10) != d->start) d->bad_range = true;
@@ -96,8 +101,9 @@ static size_t dl_write(char *p, size_t sz, size_t n, void *u) {
 }
 
 static int dl_progress(void *u, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln) {
-    (void)dlt, (void)dln, (void)ult, (void)uln;
+    (void)dlt, (void)ult;
     dl *d = u;
+    if (reg_stall_check(&d->stall, (uint64_t)dln + (uint64_t)uln)) return 1;
     if (!d->progress) return 0;
     double now = byoai_time_now();
     if (now - d->last < 0.25) return 0;
@@ -155,6 +161,8 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     d->max_rate = o->max_rate;
     d->cap_bytes = 0;
     d->cap_t0 = byoai_time_now();
+    d->location[0] = '\0';
+    reg_stall_start(&d->stall);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -162,8 +170,6 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)reg_env_u64("BYOAI_STALL_SECONDS", 30));
     curl_easy_setopt(c, CURLOPT_USERAGENT, "byoai/" BYOAI_VERSION);
     reg_curl_tls(c);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dl_header);
@@ -184,6 +190,19 @@ static attempt_result attempt(const char *url, dl *d, const reg_download_opts *o
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     char a[32];
+    if (d->location[0] && reg_redirect_refused(d->location)) {
+        byoai_error_set(err, BYOAI_EUNSUPPORTED,
+                        "%s redirected the download of %s to %.200s; byoai follows redirects only to http:// and "
+                        "https:// URLs (the registry or its mirror is misconfigured: tell its maintainer)",
+                        url, d->what, d->location);
+        return ATTEMPT_NEXT_URL;
+    }
+    if (d->stall.stalled) {
+        byoai_error_set(err, BYOAI_ETIMEOUT, "download of %s from %s stalled at %s: no data for %.0f s "
+                        "(BYOAI_STALL_SECONDS)", d->what, url, byoai_format_bytes(d->offset, a, sizeof a),
+                        d->stall.limit_s);
+        return ATTEMPT_RETRY;
+    }
     if (d->canceled) {
         byoai_error_set(err, BYOAI_ECANCELED, "cancelled; run the same command again to resume the download");
         return ATTEMPT_FAIL;

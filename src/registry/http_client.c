@@ -29,6 +29,7 @@ typedef struct sink {
     bool too_big;
     const reg_request *rq;
     double t0, last;
+    reg_stall stall;
 } sink;
 
 static size_t on_write(char *p, size_t sz, size_t n, void *u) {
@@ -69,10 +70,14 @@ static size_t on_header(char *p, size_t sz, size_t n, void *u) {
     reg_response *r = u;
     size_t len = sz * n;
     if (len > 5 && !strncmp(p, "HTTP/", 5)) { /* a new response (after a redirect): forget the last one's */
-        r->etag[0] = r->last_modified[0] = '\0';
+        r->etag[0] = r->last_modified[0] = r->location[0] = '\0';
         r->content_length = 0;
+        const char *sp = memchr(p, ' ', len);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0; /* the final one is read after the transfer */
         return len;
     }
+    if (r->status >= 300 && r->status < 400 && reg_header_location(p, len, r->location, sizeof r->location))
+        return len;
     const char *colon = memchr(p, ':', len);
     if (!colon) return len;
     size_t kl = (size_t)(colon - p);
@@ -97,6 +102,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *u) {
 
 static int on_progress(void *u, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln) {
     sink *s = u;
+    if (reg_stall_check(&s->stall, (uint64_t)dln + (uint64_t)uln)) return 1;
     if (!s->rq->progress) return 0;
     double now = byoai_time_now();
     if (now - s->last < 0.2) return 0;
@@ -158,7 +164,9 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     }
     reg_auth_header(url, &hdrs);
     for (const char *const *h = rq->headers; h && *h; h++) hdrs = curl_slist_append(hdrs, *h);
-    if (rq->upload_path) hdrs = curl_slist_append(hdrs, "Expect:");
+    /* an upload waits for the server's go-ahead (100 Continue) or refusal
+     * before sending the body: the registry checks the signed headers first */
+    if (rq->upload_path) hdrs = curl_slist_append(hdrs, "Expect: 100-continue");
     FILE *up = NULL;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -169,8 +177,6 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
     if (!rq->upload_path) curl_easy_setopt(c, CURLOPT_TIMEOUT, rq->timeout_s ? rq->timeout_s : 60L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)reg_env_u64("BYOAI_STALL_SECONDS", 30));
     curl_easy_setopt(c, CURLOPT_USERAGENT, "byoai/" BYOAI_VERSION);
     reg_curl_tls(c);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -196,14 +202,24 @@ int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_er
     } else if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     }
-    if (rq->progress) {
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
-    }
+    reg_stall_start(&s.stall);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L); /* for the stall check, and the caller's progress */
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
     CURLcode cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    if (cc == CURLE_ABORTED_BY_CALLBACK) rc = byoai_error_set(err, BYOAI_ECANCELED, "cancelled");
+    /* a server that refuses an upload midway may close while the body is
+     * still being sent: its answer, when it arrived, is what counts */
+    if ((cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR) && rq->upload_path && out->status >= 400) cc = CURLE_OK;
+    if (follow && out->location[0] && reg_redirect_refused(out->location))
+        rc = byoai_error_set(err, BYOAI_EUNSUPPORTED,
+                             "%s redirected to %.200s; byoai follows redirects only to http:// and https:// URLs "
+                             "(the server is misconfigured: tell its maintainer)",
+                             url, out->location);
+    else if (s.stall.stalled)
+        rc = byoai_error_set(err, BYOAI_ETIMEOUT, "%s: no data for %.0f s (BYOAI_STALL_SECONDS); the server stalled",
+                             url, s.stall.limit_s);
+    else if (cc == CURLE_ABORTED_BY_CALLBACK) rc = byoai_error_set(err, BYOAI_ECANCELED, "cancelled");
     else if (s.too_big)
         rc = byoai_error_set(err, BYOAI_EFORMAT, "%s: the response is larger than the %zu bytes allowed", url, s.max);
     else if (cc == CURLE_OPERATION_TIMEDOUT)

@@ -30,6 +30,7 @@ typedef struct reg_response {
     uint64_t linked_size;   /* X-Linked-Size */
     char repo_commit[64];   /* X-Repo-Commit */
     uint64_t content_length;
+    char location[1024];    /* Location of the last redirect */
 } reg_response;
 
 typedef struct reg_request {
@@ -89,6 +90,26 @@ void reg_curl_tls(CURL *c);
  * and whether retrying is pointless (the certificate will not change). */
 const char *reg_tls_hint(int curl_code);
 bool reg_tls_fatal(int curl_code);
+/* Stall detection for transfers: no byte moved for BYOAI_STALL_SECONDS
+ * (default 30) ends the transfer. Checked from libcurl's progress callback,
+ * which libcurl calls about once a second while nothing moves, so a stall
+ * is noticed within a second of the limit. (libcurl's low-speed limit
+ * averages the speed over a window of samples and fired several times
+ * later than the documented time.) */
+typedef struct reg_stall {
+    double limit_s, last_change;
+    uint64_t last_bytes;
+    bool stalled;
+} reg_stall;
+void reg_stall_start(reg_stall *s);
+/* bytes_moved: down plus up so far; true when the transfer must end */
+bool reg_stall_check(reg_stall *s, uint64_t bytes_moved);
+/* A header line "Location: URL": its value (trimmed) into dst. */
+bool reg_header_location(const char *line, size_t len, char *dst, size_t cap);
+/* A redirect target with a scheme other than http or https (file://,
+ * ftp://, ...): never followed, and not worth retrying. */
+bool reg_redirect_refused(const char *location);
+
 /* The cache directory of a registry URL. */
 int reg_cache_dir(byoai_store *s, const char *url, char *out, size_t cap);
 

@@ -38,7 +38,8 @@ struct byoai_registry_server {
     char dir[3000];
     byoai_http *http;
     byoai_serve_opts o;
-    pthread_mutex_t mu;        /* index.json, its signature, nonces */
+    pthread_mutex_t mu;        /* index.json and its signature */
+    pthread_mutex_t nonce_mu;  /* nonces (taken on the HTTP event thread too: held briefly) */
     nonce_entry *nonces;
     size_t n_nonces, cap_nonces;
 };
@@ -233,7 +234,14 @@ static void load_nonces(byoai_registry_server *srv) {
     free(text);
 }
 
-/* true when new (and recorded); false when seen. Caller holds mu. */
+/* Caller holds nonce_mu. */
+static bool nonce_seen(byoai_registry_server *srv, const char *nonce) {
+    for (size_t i = 0; i < srv->n_nonces; i++)
+        if (!strcmp(srv->nonces[i].nonce, nonce)) return true;
+    return false;
+}
+
+/* true when new (and recorded); false when seen. Caller holds nonce_mu. */
 static bool record_nonce(byoai_registry_server *srv, const char *nonce, uint64_t ts, uint64_t now) {
     uint64_t window = 2ull * srv->o.max_skew_s;
     size_t k = 0;
@@ -279,84 +287,129 @@ static void gguf_string(const byoai_gguf *g, const char *key, char *dst, size_t 
     }
 }
 
-static void handle_publish(byoai_registry_server *srv, byoai_http_req *r, const char *name) {
+/* The signed headers of a publish request: who sends it, and does the
+ * signature hold for this name and size? Used twice: once when the headers
+ * are in (size is the declared Content-Length; nothing of the body is read
+ * or written yet), and again on the stored upload. Answers and returns false
+ * when the request is refused. */
+typedef struct publish_hdrs {
+    const char *publisher, *nonce, *sha, *meta_s, *sig;
+    unsigned long long ts;
+} publish_hdrs;
+
+static bool verify_publish(byoai_registry_server *srv, byoai_http_req *r, const char *name, uint64_t size,
+                           publish_hdrs *ph) {
     byoai_error e = {0};
     if (strcmp(byoai_http_method(r), "PUT") && strcmp(byoai_http_method(r), "POST")) {
         send_error(r, 405, "invalid_request_error", "publish with PUT");
-        return;
+        return false;
     }
     if (strchr(name, ':') || byoai_store_check_name(name, &e)) {
         send_error(r, 400, "invalid_request_error", "%s", e.msg[0] ? e.msg : "a model name has no ':'");
-        return;
+        return false;
     }
-    const char *publisher = byoai_http_header(r, "X-Byoai-Publisher");
+    ph->publisher = byoai_http_header(r, "X-Byoai-Publisher");
     const char *ts_s = byoai_http_header(r, "X-Byoai-Timestamp");
-    const char *nonce = byoai_http_header(r, "X-Byoai-Nonce");
-    const char *sha = byoai_http_header(r, "X-Byoai-Sha256");
-    const char *meta_s = byoai_http_header(r, "X-Byoai-Meta");
-    const char *sig = byoai_http_header(r, "X-Byoai-Signature");
-    const char *body = byoai_http_body_file(r);
-    if (!publisher || !ts_s || !nonce || !sha || !meta_s || !sig || !body) {
+    ph->nonce = byoai_http_header(r, "X-Byoai-Nonce");
+    ph->sha = byoai_http_header(r, "X-Byoai-Sha256");
+    ph->meta_s = byoai_http_header(r, "X-Byoai-Meta");
+    ph->sig = byoai_http_header(r, "X-Byoai-Signature");
+    if (!ph->publisher || !ts_s || !ph->nonce || !ph->sha || !ph->meta_s || !ph->sig) {
         send_error(r, 400, "invalid_request_error",
                    "a publish needs the X-Byoai-Publisher, -Timestamp, -Nonce, -Sha256, -Meta and -Signature headers "
                    "and the file as the body (use `byoai publish`)");
-        return;
+        return false;
     }
-    if (byoai_key_check_name(publisher, NULL) || !hex_str(nonce, 32) || !byoai_store_check_sha256(sha) ||
-        strlen(meta_s) > 8192) {
+    if (byoai_key_check_name(ph->publisher, NULL) || !hex_str(ph->nonce, 32) || !byoai_store_check_sha256(ph->sha) ||
+        strlen(ph->meta_s) > 8192) {
         send_error(r, 400, "invalid_request_error", "malformed publish headers");
-        return;
+        return false;
     }
     char *end;
-    unsigned long long ts = strtoull(ts_s, &end, 10);
+    ph->ts = strtoull(ts_s, &end, 10);
     if (*end || end == ts_s) {
         send_error(r, 400, "invalid_request_error", "X-Byoai-Timestamp must be unix seconds");
-        return;
+        return false;
     }
     /* who is it? */
     char p[3100], rel[128], *keytext;
-    snprintf(rel, sizeof rel, "publishers/%s.pub", publisher);
+    snprintf(rel, sizeof rel, "publishers/%s.pub", ph->publisher);
     dir_path(srv->dir, rel, p, sizeof p);
     if (byoai_fs_read_all(p, 4096, &keytext, NULL, NULL)) {
-        logf_(srv, "publish %s refused: unknown publisher %s", name, publisher);
+        logf_(srv, "publish %s refused: unknown publisher %s", name, ph->publisher);
         send_error(r, 403, "unknown_publisher",
                    "this registry does not know publisher '%s'; send your public key (`byoai key show`) to its "
                    "maintainer, who adds it with `byoai registry add-publisher`",
-                   publisher);
-        return;
+                   ph->publisher);
+        return false;
     }
     byoai_key pk;
     int rc = byoai_key_parse_public(keytext, &pk, &e);
     free(keytext);
     if (rc) {
-        send_error(r, 500, "server_error", "the key of publisher %s is unreadable", publisher);
-        return;
-    }
-    struct stat st;
-    if (stat(body, &st) != 0) {
-        send_error(r, 500, "server_error", "the upload vanished");
-        return;
+        send_error(r, 500, "server_error", "the key of publisher %s is unreadable", ph->publisher);
+        return false;
     }
     char meta_sha[65], msg[600];
-    byoai_sha256_buf(meta_s, strlen(meta_s), meta_sha);
-    publish_message(msg, sizeof msg, name, sha, (unsigned long long)st.st_size, ts, nonce, meta_sha);
-    if (byoai_verify(pk.pk, msg, strlen(msg), sig, &e)) {
-        logf_(srv, "publish %s refused: bad signature from %s", name, publisher);
+    byoai_sha256_buf(ph->meta_s, strlen(ph->meta_s), meta_sha);
+    publish_message(msg, sizeof msg, name, ph->sha, (unsigned long long)size, ph->ts, ph->nonce, meta_sha);
+    if (byoai_verify(pk.pk, msg, strlen(msg), ph->sig, &e)) {
+        logf_(srv, "publish %s refused: bad signature from %s", name, ph->publisher);
         send_error(r, 401, "bad_signature",
-                   "the signature does not verify with publisher %s's key (wrong key, or the upload was altered)",
-                   publisher);
-        return;
+                   "the signature does not verify with publisher %s's key (wrong key, wrong size, or the upload was "
+                   "altered)",
+                   ph->publisher);
+        return false;
     }
     uint64_t now = byoai_time_unix();
-    if (ts + srv->o.max_skew_s < now || ts > now + srv->o.max_skew_s) {
+    if (ph->ts + srv->o.max_skew_s < now || ph->ts > now + srv->o.max_skew_s) {
         send_error(r, 401, "stale_request",
                    "the request's timestamp is more than %u s from the registry's clock; check your clock",
                    srv->o.max_skew_s);
+        return false;
+    }
+    pthread_mutex_lock(&srv->nonce_mu);
+    bool seen = nonce_seen(srv, ph->nonce);
+    pthread_mutex_unlock(&srv->nonce_mu);
+    if (seen) {
+        logf_(srv, "publish %s refused: replayed nonce", name);
+        send_error(r, 409, "replayed", "this publish request was already used (replay); sign a new one");
+        return false;
+    }
+    return true;
+}
+
+/* check_upload: refuse before a byte of the body is read or written */
+static void check_upload(void *user, byoai_http_req *r, uint64_t declared_len) {
+    byoai_registry_server *srv = user;
+    const char *path = byoai_http_path(r);
+    publish_hdrs ph;
+    if (!strncmp(path, PUBLISH_PATH, strlen(PUBLISH_PATH)) &&
+        !verify_publish(srv, r, path + strlen(PUBLISH_PATH), declared_len, &ph))
+        logf_(srv, "%s %s refused before its body (%llu bytes declared) %s", byoai_http_method(r), path,
+              (unsigned long long)declared_len, byoai_http_remote(r));
+}
+
+static void handle_publish(byoai_registry_server *srv, byoai_http_req *r, const char *name) {
+    byoai_error e = {0};
+    const char *body = byoai_http_body_file(r);
+    struct stat st = {0};
+    if (body && stat(body, &st) != 0) {
+        send_error(r, 500, "server_error", "the upload vanished");
         return;
     }
-    pthread_mutex_lock(&srv->mu);
-    bool fresh = record_nonce(srv, nonce, ts, now);
-    pthread_mutex_unlock(&srv->mu);
+    publish_hdrs ph;
+    if (!verify_publish(srv, r, name, body ? (uint64_t)st.st_size : 0, &ph)) return;
+    if (!body) {
+        send_error(r, 400, "invalid_request_error", "a publish needs the file as the body (use `byoai publish`)");
+        return;
+    }
+    const char *publisher = ph.publisher, *sha = ph.sha, *meta_s = ph.meta_s, *nonce = ph.nonce;
+    int rc;
+    uint64_t now = byoai_time_unix();
+    pthread_mutex_lock(&srv->nonce_mu);
+    bool fresh = record_nonce(srv, nonce, ph.ts, now);
+    pthread_mutex_unlock(&srv->nonce_mu);
     if (!fresh) {
         logf_(srv, "publish %s refused: replayed nonce", name);
         send_error(r, 409, "replayed", "this publish request was already used (replay); sign a new one");
@@ -627,10 +680,13 @@ int byoai_registry_serve_start(const char *dir, const byoai_serve_opts *o, byoai
         return rc;
     }
     pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->nonce_mu, NULL);
     load_nonces(srv);
     byoai_http_config hc = {.bind_addr = srv->o.bind_addr, .port = srv->o.port, .upload_dir = tmp,
-                            .max_file_body = srv->o.max_upload, .wants_file = wants_file, .timeout_s = 120};
+                            .max_file_body = srv->o.max_upload, .wants_file = wants_file, .check_upload = check_upload,
+                            .timeout_s = 120};
     if ((rc = byoai_http_start(&hc, handler, srv, &srv->http, err))) {
+        pthread_mutex_destroy(&srv->nonce_mu);
         pthread_mutex_destroy(&srv->mu);
         free(srv->nonces);
         free(srv);
@@ -645,6 +701,7 @@ uint16_t byoai_registry_serve_port(const byoai_registry_server *srv) { return by
 void byoai_registry_serve_stop(byoai_registry_server *srv) {
     if (!srv) return;
     byoai_http_stop(srv->http);
+    pthread_mutex_destroy(&srv->nonce_mu);
     pthread_mutex_destroy(&srv->mu);
     free(srv->nonces);
     free(srv);

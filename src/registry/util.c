@@ -25,6 +25,46 @@ uint64_t reg_env_u64(const char *name, uint64_t def) {
     return def;
 }
 
+void reg_stall_start(reg_stall *s) {
+    s->limit_s = (double)reg_env_u64("BYOAI_STALL_SECONDS", 30);
+    if (s->limit_s < 1) s->limit_s = 1;
+    s->last_change = byoai_time_now();
+    s->last_bytes = 0;
+    s->stalled = false;
+}
+
+bool reg_stall_check(reg_stall *s, uint64_t bytes_moved) {
+    double now = byoai_time_now();
+    if (bytes_moved != s->last_bytes) {
+        s->last_bytes = bytes_moved;
+        s->last_change = now;
+        return false;
+    }
+    if (now - s->last_change >= s->limit_s) s->stalled = true;
+    return s->stalled;
+}
+
+bool reg_header_location(const char *line, size_t len, char *dst, size_t cap) {
+    if (len < 9 || strncasecmp(line, "location:", 9)) return false;
+    const char *v = line + 9;
+    size_t n = len - 9;
+    while (n && (*v == ' ' || *v == '\t')) v++, n--;
+    while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ')) n--;
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+    return true;
+}
+
+bool reg_redirect_refused(const char *location) {
+    /* a scheme is letters, digits, + - . before the first ':' (RFC 3986);
+     * a relative reference has none */
+    size_t i = 0;
+    while (isalnum((unsigned char)location[i]) || location[i] == '+' || location[i] == '-' || location[i] == '.') i++;
+    if (i == 0 || location[i] != ':') return false;
+    return !((i == 4 && !strncasecmp(location, "http", 4)) || (i == 5 && !strncasecmp(location, "https", 5)));
+}
+
 void byoai_machine_get(byoai_machine *m) {
     memset(m, 0, sizeof *m);
     struct sysinfo si;

@@ -306,11 +306,41 @@ static bool dispatch(srv_server *s, byoai_http_req *r) {
     return false;
 }
 
+/* ---- the log line ---------------------------------------------------------------------- */
+/* The request this thread is handling, for the fields of its log line. */
+static __thread byoai_http_req *t_request;
+
+void srv_log_model(const char *name) {
+    if (t_request) byoai_http_log_str(t_request, "model", name);
+}
+
+/* Token counts from the answer's "usage" object (chat, completions,
+ * embeddings). The answer is compact JSON from jansson: inside a string
+ * every quote is escaped, so `usage":{` only occurs as the key itself. */
+static void log_usage(byoai_http_req *r) {
+    size_t len;
+    const char *b = byoai_http_answer_body(r, &len);
+    if (!b || len < 16 || byoai_http_status(r) != 200) return;
+    const char *key = "\"usage\":{", *last = NULL;
+    for (const char *p = b; (p = memmem(p, len - (size_t)(p - b), key, 9)); p++) last = p;
+    if (!last) return;
+    json_t *u = json_loadb(last + 8, len - (size_t)(last + 8 - b), JSON_DISABLE_EOF_CHECK, NULL);
+    json_t *pt = json_object_get(u, "prompt_tokens"), *ct = json_object_get(u, "completion_tokens");
+    if (json_is_integer(pt)) byoai_http_log_int(r, "prompt_tokens", (long long)json_integer_value(pt));
+    if (json_is_integer(ct)) byoai_http_log_int(r, "completion_tokens", (long long)json_integer_value(ct));
+    json_t *ca = json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens");
+    if (json_is_integer(ca)) byoai_http_log_int(r, "cached_tokens", (long long)json_integer_value(ca));
+    json_decref(u);
+}
+
 void srv_api_handle(void *user, byoai_http_req *r) {
     srv_server *s = user;
     double t0 = byoai_time_now();
     srv_open_inc(s);
+    t_request = r;
     bool streamed = dispatch(s, r);
+    t_request = NULL;
+    if (!streamed) log_usage(r);
     srv_open_dec(s);
     if (!streamed)
         srv_metrics_request(s->metrics, route_name(byoai_http_path(r)), byoai_http_status(r) ? byoai_http_status(r) : 500,

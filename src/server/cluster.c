@@ -24,6 +24,39 @@
 #include "byoai/store.h"
 #include "server/server_internal.h"
 
+/* Before deploying, wait for cluster-min-nodes members, and say so (at most
+ * a line a second: when the count changes, else every 5 s): the server does
+ * not listen until then. The caller may give up (SIGTERM) meanwhile. */
+#define MEMBERS_WAIT_S 600.0
+
+static int wait_members(srv_server *s, byoai_error *err) {
+    uint32_t want = s->cfg.cluster_min_nodes;
+    double t0 = byoai_time_now(), last_print = -10;
+    int last_alive = -1;
+    for (;;) {
+        int alive = byoai_cluster_alive_count(s->cluster);
+        double now = byoai_time_now();
+        if ((uint32_t)alive >= want) {
+            if (last_alive >= 0)
+                fprintf(stderr, "byoai serve: %d cluster members alive; deploying the cluster models\n", alive);
+            return 0;
+        }
+        if (s->cancel_start && __atomic_load_n(s->cancel_start, __ATOMIC_ACQUIRE))
+            return byoai_error_set(err, BYOAI_ECANCELED, "stopped while waiting for cluster members");
+        if (now - t0 > MEMBERS_WAIT_S)
+            return byoai_error_set(err, BYOAI_ETIMEOUT,
+                                   "only %d of the %u cluster members asked for (cluster-min-nodes) are reachable "
+                                   "after %.0f s; start the others, or lower --cluster-min-nodes",
+                                   alive, want, MEMBERS_WAIT_S);
+        if ((alive != last_alive && now - last_print >= 1) || now - last_print >= 5) {
+            fprintf(stderr, "byoai serve: waiting for %u cluster members (%d alive) before listening\n", want, alive);
+            last_print = now;
+            last_alive = alive;
+        }
+        usleep(50000);
+    }
+}
+
 int srv_cluster_start(srv_server *s, byoai_error *err) {
     const byoai_server_config *c = &s->cfg;
     if (!c->cluster) return 0;
@@ -54,6 +87,11 @@ int srv_cluster_start(srv_server *s, byoai_error *err) {
                                .test_link_delay_ms = c->cluster_test_link_delay_ms};
     int rc = byoai_cluster_start(&cc, &s->cluster, err);
     if (rc) return byoai_error_prefix(err, "cluster");
+    if (c->n_cluster_models && (rc = wait_members(s, err))) {
+        byoai_cluster_stop(s->cluster);
+        s->cluster = NULL;
+        return rc;
+    }
     for (uint32_t i = 0; i < c->n_cluster_models; i++) {
         byoai_cluster_model_opts o = {.name = c->cluster_models[i].name, .path = paths[i],
                                       .url = c->cluster_model_url[0] ? c->cluster_model_url : NULL, .n_ctx = c->ctx,
@@ -107,6 +145,7 @@ int srv_cluster_acquire(srv_server *s, const char *name, srv_loaded **out, srv_e
 void srv_cluster_release(srv_loaded *l) { free(l); }
 
 int srv_acquire(srv_server *s, const char *name, srv_loaded **out, srv_error *e) {
+    srv_log_model(name);
     int rc = srv_models_acquire(s->models, name, out, e);
     if (rc == 404 && s->cluster && byoai_cluster_has_model(s->cluster, name)) { /* the cluster runs it */
         *e = (srv_error){0};

@@ -17,7 +17,8 @@
 const char *const byoai_server_config_keys[] = {
     "host", "port", "home", "db", "max-body", "max-tokens", "max-messages", "request-timeout", "idle-timeout",
     "max-loaded", "parallel", "ctx", "threads", "queue", "shutdown-grace", "slot-similarity", "cache-ram", "cache-disk",
-    "cache-dir", "web", "api-key", "cors-origin", "model",
+    "cache-dir", "max-connections", "max-connections-per-ip", "header-timeout", "min-body-rate", "log-requests",
+    "log-format", "web", "api-key", "cors-origin", "model",
     "chat-template", "cluster", "cluster-bind", "cluster-port", "cluster-discovery-port", "cluster-discovery",
     "cluster-peer", "cluster-memory", "cluster-model", "cluster-model-url", "cluster-min-nodes", "cluster-wire",
     "cluster-heartbeat", "cluster-failure-timeout", "cluster-step-timeout", "cluster-test-link-delay-ms", NULL};
@@ -40,6 +41,12 @@ void byoai_server_config_defaults(byoai_server_config *c) {
     c->slot_similarity = 0.5;
     c->cache_ram = 512ull << 20;
     c->cache_disk = 4ull << 30;
+    c->max_connections = 4096;
+    c->max_connections_per_ip = 64;
+    c->header_timeout = 10;
+    c->min_body_rate = 1024;
+    c->log_requests = true;
+    snprintf(c->log_format, sizeof c->log_format, "text");
     c->web = true;
     snprintf(c->cluster_bind, sizeof c->cluster_bind, "0.0.0.0");
     c->cluster_port = 47475;
@@ -189,6 +196,16 @@ int byoai_server_config_set(byoai_server_config *c, const char *key, const char 
     if (!strcmp(key, "cache-ram")) return parse_size(key, v, 0, 1ull << 50, &c->cache_ram, err);
     if (!strcmp(key, "cache-disk")) return parse_size(key, v, 0, 1ull << 50, &c->cache_disk, err);
     if (!strcmp(key, "cache-dir")) return copy_str(key, v, c->cache_dir, sizeof c->cache_dir, err);
+    U("max-connections", max_connections, 16, 1u << 20)
+    U("max-connections-per-ip", max_connections_per_ip, 0, 1u << 20)
+    U("header-timeout", header_timeout, 1, 3600)
+    if (!strcmp(key, "min-body-rate")) return parse_size(key, v, 1, 1ull << 30, &c->min_body_rate, err);
+    if (!strcmp(key, "log-requests")) return parse_bool(key, v, &c->log_requests, err);
+    if (!strcmp(key, "log-format")) {
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            return byoai_error_set(err, BYOAI_EINVAL, "log-format is text or json, got '%s'", v);
+        return copy_str(key, v, c->log_format, sizeof c->log_format, err);
+    }
     if (!strcmp(key, "web")) return parse_bool(key, v, &c->web, err);
     if (!strcmp(key, "api-key")) {
         if (strlen(v) < 8 || strlen(v) >= sizeof c->api_keys[0])

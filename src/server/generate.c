@@ -283,6 +283,14 @@ int srv_gen_prepare(srv_gen *g, srv_request *rq, srv_error *e) {
     return srv_sched_submit(g->lm->sched, g->job, e);
 }
 
+void srv_gen_stream_log(void *user, byoai_http_log *log) {
+    const srv_gen *g = user;
+    if (!g->job) return;
+    byoai_http_log_add_int(log, "prompt_tokens", g->job->n_prompt);
+    byoai_http_log_add_int(log, "completion_tokens", g->job->n_gen);
+    byoai_http_log_add_int(log, "cached_tokens", g->job->n_prompt_cached);
+}
+
 void srv_gen_release(srv_gen *g) {
     if (g->job) srv_job_unref(g->job);
     if (g->lm) srv_release(g->srv, g->lm);

@@ -300,7 +300,7 @@ void srv_install_start(srv_server *s, byoai_http_req *r, const char *spec, const
     if (streaming) {
         srv_open_inc(s); /* until the stream's done() */
         byoai_http_add_header(r, "X-Accel-Buffering", "no");
-        byoai_http_stream_ops ops = {stream_read, stream_done};
+        byoai_http_stream_ops ops = {stream_read, stream_done, NULL};
         byoai_http_send_stream(r, 200, ollama ? "application/x-ndjson" : "text/event-stream", &ops, in);
         return;
     }

@@ -365,7 +365,7 @@ static bool run(srv_server *s, byoai_http_req *r, char *body, bool chat, bool ap
     }
     g->last_send = byoai_time_now();
     srv_open_inc(s);
-    byoai_http_stream_ops ops = {stream_read, stream_done};
+    byoai_http_stream_ops ops = {stream_read, stream_done, srv_gen_stream_log}; /* g starts with its srv_gen */
     byoai_http_send_stream(r, 200, "application/x-ndjson", &ops, g);
     return true;
 }

@@ -427,7 +427,7 @@ static bool generate(srv_server *s, byoai_http_req *r, int kind) {
     g->last_send = byoai_time_now();
     srv_open_inc(s); /* until the stream's done() */
     byoai_http_add_header(r, "X-Accel-Buffering", "no");
-    byoai_http_stream_ops ops = {stream_read, stream_done};
+    byoai_http_stream_ops ops = {stream_read, stream_done, srv_gen_stream_log}; /* g starts with its srv_gen */
     byoai_http_send_stream(r, 200, "text/event-stream", &ops, g);
     return true;
 }

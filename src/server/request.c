@@ -60,7 +60,23 @@ json_t *srv_parse_object(const char *body, size_t len, srv_error *e) {
         return NULL;
     }
     json_error_t je;
-    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &je);
+    /* a key given twice would be read one way here and maybe another way by
+     * a proxy or a log in front: refuse, as index.json does */
+    json_t *root = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+    if (!root && json_error_code(&je) == json_error_duplicate_key) {
+        /* jansson says: duplicate object key near '"KEY"' */
+        const char *k = strstr(je.text, "near '");
+        char key[120] = "?";
+        if (k) {
+            snprintf(key, sizeof key, "%s", k + 6);
+            size_t n = strlen(key);
+            if (n && key[n - 1] == '\'') key[n - 1] = '\0';
+        }
+        srv_err(e, 400, "invalid_request_error", "duplicate_key", NULL,
+                "the request body has the key %s more than once (line %d, column %d); send each key once", key,
+                je.line, je.column);
+        return NULL;
+    }
     if (!root) {
         BAD(NULL, "the request body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return NULL;

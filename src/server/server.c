@@ -8,11 +8,17 @@
 #include "server/server_internal.h"
 
 int byoai_server_start(const byoai_server_config *c, byoai_server **out, byoai_error *err) {
+    return byoai_server_start_cancellable(c, NULL, out, err);
+}
+
+int byoai_server_start_cancellable(const byoai_server_config *c, const int *cancel, byoai_server **out,
+                                   byoai_error *err) {
     *out = NULL;
     if (sodium_init() < 0) return byoai_error_set(err, BYOAI_EIO, "cannot initialise libsodium");
     srv_server *s = calloc(1, sizeof *s);
     if (!s) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     s->cfg = *c;
+    s->cancel_start = cancel;
     s->started = byoai_time_now();
     char db[1100];
     if (s->cfg.db_path[0]) snprintf(db, sizeof db, "%s", s->cfg.db_path);
@@ -26,8 +32,14 @@ int byoai_server_start(const byoai_server_config *c, byoai_server **out, byoai_e
     if ((rc = srv_auth_new(&s->cfg, s->db, &s->auth, err))) goto fail;
     if ((rc = srv_models_new(&s->cfg, s->metrics, &s->models, err))) goto fail;
     if ((rc = srv_cluster_start(s, err))) goto fail;
-    byoai_http_config hc = {.bind_addr = s->cfg.host, .port = s->cfg.port, .max_body = s->cfg.max_body,
-                            .timeout_s = 120, .max_connections = 512};
+    byoai_http_config hc = {
+        .bind_addr = s->cfg.host, .port = s->cfg.port, .max_body = s->cfg.max_body, .timeout_s = 120,
+        .max_connections = s->cfg.max_connections,
+        .max_per_ip = s->cfg.max_connections_per_ip ? s->cfg.max_connections_per_ip : UINT32_MAX,
+        .header_timeout_s = s->cfg.header_timeout, .min_body_rate = (unsigned)s->cfg.min_body_rate,
+        .log_format = !s->cfg.log_requests                 ? BYOAI_HTTP_LOG_OFF
+                      : !strcmp(s->cfg.log_format, "json") ? BYOAI_HTTP_LOG_JSON
+                                                           : BYOAI_HTTP_LOG_TEXT};
     if ((rc = byoai_http_start(&hc, srv_api_handle, s, &s->http, err))) goto fail;
     *out = (byoai_server *)s;
     return 0;

@@ -367,6 +367,7 @@ typedef struct srv_server {
     double started;
     struct byoai_cluster *cluster; /* the cluster node, with the cluster setting */
     int cluster_jobs; /* atomic: completions running through the cluster */
+    const int *cancel_start; /* atomic, may be NULL: the caller gives up starting */
 } srv_server;
 
 /* ---- the cluster (cluster.c) --------------------------------------------------------- */
@@ -407,6 +408,9 @@ typedef struct srv_gen {
  * the budget, and submit the job. On failure the caller still releases. */
 int srv_gen_prepare(srv_gen *g, srv_request *rq, srv_error *e);
 void srv_gen_release(srv_gen *g);
+/* A stream's ops.log: the job's token counts for the request's log line.
+ * user is the stream's state, whose first member is its srv_gen. */
+void srv_gen_stream_log(void *user, byoai_http_log *log);
 /* Wait for the job (cancelling it when the client goes away); 0 when it
  * ended normally, else the error to send. */
 int srv_gen_wait(srv_gen *g, byoai_http_req *r, srv_error *e);
@@ -424,6 +428,8 @@ int srv_embed_run(srv_server *s, byoai_http_req *r, srv_request *rq, srv_loaded 
 void srv_embed_free(srv_job **jobs, size_t n);
 
 void srv_api_handle(void *user, byoai_http_req *r);
+/* Name the model in the log line of the request this thread handles. */
+void srv_log_model(const char *name);
 /* /v1/... handlers (openai.c) */
 /* chat and completions return true when they answered with a stream (whose
  * end records its own metrics) */

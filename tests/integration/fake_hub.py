@@ -9,6 +9,11 @@ X-Repo-Commit. Files are read from DIR; misbehaviour is chosen by name:
   *drop*    the first download sends half the file and closes the connection
   *stall*   the first download sends half the file and stops sending
   *dead*    every download drops after half
+  *tofile*  the resolve answer redirects to file:///etc/passwd instead of /cdn/
+Other misbehaving servers, for registries (any index, any blob):
+  GET /tofile/ANY         302 to file:///etc/passwd
+  GET /stall/FILE         the headers and half of DIR/FILE, then nothing for 30 s
+  GET /silent/ANY         accepts the request and never answers (30 s)
 Usage: fake_hub.py DIR PORTFILE LOGFILE
 """
 import hashlib, http.server, os, sys, threading, time
@@ -55,13 +60,35 @@ class Hub(http.server.BaseHTTPRequestHandler):
             if "liar" in name:
                 sha = hashlib.sha256(b"something else").hexdigest()
             self.send_response(302)
-            self.send_header("Location", "/cdn/" + name)
+            self.send_header("Location", "file:///etc/passwd" if "tofile" in name else "/cdn/" + name)
             self.send_header("X-Linked-Etag", '"%s"' % sha)
             self.send_header("X-Linked-Size", str(len(data)))
             self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
             self.send_header("ETag", '"%s"' % sha)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if parts[1] == "tofile":
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if parts[1] == "silent":
+            time.sleep(30)
+            return
+        if parts[1] == "stall" and len(parts) == 3:
+            path = os.path.join(ROOT, parts[2])
+            if not os.path.isfile(path):
+                return self.send_error(404)
+            data = open(path, "rb").read()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            time.sleep(30)
+            self.close_connection = True
             return
         if parts[1] == "cdn" and len(parts) == 3:
             path = os.path.join(ROOT, parts[2])

@@ -38,6 +38,38 @@ expect_exit 1 "$BYOAI_BIN" publish "$T/junk.gguf" --name junk --registry "$REG_U
 cmp -s "$T/index.before" "$REG_DIR/index.json" || fail "refused publishes changed the index"
 pass "publish with an unknown or wrong key, a taken name, no license: refused"
 
+# a large upload that will be refused is refused from its headers: the
+# client has its answer at once (long before the 300 MB could be sent at
+# 20 MB/s), the server never reads the body, nothing lands in the registry
+snapshot() { (cd "$REG_DIR" && find . -printf '%p %s %T@\n' | sort); }
+snapshot >"$T/reg.before"
+truncate -s 300M "$T/big.bin"
+big_put() { # PUBLISHER SIGNATURE EXPECT-HEADER: status, seconds, bytes sent
+  curl -s -o "$T/big.resp" -w '%{http_code} %{time_total} %{size_upload}\n' --limit-rate 20M -H "$3" \
+    -X PUT --data-binary @"$T/big.bin" -H "X-Byoai-Publisher: $1" -H "X-Byoai-Timestamp: $(date +%s)" \
+    -H "X-Byoai-Nonce: $(printf 'c%.0s' $(seq 32))" -H "X-Byoai-Sha256: $(printf 'd%.0s' $(seq 64))" \
+    -H 'X-Byoai-Meta: {}' -H "X-Byoai-Signature: $2" "$REG_URL/api/v1/publish/big" || true
+}
+fast() { python3 -c "import sys; assert float(sys.argv[1]) < 2 and int(sys.argv[2]) < 50e6, sys.argv" "$1" "$2"; }
+# as byoai publish sends it (Expect: 100-continue): the refusal, no body byte sent
+read -r code secs sent < <(big_put mallory "$(printf '0%.0s' $(seq 128))" 'Expect: 100-continue')
+[ "$code" = 403 ] && grep -q "does not know publisher 'mallory'" "$T/big.resp" || fail "unknown publisher: $code $(cat "$T/big.resp")"
+[ "$sent" = 0 ] && fast "$secs" "$sent" || fail "the refusal came after $secs s and $sent bytes"
+read -r code secs2 sent2 < <(big_put alice "$(printf '0%.0s' $(seq 128))" 'Expect: 100-continue')
+[ "$code" = 401 ] && grep -q "signature does not verify" "$T/big.resp" || fail "bad signature: $code $(cat "$T/big.resp")"
+[ "$sent2" = 0 ] && fast "$secs2" "$sent2" || fail "the refusal came after $secs2 s and $sent2 bytes"
+# a client that sends the body at once: refused as fast (it may see a reset
+# instead of the answer if the server closes while it is still sending)
+read -r code secs3 sent3 < <(big_put mallory "$(printf '0%.0s' $(seq 128))" 'Expect:')
+[ "$code" = 403 ] || [ "$code" = 000 ] || fail "unknown publisher without Expect: $code $(cat "$T/big.resp")"
+fast "$secs3" "$sent3" || fail "without Expect, the refusal came after $secs3 s and $sent3 bytes"
+[ "$(grep -c "refused before its body (314572800 bytes declared)" "$REG_LOG")" = 3 ] || fail "no early refusal in the log: $(cat "$REG_LOG")"
+snapshot >"$T/reg.after"
+diff "$T/reg.before" "$T/reg.after" || fail "a refused upload changed the registry directory"
+[ -z "$(ls -A "$REG_DIR/tmp")" ] || fail "upload files left in tmp: $(ls "$REG_DIR/tmp")"
+rm -f "$T/big.bin"
+pass "a 300 MB upload from an unknown publisher or with a bad signature: refused in ${secs}s/${secs2}s/${secs3}s, nothing written"
+
 # search, list --available, show (JSON and text)
 expect_exit 0 "$BYOAI_BIN" search story --json
 json_check "$T/out" 'assert [m["name"] for m in d] == ["stories260k"] and d[0]["size"] == 1185376 and d[0]["fits"] and not d[0]["installed"]'

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Downloads against a real `byoai registry serve`: resume after kill -9, a
 # wrong sha256, 404, two concurrent installs, a full disk, offline use from
-# the cache, ETag revalidation.
+# the cache, ETag revalidation; and against misbehaving servers
+# (fake_hub.py): a stall noticed at BYOAI_STALL_SECONDS, a redirect to
+# file:// refused at once.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_registry.sh"
 
@@ -13,6 +15,17 @@ make_gguf "$T/small.gguf" 3 1024
 SSHA=$(sha_of "$T/small.gguf"); SSIZE=$(size_of "$T/small.gguf")
 cp "$T/small.gguf" "$REG_DIR/blobs/sha256-$SSHA"
 BAD=$(printf 'ab%.0s' $(seq 32))
+# a misbehaving server for some variants' URLs
+HUB="$T/hub"; mkdir -p "$HUB"
+make_gguf "$HUB/stall.gguf" 21 65536
+STSHA=$(sha_of "$HUB/stall.gguf"); STSIZE=$(size_of "$HUB/stall.gguf")
+make_gguf "$T/never.gguf" 22 1024 # what the file:// redirect stands for
+NVSHA=$(sha_of "$T/never.gguf"); NVSIZE=$(size_of "$T/never.gguf")
+python3 "$(dirname "$0")/fake_hub.py" "$HUB" "$T/hub.port" "$T/hub.log" 2>"$T/hub.err" &
+PIDS+=("$!")
+for _ in $(seq 1 100); do [ -s "$T/hub.port" ] && break; sleep 0.05; done
+[ -s "$T/hub.port" ] || fail "fake hub did not start: $(cat "$T/hub.err")"
+HUB_URL="http://127.0.0.1:$(cat "$T/hub.port")"
 variant() { # name sha size url
   printf '{"name":"f32","quantization":"F32","size":%s,"sha256":"%s","url":"%s"}' "$3" "$2" "$4"
 }
@@ -25,7 +38,9 @@ write_index "$REG_DIR" "{\"schema_version\":1,\"models\":[
   $(model bertish "$(variant f32 "$SSHA" "$SSIZE" "blobs/sha256-$SSHA")" | sed 's/"architecture":"llama"/"architecture":"nomic-bert"/'),
   $(model badsum "$(variant f32 "$BAD" "$SIZE" "blobs/sha256-$SHA")"),
   $(model badsize "$(variant f32 "$SHA" 1000 "blobs/sha256-$SHA")"),
-  $(model missing "$(variant f32 "$BAD" 1000 "blobs/sha256-$BAD")")]}"
+  $(model missing "$(variant f32 "$BAD" 1000 "blobs/sha256-$BAD")"),
+  $(model stalls "$(variant f32 "$STSHA" "$STSIZE" "$HUB_URL/cdn/stall.gguf")"),
+  $(model tofile "$(variant f32 "$NVSHA" "$NVSIZE" "$HUB_URL/tofile/x.gguf")")]}"
 expect_exit 0 "$BYOAI_BIN" index validate "$REG_DIR/index.json"
 start_registry "$REG_DIR"
 export BYOAI_REGISTRY="$REG_URL"
@@ -92,6 +107,36 @@ no_manifest missing
 expect_exit 1 "$BYOAI_BIN" install no-such-model
 grep -q "has no model or bundle named 'no-such-model'" "$T/err" || fail "unknown model: $(cat "$T/err")"
 pass "404 and unknown names"
+
+# a server that stops sending halfway: noticed at BYOAI_STALL_SECONDS (not
+# several times later), resumed with Range
+t0=$(date +%s%N)
+expect_exit 0 env BYOAI_LOG=warn BYOAI_STALL_SECONDS=2 "$BYOAI_BIN" install stalls -q
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+grep -q "stalled at .*no data for 2 s" "$T/err" || fail "stall message: $(cat "$T/err")"
+grep -Eq "^GET /cdn/stall.gguf range=bytes=[1-9][0-9]*-" "$T/hub.log" || fail "stall: no Range retry: $(cat "$T/hub.log")"
+[ "$ms" -ge 2000 ] && [ "$ms" -lt 4500 ] || fail "a 2 s stall took $ms ms to notice and resume"
+[ "$(sha_of "$BYOAI_HOME/blobs/sha256-$STSHA")" = "$STSHA" ] || fail "stall: result does not verify"
+pass "a stalled download noticed after BYOAI_STALL_SECONDS=2 and resumed ($ms ms in all)"
+
+# an index request that gets no answer at all: the stall limit applies too
+t0=$(date +%s%N)
+expect_exit 1 env BYOAI_STALL_SECONDS=2 BYOAI_HOME="$T/home-silent" BYOAI_REGISTRY="$HUB_URL/silent/" "$BYOAI_BIN" search
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+grep -q "no data for 2 s" "$T/err" || fail "silent index: $(cat "$T/err")"
+[ "$ms" -lt 4500 ] || fail "a silent index server held the client $ms ms"
+pass "an index server that never answers: given up after BYOAI_STALL_SECONDS ($ms ms)"
+
+# a redirect to file:// is refused at once: a clear error, no retries
+expect_exit 1 "$BYOAI_BIN" install tofile
+grep -q "redirected the download of .* to file:///etc/passwd" "$T/err" && grep -q "only to http:// and https://" "$T/err" \
+  || fail "file:// redirect message: $(cat "$T/err")"
+[ "$(grep -c "^GET /tofile/" "$T/hub.log")" = 1 ] || fail "the file:// redirect was retried: $(grep /tofile/ "$T/hub.log")"
+! grep -q "retrying" "$T/err" || fail "retried: $(cat "$T/err")"
+no_manifest tofile
+expect_exit 1 env BYOAI_HOME="$T/home-tofile" BYOAI_REGISTRY="$HUB_URL/tofile/" "$BYOAI_BIN" search
+grep -q "redirected to file:///etc/passwd" "$T/err" || fail "index file:// redirect: $(cat "$T/err")"
+pass "a redirect to file:// is a permanent error, not retried"
 
 # two concurrent installs of one model share one download
 export BYOAI_HOME="$T/home2"
@@ -162,7 +207,7 @@ expect_exit 0 "$BYOAI_BIN" search stories
 grep -q "unreachable" "$T/err" || fail "no unreachable note: $(cat "$T/err")"
 grep -q "^stories260k" "$T/out" || fail "offline search: $(cat "$T/out")"
 expect_exit 0 env BYOAI_OFFLINE=1 "$BYOAI_BIN" list --available --json
-json_check "$T/out" 'assert len(d) == 6'
+json_check "$T/out" 'assert len(d) == 8'
 expect_exit 0 "$BYOAI_BIN" show small --offline
 expect_exit 0 "$BYOAI_BIN" run stories260k -p "Once" -n 3 --temp 0
 expect_exit 0 "$BYOAI_BIN" install stories260k --offline -q

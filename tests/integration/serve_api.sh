@@ -32,8 +32,10 @@ expect_error 400 "must be a JSON object" POST /v1/chat/completions '[1, 2]'
 expect_error 400 "empty" POST /v1/chat/completions ''
 expect_error 400 "'model' must be a string" POST /v1/chat/completions '{"model": 7, "messages": []}'
 expect_error 400 "'messages' must be an array" POST /v1/chat/completions '{"model": "stories260k", "messages": "hi"}'
-expect_error 400 "'temperature' must be a number" POST /v1/chat/completions "$(chat 5 ',"temperature":"hot"')"
-expect_error 400 "'temperature' must be between 0 and 2" POST /v1/chat/completions "$(chat 5 ',"temperature":7')"
+expect_error 400 "'temperature' must be a number" POST /v1/chat/completions \
+  '{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"temperature":"hot"}'
+expect_error 400 "'temperature' must be between 0 and 2" POST /v1/chat/completions \
+  '{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"temperature":7}'
 expect_error 400 "'max_tokens' must be an integer" POST /v1/chat/completions "$(chat '"ten"')"
 expect_error 400 "'stream' must be true or false" POST /v1/chat/completions "$(chat 5 ',"stream":"yes"')"
 expect_error 400 "'messages\[0\].content' must be a string" POST /v1/chat/completions '{"model":"stories260k","messages":[{"role":"user","content":5}]}'
@@ -310,10 +312,11 @@ expect_exit 1 "$BYOAI_BIN" serve --host not-an-ip --port 0; grep -q "not an IP a
 pass "usage errors"
 
 # ---- graceful shutdown: a running stream finishes, new requests get 503
-start_server "$STORIES" --alias stories260k --ctx 4096 --shutdown-grace 20
+start_server "$STORIES" --alias stories260k --ctx 4096 --shutdown-grace 120
 # JSON mode cannot end before its token budget: a stream that surely outlasts the signal
-curl -sN --max-time 60 -H 'Content-Type: application/json' \
-  -d "$(chat 600 ',"stream":true,"temperature":1,"seed":1,"response_format":{"type":"json_object"}')" "$URL/v1/chat/completions" >"$T/long-sse" &
+curl -sN --max-time 150 -H 'Content-Type: application/json' \
+  -d '{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":600,"stream":true,"temperature":1,"seed":1,"response_format":{"type":"json_object"}}' \
+  "$URL/v1/chat/completions" >"$T/long-sse" &
 reader=$!
 for _ in $(seq 1 100); do [ -s "$T/long-sse" ] && break; sleep 0.02; done
 kill -TERM $SERVER_PID

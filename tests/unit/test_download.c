@@ -279,12 +279,49 @@ static void test_install(void **state) {
     unsetenv("BYOAI_REGISTRY");
 }
 
+/* Redirect targets: only http and https are followed; the Location line. */
+static void test_redirect_schemes(void **state) {
+    (void)state;
+    assert_true(reg_redirect_refused("file:///etc/passwd"));
+    assert_true(reg_redirect_refused("FILE:/etc/passwd"));
+    assert_true(reg_redirect_refused("ftp://example.com/x"));
+    assert_true(reg_redirect_refused("gopher+x://a"));
+    assert_false(reg_redirect_refused("https://cdn.example.com/x"));
+    assert_false(reg_redirect_refused("HTTP://cdn.example.com/x"));
+    assert_false(reg_redirect_refused("/cdn/x.gguf"));
+    assert_false(reg_redirect_refused("x.gguf"));
+    assert_false(reg_redirect_refused(""));
+    char loc[64];
+    const char *line = "Location:  file:///etc/passwd \r\n";
+    assert_true(reg_header_location(line, strlen(line), loc, sizeof loc));
+    assert_string_equal(loc, "file:///etc/passwd");
+    assert_false(reg_header_location("ETag: x\r\n", 9, loc, sizeof loc));
+}
+
+/* The stall check fires at the limit, and any byte moved resets it. */
+static void test_stall_check(void **state) {
+    (void)state;
+    setenv("BYOAI_STALL_SECONDS", "1", 1);
+    reg_stall st;
+    reg_stall_start(&st);
+    unsetenv("BYOAI_STALL_SECONDS");
+    assert_false(reg_stall_check(&st, 0));
+    usleep(600000);
+    assert_false(reg_stall_check(&st, 10)); /* progress */
+    usleep(600000);
+    assert_false(reg_stall_check(&st, 10));
+    usleep(500000);
+    assert_true(reg_stall_check(&st, 10));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_and_resume),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_shared_lock),
         cmocka_unit_test(test_install),
+        cmocka_unit_test(test_redirect_schemes),
+        cmocka_unit_test(test_stall_check),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -95,6 +95,10 @@ static void test_chat_errors(void **state) {
     (void)state;
     bad_chat("", NULL, "empty");
     bad_chat("{\"model\":", NULL, "not valid JSON");
+    /* a key given twice is refused, naming it (not: the last one wins) */
+    bad_chat("{\"model\":\"a\",\"model\":\"b\",\"messages\":[]}", NULL, "the key \"model\" more than once");
+    bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"content\":\"y\"}]}", NULL,
+             "the key \"content\" more than once");
     bad_chat("[]", NULL, "must be a JSON object");
     bad_chat("\"x\"", NULL, "must be a JSON object");
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}", NULL, "UTF-8");

@@ -43,6 +43,21 @@ static void test_defaults_and_set(void **state) {
     assert_string_equal(c.models[1].chat_template, "");
     assert_int_equal(byoai_server_config_set(&c, "chat-template", "gemma", &err), 0);
     assert_string_equal(c.models[1].chat_template, "gemma");
+    /* connections and the log */
+    assert_int_equal(c.max_connections, 4096);
+    assert_int_equal(c.max_connections_per_ip, 64);
+    assert_int_equal(c.header_timeout, 10);
+    assert_int_equal(c.min_body_rate, 1024);
+    assert_true(c.log_requests);
+    assert_string_equal(c.log_format, "text");
+    assert_int_equal(byoai_server_config_set(&c, "max-connections-per-ip", "0", &err), 0);
+    assert_int_equal(c.max_connections_per_ip, 0);
+    assert_int_equal(byoai_server_config_set(&c, "min-body-rate", "4K", &err), 0);
+    assert_int_equal(c.min_body_rate, 4096);
+    assert_int_equal(byoai_server_config_set(&c, "log-format", "json", &err), 0);
+    assert_string_equal(c.log_format, "json");
+    assert_int_equal(byoai_server_config_set(&c, "log-requests", "false", &err), 0);
+    assert_false(c.log_requests);
 }
 
 static void test_errors(void **state) {
@@ -57,6 +72,8 @@ static void test_errors(void **state) {
         {"cors-origin", "example.com", "must be '*' or start with http"}, {"model", "noequals", "NAME=PATH"},
         {"model", "bad/name=/x.gguf", "may hold only"}, {"chat-template", "jinja", "unknown chat template"},
         {"chat-template", "nomodel=chatml", "no such model"}, {"frobnicate", "1", "unknown setting 'frobnicate'"},
+        {"log-format", "xml", "text or json"}, {"header-timeout", "0", "between 1 and"},
+        {"max-connections", "2", "between 16 and"}, {"min-body-rate", "0", "between 1 and"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = byoai_server_config_set(&c, bad[i].k, bad[i].v, &err);
