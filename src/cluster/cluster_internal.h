@@ -4,12 +4,18 @@
  *   wire.c       bounded little-endian readers and writers (hostile input)
  *   identity.c   node keys, fingerprints, member certificates, files on disk
  *   invite.c     invite codes, the invite table, the join exchange
- *   link.c       TCP links: the authenticated handshake, encrypted frames
+ *   link.c       TCP links: sockets with deadlines, encrypted frames
+ *   handshake.c  the link handshake (the responder stays silent until the
+ *                initiator's first message authenticates)
  *   proto.c      peer messages: encode and validating decode
  *   plan.c       model costs and the memory-weighted partition planner
  *   manifest.c   tensor manifests (sha256 per tensor) and range downloads
  *   discovery.c  signed UDP announcements, interface ranking
- *   node.c       the running node: peers, links, heartbeats, the view
+ *   node.c       the running node: start and stop, peers, events, status
+ *   accept.c     the listener: connections until their first message authenticates
+ *   links.c      one link per member: reader threads, connecting, sending, dispatch
+ *   maint.c      heartbeats, failure detection, reconnects, static peers
+ *   members.c    removed members on a running node; replayed first messages
  *   stage.c      a stage: a layer range of a model serving pipeline steps
  *   coord.c      the coordinator: deployments, completions, failover
  *   control.c    the local control socket used by `byoai cluster`
@@ -36,6 +42,11 @@
 #define CL_ADDR_MAX 64
 #define CL_MAX_PEERS BYOAI_CLUSTER_MAX_NODES
 #define CL_DGRAM_MAX 1400
+#define CL_LINK_MAGIC "BYOAI-L2"     /* this version's handshake */
+#define CL_LINK_OLD_MAGIC "BYOAI-L1" /* the previous one (refused, with a note in the log) */
+#define CL_JOIN_MAGIC "BYOAI-J1"
+#define CL_MAGIC_LEN 8
+#define CL_JOIN_M1_LEN (8 + 1 + 8 + 32 + 32) /* a join request's first message */
 
 /* ---- wire.c: bounded buffers ------------------------------------------------------ */
 typedef struct cl_buf {
@@ -136,11 +147,22 @@ typedef struct cl_identity {
     bool admin;
     uint8_t cluster_sk[64];
     char peers[16][CL_ADDR_MAX + 8]; /* bootstrap addresses learnt at join */
+    uint8_t peer_pk[16][32];         /* their node keys when known (the admin's, from the join) */
+    bool peer_has_pk[16];
     int n_peers;
+    /* X25519 forms of the node key (the handshake's static keys) and the
+     * key the handshake uses towards a member whose key is not known yet. */
+    uint8_t node_xpk[32], node_xsk[32];
+    uint8_t cluster_link_key[32];
     /* Set by a running node: true when a certificate's node was removed
      * (checked in every handshake). NULL: no check (tests, joins). */
     bool (*is_revoked)(void *user, const uint8_t node_pk[32]);
     void *revoked_user;
+    /* Set by a running node: true when ts is newer than every first
+     * handshake message accepted from that node (a replayed one is not);
+     * records ts. NULL: no check. */
+    bool (*m1_fresh)(void *user, const uint8_t node_pk[32], uint64_t ts);
+    void *m1_user;
 } cl_identity;
 
 int cl_home_resolve(const char *home, char *out, size_t cap, byoai_error *err);
@@ -149,6 +171,8 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err);
 /* Write cluster.json (and cluster.key for an admin) atomically. */
 int cl_identity_save_membership(const cl_identity *id, byoai_error *err);
 void cl_identity_wipe(cl_identity *id);
+/* Fill the keys derived from the node and cluster keys (after either changes). */
+void cl_identity_derive(cl_identity *id);
 void cl_identity_public(const cl_identity *id, byoai_cluster_identity *out);
 /* revoked.bin: the newest signed list of removed members (empty when none). */
 int cl_revoked_load(const cl_identity *id, cl_revoked *r, byoai_error *err);
@@ -176,38 +200,94 @@ int cl_invite_create(const cl_identity *id, uint32_t ttl_s, cl_invite_code *code
 int cl_invite_lookup(const cl_identity *id, const uint8_t invite_id[8], uint8_t secret[16], byoai_error *err);
 int cl_invite_consume(const cl_identity *id, const uint8_t invite_id[8], const uint8_t node_pk[32], byoai_error *err);
 void cl_invite_id(const uint8_t secret[16], uint8_t out[8]);
-/* The admin side of a join on an accepted socket whose "BYOAI-J1" magic was read. */
-int cl_join_serve(const cl_identity *id, int fd, const char *remote, double timeout_s, cl_cert *issued,
-                  byoai_error *err);
+/* The admin side of a join on an accepted socket whose first message (j1)
+ * was read. A request for no live invite gets BYOAI_EAUTH and no answer:
+ * the caller closes the connection in silence. */
+int cl_join_serve(const cl_identity *id, int fd, const uint8_t j1[CL_JOIN_M1_LEN], const char *remote,
+                  double timeout_s, cl_cert *issued, byoai_error *err);
 /* The joiner side: fills id's membership on success (not saved). */
 int cl_join_run(cl_identity *id, const cl_invite_code *code, double timeout_s, byoai_error *err);
 
-/* ---- link.c ------------------------------------------------------------------------- */
-#define CL_LINK_MAGIC "BYOAI-L1"
-#define CL_JOIN_MAGIC "BYOAI-J1"
-#define CL_MAGIC_LEN 8
-
-typedef struct cl_link cl_link;
+/* ---- link.c and handshake.c ---------------------------------------------------------------- */
 
 typedef struct cl_link_stats {
     uint64_t bytes_tx, bytes_rx, frames_tx, frames_rx;
 } cl_link_stats;
 
-/* Low-level socket helpers with deadlines (absolute, byoai_time_now()). */
+typedef struct cl_link {
+    int fd;
+    bool initiator;
+    uint8_t peer_pk[32];
+    cl_cert peer_cert;
+    crypto_secretstream_xchacha20poly1305_state tx, rx;
+    pthread_mutex_t send_mu;
+    double send_timeout;
+    bool send_broken;
+    cl_link_stats st;
+    char remote[96];
+} cl_link;
+
+/* Low-level socket helpers with deadlines (absolute, byoai_time_now()).
+ * Every wait also ends (BYOAI_ECANCELED) when the calling thread's cancel
+ * flag (cl_io_set_cancel) becomes true, so a stopping node never waits for
+ * a peer. */
 int cl_read_full(int fd, void *buf, size_t n, double deadline, byoai_error *err);
 int cl_write_full(int fd, const void *buf, size_t n, double deadline, byoai_error *err);
 int cl_tcp_connect(const char *host, uint16_t port, double timeout_s, int *fd, byoai_error *err);
+/* The calling thread's cancel flag (NULL: none). */
+void cl_io_set_cancel(const bool *flag);
+bool cl_io_cancelled(void);
+void cl_sock_setup(int fd); /* non-blocking, TCP_NODELAY, close-on-exec */
+void cl_sock_remote(int fd, char *out, size_t cap); /* "host:port" of the peer, or "local" */
 
-/* Connect and run the handshake as initiator. expect_pk (may be NULL) is the
- * node key the caller expects at the address. */
+/* link.c: a link around a connected socket (takes fd), set up by the handshake. */
+cl_link *cl_link_new(int fd, bool initiator);
+int cl_link_init_pull(cl_link *l, const uint8_t header[crypto_secretstream_xchacha20poly1305_HEADERBYTES],
+                      const uint8_t key[32], byoai_error *err);
+
+/* handshake.c. What the first bytes of an accepted connection are. */
+enum { CL_FIRST_MORE, CL_FIRST_LINK, CL_FIRST_JOIN, CL_FIRST_OLD, CL_FIRST_BAD };
+/* Classify the have bytes received so far; *need gets the length of the
+ * whole first message when known (LINK, JOIN), else how many bytes to read
+ * before asking again. */
+int cl_hs_first(const uint8_t *buf, size_t have, size_t *need);
+#define CL_HS_M1_MAX 700 /* bytes of a first message at most */
+
+/* What the responder learnt from a first message that authenticated. */
+typedef struct cl_hs_m1 {
+    uint8_t mode;
+    uint8_t eph_i[32];
+    uint8_t es[32];      /* the initiator-to-responder secret (DH with the static key, or the cluster key) */
+    uint8_t th[32];      /* the transcript hash after the first message */
+    cl_cert cert;        /* the initiator's certificate, checked */
+    uint64_t ts;
+} cl_hs_m1;
+
+/* Open and check a first message (len bytes: the whole of it): it must
+ * decrypt, carry a certificate of this cluster for another node that is not
+ * removed, a signature binding it, and a fresh timestamp. Any failure:
+ * BYOAI_EAUTH (BYOAI_EFORMAT for a malformed one) and the caller closes the
+ * connection without a word. */
+int cl_hs_m1_open(const cl_identity *id, const uint8_t *m1, size_t len, cl_hs_m1 *st, byoai_error *err);
+/* The responder's side after cl_hs_m1_open: answer, then wait for the
+ * initiator's confirmation. Takes fd in every case. */
+int cl_link_respond(const cl_identity *id, int fd, cl_hs_m1 *st, double deadline, cl_link **out, byoai_error *err);
+
+/* Connect and run the handshake as initiator. expect_pk (may be NULL) is
+ * the node key the caller expects at the address: the first message is
+ * then encrypted to it; without one it is encrypted to the cluster key. */
 int cl_link_connect(const cl_identity *id, const char *host, uint16_t port, const uint8_t *expect_pk,
                     double timeout_s, cl_link **out, byoai_error *err);
-/* Handshake as responder on an accepted socket whose magic was already read. */
-int cl_link_accept(const cl_identity *id, int fd, double timeout_s, cl_link **out, byoai_error *err);
-/* Both handshakes on a connected fd (used by tests over socketpairs). The
- * link takes ownership of fd in every case. */
-int cl_link_handshake(const cl_identity *id, int fd, bool initiator, bool magic_read, const uint8_t *expect_pk,
-                      double timeout_s, cl_link **out, byoai_error *err);
+/* Both handshakes on a connected fd (tests over socketpairs; the responder
+ * reads the first message itself). The link takes ownership of fd in every
+ * case. */
+int cl_link_handshake(const cl_identity *id, int fd, bool initiator, const uint8_t *expect_pk, double timeout_s,
+                      cl_link **out, byoai_error *err);
+/* The first message an initiator sends (for tests and the fuzz seeds):
+ * writes it to out (cap >= CL_HS_M1_MAX). eph_sk gets the ephemeral secret. */
+int cl_hs_m1_make(const cl_identity *id, const uint8_t *expect_pk, uint8_t *out, size_t *len, uint8_t eph_sk[32],
+                  uint8_t th[32], uint8_t es[32], byoai_error *err);
+
 /* Send one message (thread-safe; bounded by the send timeout). */
 int cl_link_send(cl_link *l, const void *msg, size_t len, byoai_error *err);
 /* Receive one message (one reader at a time). *msg is malloc'd. timeout_s < 0

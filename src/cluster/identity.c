@@ -198,12 +198,16 @@ static int load_membership(cl_identity *id, byoai_error *err) {
         snprintf(id->cluster_name, sizeof id->cluster_name, "%s", name);
         if (nn) snprintf(id->node_name, sizeof id->node_name, "%s", nn);
         cl_fingerprint(id->cluster_pk, id->cluster_id);
-        json_t *peers = json_object_get(j, "peers");
+        json_t *peers = json_object_get(j, "peers"), *keys = json_object_get(j, "peer_keys");
         size_t i;
         json_t *v;
         json_array_foreach(peers, i, v) {
-            if (id->n_peers < 16 && json_is_string(v) && strlen(json_string_value(v)) < sizeof id->peers[0])
-                snprintf(id->peers[id->n_peers++], sizeof id->peers[0], "%s", json_string_value(v));
+            if (id->n_peers < 16 && json_is_string(v) && strlen(json_string_value(v)) < sizeof id->peers[0]) {
+                snprintf(id->peers[id->n_peers], sizeof id->peers[0], "%s", json_string_value(v));
+                const char *k = json_string_value(json_array_get(keys, i)); /* "" or absent: not known */
+                id->peer_has_pk[id->n_peers] = k && strlen(k) == 64 && cl_unhex(k, id->peer_pk[id->n_peers], 32) == 0;
+                id->n_peers++;
+            }
         }
         id->member = true;
     }
@@ -249,7 +253,19 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err) {
     snprintf(id->node_name, sizeof id->node_name, "%s", host);
     rc = load_membership(id, err);
     if (rc) cl_identity_wipe(id);
+    else cl_identity_derive(id);
     return rc;
+}
+
+void cl_identity_derive(cl_identity *id) {
+    /* a key made by crypto_sign always converts; a failure leaves zeros, which no handshake accepts */
+    if (crypto_sign_ed25519_pk_to_curve25519(id->node_xpk, id->node_pk) != 0) memset(id->node_xpk, 0, 32);
+    if (crypto_sign_ed25519_sk_to_curve25519(id->node_xsk, id->node_sk) != 0) memset(id->node_xsk, 0, 32);
+    crypto_generichash_state s;
+    crypto_generichash_init(&s, NULL, 0, 32);
+    crypto_generichash_update(&s, (const uint8_t *)"byoai-link-v2 cluster", 21);
+    crypto_generichash_update(&s, id->cluster_pk, 32);
+    crypto_generichash_final(&s, id->cluster_link_key, 32);
 }
 
 int cl_identity_save_membership(const cl_identity *id, byoai_error *err) {
@@ -260,10 +276,16 @@ int cl_identity_save_membership(const cl_identity *id, byoai_error *err) {
         return byoai_error_set(err, BYOAI_EINVAL, "certificate too large");
     cl_hex(cert, clen, certhex);
     cl_hex(id->cluster_pk, 32, pk);
-    json_t *peers = json_array();
-    for (int i = 0; i < id->n_peers; i++) json_array_append_new(peers, json_string(id->peers[i]));
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "cluster_name", id->cluster_name, "cluster_id", id->cluster_id,
-                          "cluster_public_key", pk, "certificate", certhex, "node_name", id->node_name, "peers", peers);
+    json_t *peers = json_array(), *keys = json_array();
+    for (int i = 0; i < id->n_peers; i++) {
+        char kh[65] = "";
+        if (id->peer_has_pk[i]) cl_hex(id->peer_pk[i], 32, kh);
+        json_array_append_new(peers, json_string(id->peers[i]));
+        json_array_append_new(keys, json_string(kh));
+    }
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o}", "cluster_name", id->cluster_name, "cluster_id",
+                          id->cluster_id, "cluster_public_key", pk, "certificate", certhex, "node_name", id->node_name,
+                          "peers", peers, "peer_keys", keys);
     char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
     json_decref(j);
     if (!text) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");

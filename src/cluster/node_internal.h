@@ -1,7 +1,9 @@
 /*
- * The running node: shared by node.c (peers, links, heartbeats, the view),
- * discovery.c, stage.c (layer ranges serving pipeline steps), coord.c
- * (deployments, completions, failover) and control.c (the local socket).
+ * The running node: shared by node.c (start, stop, peers, status),
+ * accept.c (the listener), links.c (links and dispatch), maint.c
+ * (heartbeats, reconnects), members.c (removed members), discovery.c,
+ * stage.c (layer ranges serving pipeline steps), coord.c (deployments,
+ * completions, failover) and control.c (the local socket).
  *
  * Locking: one mutex per node (c->mu) guards the peer table, the
  * connection list, stage queues, deployments and request mailboxes; it is
@@ -247,6 +249,8 @@ struct byoai_cluster {
     cl_vocab *vocabs;
     cl_header_wait *header_waits;
     uint64_t n_handshake_failures, n_auth_failures;
+    uint64_t n_silent_conns;   /* connections closed before a first message: silent, slow or too many */
+    int n_authed, n_joins;     /* handshakes past their first message, joins: running (accept.c) */
     int n_generating;      /* byoai_cluster_generate calls running */
     int n_helpers;         /* detached helper threads running (handshakes, connects, served completions) */
 
@@ -263,6 +267,12 @@ struct byoai_cluster {
     pthread_mutex_t rev_mu;
     cl_revoked revoked;
     bool removed;          /* this node is on the list */
+    /* the newest first-handshake timestamp accepted per node (members.c, under rev_mu) */
+    struct {
+        uint8_t pk[32];
+        uint64_t ts;
+        double seen;
+    } m1_seen[128];
 };
 
 /* node.c */
@@ -290,6 +300,31 @@ int cl_handle(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len
 bool cl_spawn(byoai_cluster *c, void (*fn)(byoai_cluster *, void *), void *arg);
 void cl_note_heard(byoai_cluster *c, const uint8_t pk[32], const cl_cert *cert, const cl_node_info *info,
                    const char *src_addr, uint64_t ann_ts); /* under mu */
+
+/* node.c */
+bool cl_spawn_locked(byoai_cluster *c, void (*fn)(byoai_cluster *, void *), void *arg); /* under mu */
+void cl_peer_set_state(cl_peer *p, cl_peer_state s);  /* under mu */
+const char *cl_peer_state_name(const cl_peer *p);
+void cl_refresh_store_models(byoai_cluster *c);      /* not under mu: reads files */
+
+/* links.c */
+/* Adopt a link that completed its handshake. Returns 0, or non-zero when
+ * the link was refused (and freed). */
+int cl_conn_register(byoai_cluster *c, cl_link *link, const char *remote_host);
+cl_conn *cl_conn_get_locked(cl_peer *p);             /* under mu; a reference, or NULL */
+void cl_conn_release(byoai_cluster *c, cl_conn *k);  /* not under mu */
+void cl_send_hello_view(byoai_cluster *c, const uint8_t pk[32]);
+
+/* members.c */
+bool cl_node_is_revoked(void *user, const uint8_t pk[32]);
+bool cl_node_m1_fresh(void *user, const uint8_t pk[32], uint64_t ts);
+
+/* maint.c */
+void *cl_maint_main(void *arg);
+void cl_reap_conns(byoai_cluster *c, bool all);
+
+/* accept.c: the listener; it owns the connections whose first message has not arrived */
+void *cl_listener_main(void *arg);
 
 /* discovery.c */
 int cl_discovery_start(byoai_cluster *c, byoai_error *err);
