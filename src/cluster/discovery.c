@@ -1,5 +1,5 @@
 /*
- * LAN discovery: every node broadcasts a signed announcement (its
+ * LAN discovery: every node broadcasts a signed, sealed announcement (its
  * certificate, link port, addresses best first, free memory, speed,
  * models) on the discovery port, a few times quickly at start and then
  * every heartbeat. Announcements that are unsigned, signed by a key the

@@ -8,7 +8,10 @@
  *
  * Announcements (UDP) carry the sender's certificate and an ed25519
  * signature over the whole datagram; only members of this cluster whose
- * signature verifies are heard.
+ * signature verifies are heard. The whole of it is sealed (XSalsa20-Poly1305,
+ * a random nonce) with a key derived from the cluster's public key, which
+ * never travels in clear: a stranger on the LAN sees datagrams of some size
+ * on the discovery port and nothing else.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,12 @@
 #define ANNOUNCE_MAGIC "BYAN"
 #define ANNOUNCE_VERSION 1
 #define ANNOUNCE_DOMAIN "byoai-announce-v1"
+#define SEALED_MAGIC "BYA2"
+#define SEAL_OVERHEAD (4 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+
+static void announce_key(const uint8_t cluster_pk[32], uint8_t key[32]) {
+    crypto_generichash(key, 32, cluster_pk, 32, (const uint8_t *)"byoai-announce-v2 key", 21);
+}
 
 const char *cl_msg_name(uint8_t type) {
     switch (type) {
@@ -618,9 +627,12 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
 
 int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t ts_ms, uint8_t *out, size_t cap,
                        size_t *len) {
-    uint8_t cert[CL_CERT_MAX];
-    size_t clen;
+    uint8_t cert[CL_CERT_MAX], inner[CL_DGRAM_MAX];
+    size_t clen, ilen = 0;
     if (cl_cert_encode(&id->cert, cert, sizeof cert, &clen)) return BYOAI_EINVAL;
+    if (cap > CL_DGRAM_MAX) cap = CL_DGRAM_MAX;
+    if (cap <= SEAL_OVERHEAD) return BYOAI_ERANGE;
+    size_t icap = cap - SEAL_OVERHEAD;
     cl_node_info trimmed = *info;
     int rc = BYOAI_ERANGE;
     /* drop model lists until the datagram fits */
@@ -634,10 +646,10 @@ int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t
         cl_buf_bytes(&b, cert, clen);
         cl_buf_u64(&b, ts_ms);
         cl_enc_node_info(&b, &trimmed);
-        if (!b.oom && b.len - start + 64 <= cap && b.len - start + 64 <= CL_DGRAM_MAX) {
-            memcpy(out, b.data + start, b.len - start);
-            crypto_sign_detached(out + (b.len - start), NULL, b.data, b.len, id->node_sk);
-            *len = b.len - start + 64;
+        if (!b.oom && b.len - start + 64 <= icap) {
+            memcpy(inner, b.data + start, b.len - start);
+            crypto_sign_detached(inner + (b.len - start), NULL, b.data, b.len, id->node_sk);
+            ilen = b.len - start + 64;
             rc = 0;
         }
         cl_buf_free(&b);
@@ -647,13 +659,31 @@ int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t
         else if (trimmed.n_addrs > 1) trimmed.n_addrs--;
         else break;
     }
-    return rc;
+    if (rc) return rc;
+    uint8_t key[32];
+    announce_key(id->cluster_pk, key);
+    memcpy(out, SEALED_MAGIC, 4);
+    randombytes_buf(out + 4, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(out + 4 + crypto_secretbox_NONCEBYTES, inner, ilen, out + 4, key);
+    sodium_memzero(key, sizeof key);
+    *len = ilen + SEAL_OVERHEAD;
+    return 0;
 }
 
-int cl_announce_decode(const uint8_t *buf, size_t len, const uint8_t cluster_pk[32], uint64_t now_s, cl_cert *cert,
-                       uint64_t *ts_ms, cl_node_info *info, byoai_error *err) {
-    if (len < 4 + 1 + 2 + 64 || len > CL_DGRAM_MAX)
-        return byoai_error_set(err, BYOAI_EFORMAT, "announcement of %zu bytes has a bad size", len);
+int cl_announce_decode(const uint8_t *sealed, size_t slen, const uint8_t cluster_pk[32], uint64_t now_s,
+                       cl_cert *cert, uint64_t *ts_ms, cl_node_info *info, byoai_error *err) {
+    if (slen <= SEAL_OVERHEAD || slen > CL_DGRAM_MAX || memcmp(sealed, SEALED_MAGIC, 4))
+        return byoai_error_set(err, BYOAI_EFORMAT, "not an announcement (%zu bytes)", slen);
+    uint8_t buf[CL_DGRAM_MAX], key[32];
+    size_t len = slen - SEAL_OVERHEAD;
+    announce_key(cluster_pk, key);
+    int opened = crypto_secretbox_open_easy(buf, sealed + 4 + crypto_secretbox_NONCEBYTES,
+                                            slen - 4 - crypto_secretbox_NONCEBYTES, sealed + 4, key);
+    sodium_memzero(key, sizeof key);
+    if (opened != 0)
+        return byoai_error_set(err, BYOAI_EAUTH, "an announcement that does not open with this cluster's key (another "
+                               "cluster's, or damaged)");
+    if (len < 4 + 1 + 2 + 64) return byoai_error_set(err, BYOAI_EFORMAT, "announcement of %zu bytes is too short", len);
     cl_rd r = {buf, len - 64, 0, false};
     const uint8_t *magic = cl_rd_bytes(&r, 4);
     if (!magic || memcmp(magic, ANNOUNCE_MAGIC, 4)) return byoai_error_set(err, BYOAI_EFORMAT, "not an announcement");

@@ -348,6 +348,10 @@ static void test_announcements(void **state) {
     uint64_t now = byoai_time_unix();
     assert_int_equal(cl_announce_encode(&a, &info, now * 1000, dg, sizeof dg, &len), 0);
     assert_true(len <= CL_DGRAM_MAX); /* long model lists are trimmed to fit */
+    /* sealed: neither the cluster's key, nor the node's, nor its name is in clear */
+    assert_null(memmem(dg, len, a.cluster_pk, 32));
+    assert_null(memmem(dg, len, a.node_pk, 32));
+    assert_null(memmem(dg, len, "192.168.1.5", 11));
     cl_cert cert;
     cl_node_info got;
     uint64_t ts;
