@@ -85,6 +85,12 @@ int byoai_cluster_invite(const char *home, const char *address, uint32_t ttl_s, 
  * receives a certificate. */
 int byoai_cluster_join(const char *home, const char *code, double timeout_s, byoai_cluster_identity *out,
                        byoai_error *err);
+/* Give this node a name (1..63 letters, digits, '-', '_', '.'), shown in
+ * status and plans and sent in HELLO; kept in cluster/name. Without one a
+ * node is called after its host name plus the first four characters of its
+ * id ("desk-3b51"), so that two nodes on one host differ. A node that joins
+ * afterwards gets its certificate in that name. */
+int byoai_cluster_set_node_name(const char *home, const char *name, byoai_error *err);
 /* Forget the membership (the node key stays). An admin must pass force:
  * leaving deletes the cluster key and nobody can invite any more. */
 int byoai_cluster_leave(const char *home, bool force, byoai_error *err);
@@ -99,6 +105,7 @@ typedef struct byoai_cluster byoai_cluster;
 
 typedef struct byoai_cluster_config {
     const char *home;            /* NULL: as above */
+    const char *name;            /* this node's name (byoai_cluster_set_node_name); NULL: the one it has */
     const char *bind_addr;       /* address for links and announcements; NULL: "0.0.0.0" */
     uint16_t port;               /* TCP port for links; 0 picks a free one */
     uint16_t discovery_port;     /* UDP port for announcements; 0: the default */

@@ -171,6 +171,9 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err);
 /* Write cluster.json (and cluster.key for an admin) atomically. */
 int cl_identity_save_membership(const cl_identity *id, byoai_error *err);
 void cl_identity_wipe(cl_identity *id);
+/* Node names: 1..63 of [A-Za-z0-9._-]. Set one: saved in cluster/name (and cluster.json). */
+bool cl_valid_node_name(const char *s);
+int cl_identity_set_name(cl_identity *id, const char *name, byoai_error *err);
 /* Fill the keys derived from the node and cluster keys (after either changes). */
 void cl_identity_derive(cl_identity *id);
 void cl_identity_public(const cl_identity *id, byoai_cluster_identity *out);

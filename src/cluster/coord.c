@@ -124,7 +124,7 @@ static uint32_t collect_nodes(byoai_cluster *c, const cl_dep *d, const pk_set *e
         cl_peer *p = &c->peers[i];
         if (!p->used || !cl_peer_usable(p) || !p->have_info || set_has(excluded, p->pk) || !allowed_by(d, p->id)) continue;
         snprintf(nodes[n].id, sizeof nodes[n].id, "%s", p->id);
-        snprintf(nodes[n].name, sizeof nodes[n].name, "%s", p->cert.name);
+        snprintf(nodes[n].name, sizeof nodes[n].name, "%s", cl_peer_name(p));
         nodes[n].memory = p->info.mem_offered;
         nodes[n].speed = p->info.mem_bw;
         memcpy(pks[n], p->pk, 32);

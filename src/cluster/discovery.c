@@ -119,7 +119,7 @@ static void heard(byoai_cluster *c, const uint8_t *buf, size_t len, const char *
     if (is_new) {
         char id[BYOAI_CLUSTER_ID_LEN + 1];
         cl_fingerprint(cert.node_pk, id);
-        cl_event(c, BYOAI_LOG_INFO, "discovered node %.12s (%s) at %s:%u", id, cert.name, addr, info.port);
+        cl_event(c, BYOAI_LOG_INFO, "discovered node %.12s (%s) at %s:%u", id, info.name[0] ? info.name : cert.name, addr, info.port);
     }
 }
 

@@ -10,6 +10,7 @@
  * issue and expiry times, node name) with a domain-separation prefix, so a
  * signature made for anything else can never pass as one.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -226,6 +227,74 @@ static int load_membership(cl_identity *id, byoai_error *err) {
     return 0;
 }
 
+/* ---- node names ----------------------------------------------------------------------- */
+
+bool cl_valid_node_name(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > BYOAI_CLUSTER_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z')))
+            return false;
+    }
+    return true;
+}
+
+/* the host name (what a name may hold of it) and the first four characters of the node id */
+static void default_node_name(cl_identity *id) {
+    char host[CL_NAME_MAX] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    size_t n = 0;
+    for (size_t i = 0; host[i] && n < BYOAI_CLUSTER_NAME_MAX - 5; i++) {
+        unsigned char ch = (unsigned char)host[i];
+        if (ch == '.') break; /* the short host name */
+        host[n++] = (char)(isalnum(ch) || ch == '-' || ch == '_' ? ch : '-');
+    }
+    host[n] = '\0';
+    snprintf(id->node_name, sizeof id->node_name, "%s-%.4s", n ? host : "node", id->node_id);
+}
+
+/* cluster/name: the name this node was given (--name), kept across memberships */
+static int load_node_name(cl_identity *id, byoai_error *err) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/name", id->dir);
+    if (!byoai_fs_exists(path)) return 0;
+    char *data;
+    size_t len;
+    int rc = byoai_fs_read_all(path, 256, &data, &len, err);
+    if (rc) return rc;
+    while (len && (data[len - 1] == '\n' || data[len - 1] == ' ')) data[--len] = '\0';
+    if (cl_valid_node_name(data)) snprintf(id->node_name, sizeof id->node_name, "%s", data);
+    else byoai_log(BYOAI_LOG_WARN, "%s does not hold a valid node name; using %s", path, id->node_name);
+    free(data);
+    return 0;
+}
+
+int cl_identity_set_name(cl_identity *id, const char *name, byoai_error *err) {
+    if (!name || !cl_valid_node_name(name))
+        return byoai_error_set(err, BYOAI_EINVAL, "a node name is 1..%d letters, digits, '-', '_' or '.', got '%s'",
+                               BYOAI_CLUSTER_NAME_MAX, name ? name : "");
+    char path[4400], text[CL_NAME_MAX + 2];
+    snprintf(path, sizeof path, "%s/name", id->dir);
+    snprintf(text, sizeof text, "%s\n", name);
+    int rc = byoai_fs_write_atomic(path, text, strlen(text), err);
+    if (rc) return rc;
+    snprintf(id->node_name, sizeof id->node_name, "%s", name);
+    return id->member ? cl_identity_save_membership(id, err) : 0;
+}
+
+int byoai_cluster_set_node_name(const char *home, const char *name, byoai_error *err) {
+    cl_identity *id = malloc(sizeof *id);
+    if (!id) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+    int rc = cl_identity_load(home, id, err);
+    if (!rc) rc = cl_identity_set_name(id, name, err);
+    cl_identity_wipe(id);
+    free(id);
+    return rc;
+}
+
 int cl_identity_load(const char *home, cl_identity *id, byoai_error *err) {
     memset(id, 0, sizeof *id);
     if (sodium_init() < 0) return byoai_error_set(err, BYOAI_EIO, "libsodium failed to initialise");
@@ -247,11 +316,9 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err) {
     crypto_sign_seed_keypair(id->node_pk, id->node_sk, seed);
     sodium_memzero(seed, sizeof seed);
     cl_fingerprint(id->node_pk, id->node_id);
-    char host[CL_NAME_MAX] = "node";
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(id->node_name, sizeof id->node_name, "%s", host);
+    default_node_name(id);
     rc = load_membership(id, err);
+    if (!rc) rc = load_node_name(id, err);
     if (rc) cl_identity_wipe(id);
     else cl_identity_derive(id);
     return rc;

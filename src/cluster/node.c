@@ -140,6 +140,10 @@ void cl_peer_set_state(cl_peer *p, cl_peer_state s) {
     }
 }
 
+const char *cl_peer_name(const cl_peer *p) {
+    return p->have_info && p->info.name[0] ? p->info.name : p->cert.name; /* what it calls itself now */
+}
+
 bool cl_peer_usable(const cl_peer *p) { return p && p->conn && !p->conn->dead && p->state == PEER_ALIVE; }
 
 static const char *state_name(cl_peer_state s) {
@@ -289,6 +293,7 @@ int byoai_cluster_start(const byoai_cluster_config *cfg, byoai_cluster **out, by
     if (!rc && !c->id.member)
         rc = byoai_error_set(err, BYOAI_EINVAL, "this node is not in a cluster: run `byoai cluster create NAME` or "
                              "`byoai cluster join CODE` first");
+    if (!rc && cfg->name && strcmp(cfg->name, c->id.node_name)) rc = cl_identity_set_name(&c->id, cfg->name, err);
     if (rc) {
         free_cluster(c);
         return rc;
@@ -495,7 +500,7 @@ int byoai_cluster_status_json(byoai_cluster *c, char **out, byoai_error *err) {
         bool usable = cl_peer_usable(p);
         if (usable) alive++;
         json_t *m = json_pack("{s:s,s:s,s:b,s:s,s:s,s:i,s:b,s:f,s:f,s:{s:I,s:I,s:I,s:I}}", "node_id", p->id, "name",
-                              p->cert.name, "self", 0, "state", usable ? "alive" : cl_peer_state_name(p), "address",
+                              cl_peer_name(p), "self", 0, "state", usable ? "alive" : cl_peer_state_name(p), "address",
                               p->addr, "port", (int)p->port, "linked", p->conn && !p->conn->dead, "rtt_ms", p->rtt_ms,
                               "last_seen_s", p->last_heard > 0 ? now - p->last_heard : -1.0, "link", "bytes_tx",
                               (json_int_t)st.bytes_tx, "bytes_rx", (json_int_t)st.bytes_rx, "frames_tx",

@@ -283,6 +283,7 @@ void cl_event(byoai_cluster *c, byoai_log_level level, const char *fmt, ...) __a
 cl_peer *cl_peer_find(byoai_cluster *c, const uint8_t pk[32]);       /* under mu */
 cl_peer *cl_peer_upsert(byoai_cluster *c, const uint8_t pk[32]);     /* under mu; NULL when full */
 bool cl_peer_usable(const cl_peer *p);                               /* alive with a live connection */
+const char *cl_peer_name(const cl_peer *p);                          /* under mu */
 /* Send a message to a node (this node included: delivered in place). Tries
  * to connect when there is no link. Never call with mu held. */
 int cl_send(byoai_cluster *c, const uint8_t pk[32], const cl_buf *msg, byoai_error *err);

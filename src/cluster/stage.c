@@ -132,7 +132,7 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
             if (rc) return rc;
             fetched = fs.bytes;
             if (fs.bytes)
-                cl_event(c, BYOAI_LOG_INFO, "fetched %llu bytes of %s (layers %u..%u) in %llu range requests",
+                cl_event(c, BYOAI_LOG_INFO, "fetched %llu bytes of %s (layers %u-%u) in %llu range requests",
                          (unsigned long long)fs.bytes, l->model, l->layer_begin, l->layer_end,
                          (unsigned long long)fs.requests);
         }
@@ -211,7 +211,7 @@ static void handle_load(cl_stage *s, const uint8_t from[32], const cl_load *l) {
     if (rc) {
         r.code = rc;
         snprintf(r.msg, sizeof r.msg, "%s", err.msg);
-        cl_event(s->c, BYOAI_LOG_WARN, "cannot load layers %u..%u of %s: %s", l->layer_begin, l->layer_end, l->model,
+        cl_event(s->c, BYOAI_LOG_WARN, "cannot load layers %u-%u of %s: %s", l->layer_begin, l->layer_end, l->model,
                  err.msg);
         /* a stage that holds nothing goes away */
         byoai_cluster *c = s->c;
@@ -228,7 +228,7 @@ static void handle_load(cl_stage *s, const uint8_t from[32], const cl_load *l) {
         pthread_mutex_unlock(&c->mu);
         if (gone && !cl_spawn(c, stage_reaper, s)) s->orphan = true;
     } else {
-        cl_event(s->c, BYOAI_LOG_INFO, "stage of %s: layers %u..%u (epoch %u) ready in %.2f s", l->model,
+        cl_event(s->c, BYOAI_LOG_INFO, "stage of %s: layers %u-%u (epoch %u) ready in %.2f s", l->model,
                  l->layer_begin, l->layer_end, l->epoch, r.load_s);
     }
     cl_buf b = {0};

@@ -45,6 +45,7 @@ int srv_cluster_start(srv_server *s, byoai_error *err) {
         files[n_files++] = paths[i];
     }
     byoai_cluster_config cc = {.home = c->home[0] ? c->home : NULL, .bind_addr = c->cluster_bind,
+                               .name = c->cluster_name[0] ? c->cluster_name : NULL,
                                .port = c->cluster_port, .discovery_port = c->cluster_discovery_port,
                                .no_discovery = !c->cluster_discovery, .peers = peers, .n_peers = c->n_cluster_peers,
                                .memory = c->cluster_memory, .measure_bandwidth = true,

@@ -16,6 +16,16 @@ cl_expect a 2 "$BYOAI_BIN" cluster join not-a-code
 cl_expect a 1 "$BYOAI_BIN" cluster invite --address 127.0.0.1:1
 grep -q "not in a cluster" "$T/err" || fail "invite outside a cluster: $(cat "$T/err")"
 cl_expect a 1 "$BYOAI_BIN" cluster leave
+# an invite needs the running node's address, or one given
+cl q create it-q >/dev/null || fail "create q"
+cl_expect q 1 "$BYOAI_BIN" cluster invite
+grep -q "no cluster node is running" "$T/err" && grep -q -- "--address" "$T/err" || fail "invite without a node: $(cat "$T/err")"
+cl_expect q 0 "$BYOAI_BIN" cluster invite --address 127.0.0.1:1
+grep -q "^bx1-" "$T/out" && grep -q "no cluster node is running here now" "$T/err" || fail "invite --address without a node: $(cat "$T/err")"
+# node names: the host name and the id's first characters by default, --name otherwise
+qid=$(cl q status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["node_id"][:4], d["name"])')
+python3 -c 'import sys; i, n = sys.argv[1:3]; sys.exit(0 if n.endswith("-" + i) else 1)' $qid || fail "default node name: $qid"
+cl_expect q 2 "$BYOAI_BIN" cluster create x --name "bad name"
 for sub in create invite join leave status plan deploy run node; do
   cl_expect a 0 "$BYOAI_BIN" cluster $sub --help
   grep -q "usage: byoai cluster $sub" "$T/out" || fail "cluster $sub --help"
@@ -41,7 +51,7 @@ cl_expect x2 1 "$BYOAI_BIN" cluster join "$used"
 grep -q "already used" "$T/err" || grep -q "unknown, already used or expired" "$T/err" || fail "reused code: $(cat "$T/err")"
 pass "an invite code works once"
 start=$(date +%s.%N)
-cl_start b
+cl_start b --name laptop
 cl_start c
 cl_wait_alive a 3 10
 cl_wait_alive b 3 10
@@ -49,6 +59,9 @@ cl_wait_alive c 3 10
 secs=$(python3 -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$start")
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 6 else 1)" "$secs" || fail "discovery took ${secs}s"
 grep -q "discovered node" <(cl a status) || fail "no discovery event"
+cl_status a
+json_check "$T/a.status" 'assert [m for m in d["members"] if m["name"] == "laptop" and m["state"] == "alive"], [m["name"] for m in d["members"]]'
+grep -q "laptop" "$T/b/cluster/name" || fail "the name is not kept"
 pass "discovery finds peers within seconds (${secs}s for 3 nodes)"
 
 # ---- another cluster: its announcements are ignored, its connections refused --------------------
