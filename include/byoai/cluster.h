@@ -239,6 +239,7 @@ typedef struct byoai_cluster_gen_params {
 
 typedef struct byoai_cluster_gen_result {
     uint32_t n_prompt, n_generated;
+    uint32_t n_cached;     /* prompt tokens the stages still had from an earlier completion (not computed again) */
     char finish[16];       /* "stop" (end of generation or the callback), "length" */
     double prompt_s;       /* until the first token */
     double gen_s;          /* first token to the last */

@@ -466,19 +466,28 @@ static int cmd_status(int argc, char **argv) {
                info ? hb(json_integer_value(json_object_get(info, "memory_offered")), b1, sizeof b1) : "?", rtt, models);
     }
     json_t *deps = json_object_get(st, "deployments");
-    if (json_array_size(deps)) printf("\nmodels this node coordinates (* above):\n");
+    if (json_array_size(deps)) printf("\nmodels of the cluster (* above: coordinated by that node):\n");
     json_array_foreach(deps, i, m) {
-        printf("  %s: epoch %d, %s, %d active, %d failovers\n", json_string_value(json_object_get(m, "model")),
-               (int)json_integer_value(json_object_get(m, "epoch")),
-               json_is_true(json_object_get(m, "ready")) ? "ready" : "loading",
-               (int)json_integer_value(json_object_get(m, "active")),
+        json_t *co = json_object_get(m, "coordinator");
+        printf("  %s: %s, coordinated by %s (%.12s), term %d, epoch %d, %d active, %d failovers\n",
+               json_string_value(json_object_get(m, "model")), json_string_value(json_object_get(m, "state")),
+               json_is_true(json_object_get(co, "self")) ? "this node" : json_string_value(json_object_get(co, "name")),
+               json_string_value(json_object_get(co, "node_id")), (int)json_integer_value(json_object_get(m, "term")),
+               (int)json_integer_value(json_object_get(m, "epoch")), (int)json_integer_value(json_object_get(m, "active")),
                (int)json_integer_value(json_object_get(m, "failovers")));
         size_t k;
         json_t *s;
-        json_array_foreach(json_object_get(m, "stages"), k, s)
-            printf("    layers %3d-%-3d on %.12s (%s)\n", (int)json_integer_value(json_object_get(s, "layer_begin")),
-                   (int)json_integer_value(json_object_get(s, "layer_end")),
-                   json_string_value(json_object_get(s, "node_id")), json_string_value(json_object_get(s, "name")));
+        json_array_foreach(json_object_get(m, "stages"), k, s) {
+            if (!strcmp(json_string_value(json_object_get(s, "state")), "missing"))
+                printf("    layers %3d-%-3d missing (node %.12s was lost)\n",
+                       (int)json_integer_value(json_object_get(s, "layer_begin")),
+                       (int)json_integer_value(json_object_get(s, "layer_end")),
+                       json_string_value(json_object_get(s, "lost_node_id")));
+            else
+                printf("    layers %3d-%-3d on %.12s (%s)\n", (int)json_integer_value(json_object_get(s, "layer_begin")),
+                       (int)json_integer_value(json_object_get(s, "layer_end")),
+                       json_string_value(json_object_get(s, "node_id")), json_string_value(json_object_get(s, "name")));
+        }
     }
     json_t *stages = json_object_get(st, "stages");
     if (json_array_size(stages)) printf("\nstages this node runs:\n");
@@ -662,8 +671,30 @@ static int cmd_deploy(int argc, char **argv) {
     d.path = resolved;
     json_t *fin;
     int rc = control_call("deploy", deploy_request(&d), NULL, NULL, &fin);
+    if (!rc) {
+        json_t *co = json_object_get(fin, "coordinator");
+        json_t *st = json_object_get(fin, "stages");
+        if (json_is_true(json_object_get(co, "self")) || !json_object_size(co)) {
+            printf("deployed %s on %zu node(s):", d.name, json_array_size(st));
+        } else {
+            printf("%s is already deployed by node %.12s (%s); using that deployment:", d.name,
+                   json_string_value(json_object_get(co, "node_id")), json_string_value(json_object_get(co, "name")));
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(st, i, s) printf("%s %s layers %d-%d", i ? "," : "", json_string_value(json_object_get(s, "name")),
+                                          (int)json_integer_value(json_object_get(s, "layer_begin")),
+                                          (int)json_integer_value(json_object_get(s, "layer_end")));
+        printf("\n");
+        json_t *lack = json_object_get(fin, "lacking");
+        if (json_array_size(lack)) {
+            fprintf(stderr, "byoai cluster deploy: warning: %zu member(s) have no copy of the model and no URL to fetch "
+                    "it from, so the plan leaves them out:", json_array_size(lack));
+            json_array_foreach(lack, i, s) fprintf(stderr, "%s %s", i ? "," : "", json_string_value(s));
+            fprintf(stderr, "\n%s\n", json_string_value(json_object_get(fin, "hint")));
+        }
+    }
     json_decref(fin);
-    if (!rc) printf("deployed %s\n", d.name);
     return rc;
 }
 

@@ -327,6 +327,7 @@ enum {
     CL_MSG_HEADER = 41,
     CL_MSG_EMBEDDING = 50,   /* a pooled embedding: last stage -> coordinator -> requesting member */
     CL_MSG_REVOKED = 60,     /* the signed list of removed members */
+    CL_MSG_RECORD = 70,      /* a deployment record: what it is, who coordinates it, its plan */
 };
 
 /* what a node tells about itself (HELLO and announcements) */
@@ -355,6 +356,7 @@ typedef struct cl_view_entry {
 
 typedef struct cl_load {
     uint64_t dep_id;
+    uint32_t term;           /* the coordinator's term (records.c): a LOAD of an older term is refused */
     uint32_t epoch;
     uint8_t coord_pk[32];
     char model[CL_NAME_MAX];
@@ -380,7 +382,7 @@ typedef struct cl_load_reply { /* LOAD_OK, LOAD_ERR */
     char msg[512];
 } cl_load_reply;
 
-#define CL_FWD_RESET 1u  /* new sequence: clear the slot, set up the sampler */
+#define CL_FWD_RESET 1u  /* new sequence: keep pos0 cached positions of the slot (keep_hash names them), set up the sampler */
 #define CL_FWD_SAMPLE 2u /* the last stage samples after the last row */
 
 typedef struct cl_sampling {
@@ -402,6 +404,7 @@ typedef struct cl_fwd {
     uint8_t flags;
     uint32_t compute_us;     /* time the stages before spent on this step (for the overhead measure) */
     cl_sampling s;           /* with CL_FWD_RESET */
+    uint64_t keep_hash;      /* with CL_FWD_RESET: cl_tokens_hash of the pos0 tokens the slot keeps */
     const uint8_t *tokens;   /* n little-endian int32, borrowed (unaligned) */
     uint8_t dtype;           /* 0 none (first stage), 1 F32, 2 F16 */
     uint32_t n_embd;
@@ -447,6 +450,8 @@ typedef struct cl_gen {
     bool json_object;
     bool embed;            /* an embedding of the prompt, answered by EMBEDDING before GEN_END */
     uint32_t n;
+    uint32_t n_prompt;     /* tokens[0, n_prompt) are the prompt; the rest were generated already (a
+                            * completion continued after its coordinator was lost) */
     const uint8_t *tokens; /* borrowed */
 } cl_gen;
 
@@ -456,8 +461,34 @@ typedef struct cl_gen_end {
     char finish[16];
     char msg[512];
     uint32_t n_prompt, n_generated, failovers;
+    uint32_t n_cached;     /* prompt tokens the stages had cached */
+    bool moved;            /* this node no longer coordinates the model: ask the one that does */
     double prompt_s, gen_s, stall_s, overhead_s;
 } cl_gen_end;
+
+/* A deployment as the members know it (records.c). In a decoded RECORD
+ * message man borrows from the message; in a node's list it is owned. */
+#define CL_ONLY_MAX 16
+typedef struct cl_record {
+    uint64_t dep_id;
+    uint32_t term;             /* grows with every new coordinator of the name (deploy, takeover, resume) */
+    uint32_t epoch;            /* the plan's epoch */
+    uint8_t coord_pk[32];
+    char name[CL_NAME_MAX];
+    uint8_t file_sha[32];
+    uint64_t file_size;
+    char url[CL_URL_MAX];
+    uint8_t *man;              /* tensor manifest JSON */
+    uint32_t man_len;
+    uint32_t n_ctx, n_seq, n_batch;
+    uint8_t wire, weighting;
+    uint8_t n_only;
+    char only[CL_ONLY_MAX][BYOAI_CLUSTER_ID_LEN + 1];
+    uint32_t n_layer, n_stages;
+    uint8_t stage_pk[BYOAI_CLUSTER_MAX_NODES][32];
+    uint32_t stage_begin[BYOAI_CLUSTER_MAX_NODES], stage_end[BYOAI_CLUSTER_MAX_NODES];
+    bool removed;              /* undeployed: a tombstone, so that an older record does not come back */
+} cl_record;
 
 typedef struct cl_header_msg {
     char model[CL_NAME_MAX];
@@ -496,6 +527,7 @@ typedef struct cl_msg {
             const uint8_t *data;
             uint32_t len;
         } revoked;
+        cl_record record;      /* RECORD */
     } u;
 } cl_msg;
 
@@ -517,6 +549,9 @@ void cl_enc_token(cl_buf *b, uint8_t type, const cl_token_msg *t);
 void cl_enc_stage_err(cl_buf *b, const cl_stage_err *e);
 void cl_enc_embedding(cl_buf *b, const cl_embedding_msg *e, const float *v);
 void cl_enc_revoked(cl_buf *b, const cl_revoked *r);
+void cl_enc_record(cl_buf *b, const cl_record *r);
+/* A 64-bit digest of token ids (FWD keep_hash). */
+uint64_t cl_tokens_hash(const int32_t *tokens, uint32_t n);
 /* Element i of an EMBEDDING's vector. */
 float cl_embedding_at(const cl_embedding_msg *e, uint32_t i);
 void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens);
@@ -607,6 +642,9 @@ typedef struct cl_fetch_stats {
  * partial file for m (downloading from url when missing); writes its path. */
 int cl_partial_prepare(const char *cluster_dir, const cl_manifest *m, const char *url, uint32_t begin, uint32_t end,
                        uint32_t n_layer, char *path, size_t cap, cl_fetch_stats *st, byoai_error *err);
+/* The partial copy of m when it holds at least the verified header (a
+ * vocabulary can be loaded from it): its path. */
+bool cl_partial_find(const char *cluster_dir, const cl_manifest *m, char *path, size_t cap);
 /* Write the header bytes (verified against m) into the partial file. */
 int cl_partial_write_header(const char *cluster_dir, const cl_manifest *m, const uint8_t *header, size_t len,
                             char *path, size_t cap, byoai_error *err);

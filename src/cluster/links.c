@@ -178,6 +178,7 @@ int cl_conn_register(byoai_cluster *c, cl_link *link, const char *remote_host) {
     pthread_mutex_unlock(&c->mu);
     cl_event(c, BYOAI_LOG_INFO, "link up with %.12s (%s) at %s", id, name, cl_link_remote(link));
     cl_send_hello_view(c, pk);
+    cl_records_send_all(c, pk); /* the deployments this node knows of */
     return 0;
 }
 

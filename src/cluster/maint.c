@@ -205,6 +205,8 @@ void *cl_maint_main(void *arg) {
             cl_buf_free(&b);
         }
         if (gossip) last_gossip = now;
+        cl_takeover_tick(c);      /* a lost coordinator whose deployment this node takes over, a resume */
+        cl_coord_check_stages(c); /* a lost stage of a deployment this node coordinates */
         cl_reap_conns(c, false);
     }
     return NULL;

@@ -268,6 +268,7 @@ static int listen_on(byoai_cluster *c, uint16_t port, byoai_error *err) {
 }
 
 static void free_cluster(byoai_cluster *c) {
+    cl_records_free(c);
     for (size_t i = 0; i < c->n_model_files; i++) free(c->model_files[i]);
     free(c->model_files);
     cl_identity_wipe(&c->id);
@@ -298,6 +299,7 @@ int byoai_cluster_start(const byoai_cluster_config *cfg, byoai_cluster **out, by
         free_cluster(c);
         return rc;
     }
+    c->t_start = byoai_time_now();
     uint64_t now = byoai_time_unix();
     if ((rc = cl_cert_verify(&c->id.cert, c->id.cluster_pk, now, err))) {
         free_cluster(c);
@@ -329,6 +331,8 @@ int byoai_cluster_start(const byoai_cluster_config *cfg, byoai_cluster **out, by
     c->load_s = cfg->load_timeout_s > 0 ? cfg->load_timeout_s : 600.0;
     c->delay_s = cfg->test_link_delay_ms > 0 ? cfg->test_link_delay_ms / 1000.0 : 0;
     c->n_threads = cfg->n_threads;
+    int n_rec = cl_records_load(c); /* deployments to resume, to take over, to know of */
+    if (n_rec) byoai_log(BYOAI_LOG_INFO, "cluster: %d deployment record(s) from %s/deployments", n_rec, c->id.dir);
     c->measure_bw = cfg->measure_bandwidth;
     if (cfg->n_model_files) {
         c->model_files = calloc(cfg->n_model_files, sizeof(char *));

@@ -86,6 +86,7 @@ typedef struct cl_tail_seq {
 typedef struct cl_stage {
     struct byoai_cluster *c;
     uint64_t dep_id;
+    uint32_t term;         /* of the coordinator whose LOAD it runs */
     pthread_t thread;
     pthread_cond_t cond;
     cl_work *head, *tail;
@@ -109,15 +110,28 @@ typedef struct cl_stage {
     byoai_model *model;
     byoai_context *ctx;
     cl_tail_seq *seqs;         /* per slot: sampling state (used on the last stage) */
+    int32_t **hist;            /* per slot: the tokens of the positions its KV cache holds */
     float *hidden;             /* conversion scratch */
     size_t hidden_cap;
     struct cl_stage *next;
 } cl_stage;
 
+/* A sequence slot of a deployment and what its KV cache holds on every
+ * stage of the plan (complete.c): the prompt cache. */
+typedef struct cl_slot {
+    bool busy;
+    int32_t *hist;             /* [n_ctx]: the tokens of the cached positions */
+    uint32_t len;              /* cached positions (valid for epoch only) */
+    uint32_t epoch;
+    double used;               /* when it last served (least recently used goes first) */
+} cl_slot;
+
 typedef struct cl_dep {
     uint64_t id;
+    uint32_t term;             /* the record's term (records.c): grows with every new coordinator */
     char name[CL_NAME_MAX];
     char path[4096];
+    bool path_full;            /* path is a whole copy of the file (else a partial one: header and some tensors) */
     char url[CL_URL_MAX];
     cl_manifest man;
     char *man_json;
@@ -143,11 +157,25 @@ typedef struct cl_dep {
     uint8_t load_pk[BYOAI_CLUSTER_MAX_NODES][32];
     bool load_got[BYOAI_CLUSTER_MAX_NODES];
     cl_load_reply load_reply[BYOAI_CLUSTER_MAX_NODES];
-    bool *slot_busy;
+    /* members the last plan left out because they have no copy and no URL was given */
+    uint32_t n_lacking;
+    char lacking[BYOAI_CLUSTER_MAX_NODES][BYOAI_CLUSTER_ID_LEN + 1 + CL_NAME_MAX + 4];
+    cl_slot *slots;            /* [n_seq] */
     uint32_t active;
     bool removing;
+    bool moved;                /* another member coordinates it now (a newer term): removing too */
     struct cl_dep *next;
 } cl_dep;
+
+/* A deployment record as this node keeps it (records.c). */
+typedef struct cl_rec {
+    cl_record r;               /* r.man owned */
+    char path[4096];           /* this node's whole copy when it coordinates ("" otherwise); not sent */
+    bool resume_pending;       /* loaded at start with this node as coordinator: resume at resume_at */
+    double resume_at;
+    bool busy;                 /* a takeover or resume runs */
+    struct cl_rec *next;
+} cl_rec;
 
 typedef struct cl_req { /* a completion this node coordinates */
     uint64_t id;
@@ -243,6 +271,8 @@ struct byoai_cluster {
 
     cl_stage *stages;
     cl_dep *deps;
+    cl_rec *records;           /* every deployment this node knows of (records.c) */
+    double t_start;
     cl_req *reqs;
     cl_proxy *proxies;
     cl_served *served;
@@ -334,12 +364,59 @@ void cl_discovery_stop(byoai_cluster *c);
 /* stage.c */
 void cl_stage_enqueue(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_msg *m); /* takes buf */
 void cl_stages_stop_all(byoai_cluster *c);
+/* A whole local copy of the file with this sha256: a model file given to the
+ * node, one a deployment here uses, or a store blob. */
+bool cl_find_model_file(byoai_cluster *c, const uint8_t sha[32], uint64_t size, char *path, size_t cap);
+/* Unload the stage of a deployment (a tombstone record arrived). */
+void cl_stage_drop(byoai_cluster *c, uint64_t dep_id);
 
-/* coord.c */
-void cl_coord_on_message(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_msg *m); /* takes buf */
+/* deploy.c: deployments this node coordinates */
+void cl_coord_wait(byoai_cluster *c, double until);   /* under mu: a short wait on c->cond */
+cl_dep *cl_dep_find(byoai_cluster *c, const char *name); /* under mu; not one being removed */
+cl_dep *cl_dep_by_id(byoai_cluster *c, uint64_t id);     /* under mu */
+void cl_dep_free(cl_dep *d);
+/* A deployment from a record (a takeover or a resume): the model file is
+ * found locally by sha256 (or the partial copy a stage of it fetched). */
+int cl_dep_from_record(byoai_cluster *c, const cl_record *r, const char *path_hint, cl_dep **out, byoai_error *err);
+/* Plan over the usable nodes minus excluded (pks), load, adopt, publish the record. */
+int cl_dep_replan(byoai_cluster *c, cl_dep *d, const uint8_t (*excluded)[32], uint32_t n_excluded, byoai_error *err);
+/* Re-plan without the stages' lost nodes (completions and the maintenance thread). */
+int cl_dep_failover(byoai_cluster *c, cl_dep *d, uint32_t seen_epoch, const uint8_t *culprit, byoai_error *err);
+void cl_coord_check_stages(byoai_cluster *c);         /* maint: re-plan a deployment whose stage node died */
 void cl_coord_stop_all(byoai_cluster *c);
 int cl_coord_status(byoai_cluster *c, void *json_deps); /* json_t array, under mu */
+/* Step down from a deployment another member coordinates now (under mu). */
+void cl_dep_step_down(byoai_cluster *c, cl_dep *d);
+
+/* complete.c: completions */
+void cl_coord_on_message(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_msg *m); /* takes buf */
+
+/* vocab.c: a model's header for members that tokenize without the file */
 void cl_serve_header_req(byoai_cluster *c, const uint8_t from[32], const char *model);
+void cl_vocab_on_header(byoai_cluster *c, const cl_header_msg *h); /* a HEADER arrived */
+void cl_vocabs_free(byoai_cluster *c);
+
+/* records.c: deployment records, kept by every member, on disk by the
+ * admin, the coordinator and the stages' nodes */
+int cl_records_load(byoai_cluster *c);                /* at start: cluster/deployments/ */
+void cl_records_free(byoai_cluster *c);
+cl_rec *cl_rec_find(byoai_cluster *c, const char *name); /* under mu */
+/* The record of a deployment this node coordinates, to everyone (and to disk). */
+void cl_record_publish(byoai_cluster *c, cl_dep *d);
+/* Undeployed: a tombstone, to everyone. */
+void cl_record_remove(byoai_cluster *c, const char *name, uint64_t dep_id, uint32_t term);
+void cl_record_on_message(byoai_cluster *c, const uint8_t from[32], const cl_record *r);
+void cl_records_send_all(byoai_cluster *c, const uint8_t to[32]); /* a new link: what this node knows */
+/* true when a is newer than b (term, then epoch; a tie goes to the lower coordinator key) */
+bool cl_record_newer(const cl_record *a, const cl_record *b);
+int cl_record_copy(cl_record *dst, const cl_record *src); /* man duplicated */
+/* The usable coordinator of a model, from the records and the view (under mu): 0 and *pk. */
+int cl_model_coordinator(byoai_cluster *c, const char *name, uint8_t pk[32]);
+
+/* takeover.c: no single point of failure */
+void cl_takeover_tick(byoai_cluster *c);              /* maint: a lost coordinator, a pending resume */
+/* Run a takeover or resume of rec now (on the calling thread). */
+int cl_takeover_run(byoai_cluster *c, const char *name, byoai_error *err);
 
 /* control.c */
 int cl_control_start(byoai_cluster *c, byoai_error *err);

@@ -241,7 +241,9 @@ static void *run_job(void *arg) {
     byoai_cluster_gen_result res = {0};
     byoai_error err = {0};
     int rc = byoai_cluster_generate(r->s->cluster, r->name, j->prompt, j->n_prompt, &p, on_token, r, &res, &err);
-    j->n_prompt_eval = j->n_prompt;
+    /* the stages kept the KV of the conversation's earlier turns: only the rest was computed */
+    j->n_prompt_cached = res.n_cached < j->n_prompt ? res.n_cached : 0;
+    j->n_prompt_eval = j->n_prompt - j->n_prompt_cached;
     srv_error e = {0};
     const char *reason = res.finish[0] ? res.finish : "stop";
     if (r->cancelled) reason = "cancelled";
