@@ -551,8 +551,10 @@ static int run_request(byoai_cluster *c, const char *model, const int32_t *promp
         uint8_t coord[32];
         bool found = d != NULL;
         if (!d) {
-            /* after a loss, wait for whoever takes the model over (a deterministic member, takeover.c) */
-            double wait = have_lost ? 3 * c->failure_s + 30 : 0;
+            /* after a loss (or when the model's coordinator is being replaced or resumes it), wait for
+             * whoever takes it over: a deterministic member (takeover.c) */
+            double wait = have_lost || cl_model_recoverable(c, model) ? 3 * c->failure_s + 30 : 0;
+            if (!have_lost && wait > 0) memset(lost, 0, sizeof lost);
             found = wait_coordinator(c, model, byoai_time_now() + wait, coord);
             if (found && cl_is_self(c, coord)) d = cl_dep_find(c, model); /* this node took it over */
         }
@@ -566,7 +568,17 @@ static int run_request(byoai_cluster *c, const char *model, const int32_t *promp
         if (local) d->active++;
         pthread_mutex_unlock(&c->mu);
         if (!found) {
-            if (!have_lost) rc = byoai_error_set(err, BYOAI_ENOTFOUND, "no node of the cluster runs model '%s'", model);
+            pthread_mutex_lock(&c->mu);
+            cl_rec *rec = cl_rec_find(c, model);
+            bool known = rec && !rec->r.removed;
+            char cid[BYOAI_CLUSTER_ID_LEN + 1] = "";
+            if (known) cl_fingerprint(rec->r.coord_pk, cid);
+            pthread_mutex_unlock(&c->mu);
+            if (!have_lost && known)
+                rc = byoai_error_set(err, BYOAI_ENET, "no node of the cluster runs model '%s' now: its coordinator "
+                                     "%.12s is lost and no member that runs a stage of it is left to take it over; "
+                                     "restart that node, or deploy the model again", model, cid);
+            else if (!have_lost) rc = byoai_error_set(err, BYOAI_ENOTFOUND, "no node of the cluster runs model '%s'", model);
             else {
                 char id[BYOAI_CLUSTER_ID_LEN + 1];
                 cl_fingerprint(lost, id);

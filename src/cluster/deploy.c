@@ -289,6 +289,10 @@ static int dep_load_plan(byoai_cluster *c, cl_dep *d, pk_set *excluded, byoai_er
             for (uint32_t s = 0; s < d->plan.n_stages; s++) set_add(&old, d->stage_pk[s]);
             d->plan = plan;
             memcpy(d->stage_pk, spk, sizeof spk);
+            for (uint32_t s = 0; s < plan.n_stages; s++) {
+                cl_peer *sp = cl_is_self(c, spk[s]) ? NULL : cl_peer_find(c, spk[s]);
+                d->stage_gen[s] = sp ? sp->link_gen : 0;
+            }
             d->ready = true;
             pthread_cond_broadcast(&c->cond);
             char hint[1024];
@@ -657,7 +661,8 @@ void cl_dep_step_down(byoai_cluster *c, cl_dep *d) {
 bool byoai_cluster_has_model(byoai_cluster *c, const char *name) {
     uint8_t pk[32];
     pthread_mutex_lock(&c->mu);
-    bool found = cl_model_coordinator(c, name, pk) == 0;
+    /* served now, or soon (a takeover, a resume: completions wait for it) */
+    bool found = cl_model_coordinator(c, name, pk) == 0 || cl_model_recoverable(c, name);
     pthread_mutex_unlock(&c->mu);
     return found;
 }
@@ -680,7 +685,8 @@ size_t byoai_cluster_list_models(byoai_cluster *c, char (*names)[64], size_t cap
     for (size_t i = 0; i < nc && n < cap; i++) {
         bool dup = false;
         for (size_t k = 0; k < n; k++) dup |= !strcmp(names[k], cand[i]);
-        if (!dup && cl_model_coordinator(c, cand[i], pk) == 0) snprintf(names[n++], 64, "%s", cand[i]);
+        if (!dup && (cl_model_coordinator(c, cand[i], pk) == 0 || cl_model_recoverable(c, cand[i])))
+            snprintf(names[n++], 64, "%s", cand[i]);
     }
     pthread_mutex_unlock(&c->mu);
     return n;
@@ -785,12 +791,14 @@ void cl_coord_check_stages(byoai_cluster *c) {
         }
         pp = &d->next;
         if (!d->ready || d->replanning || d->removing) continue;
-        /* a stage's node is gone for good: re-plan now, not at the next completion */
+        /* a stage's node is gone for good, or came back on a new link (a restart loses the stage):
+         * re-plan now, not at the next completion */
         bool lost = false;
         for (uint32_t s = 0; s < d->plan.n_stages && !lost; s++) {
             if (cl_is_self(c, d->stage_pk[s])) continue;
             cl_peer *p = cl_peer_find(c, d->stage_pk[s]);
-            lost = !p || (!cl_peer_usable(p) && (p->state == PEER_DEAD || p->state == PEER_LEFT));
+            lost = !p || (!cl_peer_usable(p) && (p->state == PEER_DEAD || p->state == PEER_LEFT)) ||
+                   (cl_peer_usable(p) && p->link_gen != d->stage_gen[s]);
         }
         if (!lost) continue;
         replan_job *j = malloc(sizeof *j);
@@ -814,7 +822,7 @@ void cl_coord_check_stages(byoai_cluster *c) {
 /* ---- status and shutdown ------------------------------------------------------------------------- */
 
 static json_t *stage_json(byoai_cluster *c, const uint8_t pk[32], uint32_t begin, uint32_t end, const char *name,
-                          uint64_t bytes, uint64_t memory, bool loading, bool *missing) {
+                          uint64_t bytes, uint64_t memory, bool loading, const uint32_t *gen, bool *missing) {
     char id[BYOAI_CLUSTER_ID_LEN + 1];
     cl_fingerprint(pk, id);
     const char *nm = name, *state = loading ? "loading" : "ready";
@@ -822,6 +830,10 @@ static json_t *stage_json(byoai_cluster *c, const uint8_t pk[32], uint32_t begin
     cl_peer *p = here ? NULL : cl_peer_find(c, pk);
     if (here) nm = c->id.node_name;
     else if (p && p->have_cert) nm = cl_peer_name(p);
+    if (!here && cl_peer_usable(p) && gen && p->link_gen != *gen) { /* back on a new link: its stage is reloaded */
+        *missing = true;
+        state = "loading";
+    }
     if (!here && !cl_peer_usable(p)) { /* never shown as where layers run */
         *missing = true;
         return json_pack("{s:s,s:s,s:i,s:i,s:s,s:s,s:I,s:I}", "node_id", "", "name", "", "layer_begin", (int)begin,
@@ -841,7 +853,8 @@ int cl_coord_status(byoai_cluster *c, void *json_deps) {
         for (uint32_t s = 0; s < d->plan.n_stages; s++) {
             const byoai_cluster_stage_plan *p = &d->plan.stages[s];
             json_array_append_new(stages, stage_json(c, d->stage_pk[s], p->layer_begin, p->layer_end, p->node_name,
-                                                     p->total_bytes, p->memory, d->replanning, &missing));
+                                                     p->total_bytes, p->memory, d->replanning, &d->stage_gen[s],
+                                                     &missing));
         }
         bool ready = d->ready && !d->replanning && !missing && !d->removing;
         const char *state = ready ? "ready" : d->replanning ? "loading" : missing ? "recovering" : "not ready";
@@ -867,7 +880,12 @@ int cl_coord_status(byoai_cluster *c, void *json_deps) {
         bool missing = false;
         for (uint32_t s = 0; s < r->r.n_stages; s++)
             json_array_append_new(stages, stage_json(c, r->r.stage_pk[s], r->r.stage_begin[s], r->r.stage_end[s], NULL,
-                                                     0, 0, false, &missing));
+                                                     0, 0, false, NULL, &missing));
+        /* ready when its coordinator says it runs it (a restarted one that has not resumed it does not) */
+        bool announced = false;
+        for (int k = 0; coord_ok && cp->have_info && k < cp->info.n_deployed; k++)
+            announced |= !strcmp(cp->info.deployed[k], r->r.name);
+        coord_ok = coord_ok && announced;
         bool ready = coord_ok && !missing;
         char cid[BYOAI_CLUSTER_ID_LEN + 1];
         cl_fingerprint(r->r.coord_pk, cid);

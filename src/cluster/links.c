@@ -152,6 +152,7 @@ int cl_conn_register(byoai_cluster *c, cl_link *link, const char *remote_host) {
     p->cert = *cert;
     p->have_cert = true;
     p->conn = k;
+    p->link_gen++;
     p->fails = 0;
     p->last_heard = byoai_time_now();
     cl_peer_set_state(p, PEER_ALIVE);

@@ -49,6 +49,7 @@ typedef struct cl_peer {
     uint64_t ann_ts;        /* newest announcement timestamp heard (replay guard) */
     double left_at;
     bool removed;           /* on the admin's list of removed members (state LEFT, for good) */
+    uint32_t link_gen;      /* links adopted so far: a new one may be a restarted node, which lost its stages */
 } cl_peer;
 
 typedef struct cl_target { /* a static peer */
@@ -147,6 +148,7 @@ typedef struct cl_dep {
     uint32_t epoch;
     byoai_cluster_plan plan;
     uint8_t stage_pk[BYOAI_CLUSTER_MAX_NODES][32];
+    uint32_t stage_gen[BYOAI_CLUSTER_MAX_NODES]; /* each stage node's link_gen when the plan was adopted */
     bool replanning;
     bool ready;
     uint32_t failovers;
@@ -415,6 +417,9 @@ int cl_model_coordinator(byoai_cluster *c, const char *name, uint8_t pk[32]);
 
 /* takeover.c: no single point of failure */
 void cl_takeover_tick(byoai_cluster *c);              /* maint: a lost coordinator, a pending resume */
+/* 1 when model has no coordinator serving it right now but will have one:
+ * its coordinator is resuming it, or a member will take it over (under mu). */
+int cl_model_recoverable(byoai_cluster *c, const char *name);
 /* Run a takeover or resume of rec now (on the calling thread). */
 int cl_takeover_run(byoai_cluster *c, const char *name, byoai_error *err);
 

@@ -278,9 +278,13 @@ int cl_model_coordinator(byoai_cluster *c, const char *name, uint8_t pk[32]) {
     }
     cl_rec *r = cl_rec_find(c, name);
     if (r && r->r.removed) return BYOAI_ENOTFOUND;
-    if (r && !cl_is_self(c, r->r.coord_pk) && cl_peer_usable(cl_peer_find(c, r->r.coord_pk))) {
-        memcpy(pk, r->r.coord_pk, 32);
-        return 0;
+    cl_peer *cp = r && !cl_is_self(c, r->r.coord_pk) ? cl_peer_find(c, r->r.coord_pk) : NULL;
+    if (cl_peer_usable(cp)) { /* the record's coordinator, when it says it runs the model */
+        for (int k = 0; cp->have_info && k < cp->info.n_deployed; k++)
+            if (!strcmp(cp->info.deployed[k], name)) {
+                memcpy(pk, cp->pk, 32);
+                return 0;
+            }
     }
     if (r && cl_is_self(c, r->r.coord_pk) && d) { /* taking it over: completions wait for the plan */
         memcpy(pk, c->id.node_pk, 32);

@@ -240,15 +240,16 @@ static void handle_load(cl_stage *s, const uint8_t from[32], const cl_load *l) {
         /* a stage that holds nothing goes away */
         byoai_cluster *c = s->c;
         pthread_mutex_lock(&c->mu);
-        bool gone = !s->loaded;
-        if (gone) {
+        /* (when it is no longer in the list, whoever took it out, stopping or dropping it, joins it) */
+        bool gone = false;
+        if (!s->loaded)
             for (cl_stage **pp = &c->stages; *pp; pp = &(*pp)->next)
                 if (*pp == s) {
                     *pp = s->next;
+                    gone = true;
+                    s->stop = true;
                     break;
                 }
-            s->stop = true;
-        }
         pthread_mutex_unlock(&c->mu);
         if (gone && !cl_spawn(c, stage_reaper, s)) s->orphan = true;
     } else {

@@ -42,6 +42,15 @@ static bool coordinator_lost(byoai_cluster *c, const cl_record *r, double now) {
     return p->removed || p->state == PEER_DEAD || p->state == PEER_LEFT;
 }
 
+int cl_model_recoverable(byoai_cluster *c, const char *name) {
+    cl_rec *rec = cl_rec_find(c, name);
+    if (!rec || rec->r.removed) return 0;
+    if (cl_is_self(c, rec->r.coord_pk)) return rec->resume_pending || rec->busy || cl_dep_find(c, name) ? 1 : 0;
+    if (cl_peer_usable(cl_peer_find(c, rec->r.coord_pk))) return 1; /* alive: resuming it, or about to say */
+    uint8_t next[32];
+    return successor(c, &rec->r, next) ? 1 : 0;
+}
+
 int cl_takeover_run(byoai_cluster *c, const char *name, byoai_error *err) {
     pthread_mutex_lock(&c->mu);
     cl_rec *rec = cl_rec_find(c, name);

@@ -60,7 +60,7 @@ while True:
         add()
 PY
 flood=$!
-CLEANUP_EXTRA='[ -n "${flood:-}" ] && { kill $flood; wait $flood; } 2>/dev/null; '"$CLEANUP_EXTRA"
+CLEANUP_EXTRA='[ -n "${flood:-}" ] && { kill $flood; wait $flood; } 2>/dev/null || true; '"$CLEANUP_EXTRA"
 for i in $(seq 1 100); do grep -q "^ready" "$T/flood.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "^ready 500" "$T/flood.out" || fail "the attacker did not start: $(cat "$T/flood.out")"
 sleep 1 # the flood is on
