@@ -130,25 +130,35 @@ static int send_steps(byoai_cluster *c, cl_dep *d, cl_req *r, const int32_t *his
     return 0;
 }
 
-/* The free slot to use (under mu): the longest cached prefix of hist, else
- * the least recently used. -1 when all are busy. */
+/* The free slot to use (under mu): the one whose cache holds the longest
+ * start of hist, when that is mostly what it holds (the same conversation,
+ * further on); else an empty slot; else the least recently used one. So a
+ * new conversation that shares only a template's first tokens with a cached
+ * one does not evict it while a slot is free. -1 when all are busy. */
 static int pick_slot(const cl_dep *d, const int32_t *hist, uint32_t n, uint32_t *lcp) {
-    int best = -1;
+    int best = -1, empty = -1, lru = -1;
     uint32_t best_len = 0;
     *lcp = 0;
     for (uint32_t i = 0; i < d->n_seq; i++) {
         const cl_slot *s = &d->slots[i];
         if (s->busy) continue;
-        uint32_t k = 0;
-        if (s->epoch == d->epoch)
-            while (k < s->len && k < n && s->hist[k] == hist[k]) k++;
-        if (best < 0 || k > best_len || (k == best_len && s->used < d->slots[best].used)) {
+        uint32_t len = s->epoch == d->epoch ? s->len : 0, k = 0;
+        while (k < len && k < n && s->hist[k] == hist[k]) k++;
+        if (len == 0 && empty < 0) empty = (int)i;
+        if (lru < 0 || s->used < d->slots[lru].used) lru = (int)i;
+        if (k > 0 && k >= len - k && (best < 0 || k > best_len || (k == best_len && s->used < d->slots[best].used))) {
             best = (int)i;
             best_len = k;
         }
     }
-    *lcp = best_len;
-    return best;
+    int pick = best >= 0 ? best : empty >= 0 ? empty : lru;
+    if (pick < 0) return -1;
+    /* what the chosen slot shares with hist (a little, for the least recently used one) */
+    const cl_slot *s = &d->slots[pick];
+    uint32_t len = s->epoch == d->epoch ? s->len : 0, k = 0;
+    while (k < len && k < n && s->hist[k] == hist[k]) k++;
+    *lcp = k;
+    return pick;
 }
 
 static int coord_generate(byoai_cluster *c, cl_dep *d, const gen_input *in, const byoai_cluster_gen_params *p,
