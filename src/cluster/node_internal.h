@@ -377,6 +377,8 @@ void cl_coord_wait(byoai_cluster *c, double until);   /* under mu: a short wait 
 cl_dep *cl_dep_find(byoai_cluster *c, const char *name); /* under mu; not one being removed */
 cl_dep *cl_dep_by_id(byoai_cluster *c, uint64_t id);     /* under mu */
 void cl_dep_free(cl_dep *d);
+/* Free a deployment that was in use; its vocabulary stays until the node stops. */
+void cl_dep_retire(byoai_cluster *c, cl_dep *d);
 /* A deployment from a record (a takeover or a resume): the model file is
  * found locally by sha256 (or the partial copy a stage of it fetched). */
 int cl_dep_from_record(byoai_cluster *c, const cl_record *r, const char *path_hint, cl_dep **out, byoai_error *err);
@@ -390,8 +392,27 @@ int cl_coord_status(byoai_cluster *c, void *json_deps); /* json_t array, under m
 /* Step down from a deployment another member coordinates now (under mu). */
 void cl_dep_step_down(byoai_cluster *c, cl_dep *d);
 
-/* complete.c: completions */
+/* complete.c: completions this node coordinates */
+/* what a completion starts from: the prompt, then the tokens already
+ * generated when it continues one whose coordinator was lost */
+typedef struct {
+    const int32_t *toks;
+    size_t n, n_prompt;
+} cl_gen_input;
+
+/* An embedding request's answer (NULL for completions). */
+typedef struct {
+    float *v;
+    uint32_t n;
+} cl_embed_out;
+
+int cl_coord_generate(byoai_cluster *c, cl_dep *d, const cl_gen_input *in, const byoai_cluster_gen_params *p,
+                      byoai_cluster_token_fn fn, void *user, byoai_cluster_gen_result *res, cl_embed_out *eo,
+                      byoai_error *err);
 void cl_coord_on_message(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_msg *m); /* takes buf */
+
+/* requests.c: every completion's entry; serving other members' GENs */
+void cl_serve_gen(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, size_t len, const cl_gen *g); /* takes buf */
 
 /* vocab.c: a model's header for members that tokenize without the file */
 void cl_serve_header_req(byoai_cluster *c, const uint8_t from[32], const char *model);
