@@ -290,6 +290,12 @@ int cl_link_handshake(const cl_identity *id, int fd, bool initiator, const uint8
  * writes it to out (cap >= CL_HS_M1_MAX). eph_sk gets the ephemeral secret. */
 int cl_hs_m1_make(const cl_identity *id, const uint8_t *expect_pk, uint8_t *out, size_t *len, uint8_t eph_sk[32],
                   uint8_t th[32], uint8_t es[32], byoai_error *err);
+/* A first message around any payload of at most CL_HS_PAYLOAD_MAX bytes, as
+ * the responder id (or expect_pk's node) decrypts it: for the fuzz target,
+ * which feeds the parser behind the encryption. */
+#define CL_HS_PAYLOAD_MAX (1 + 8 + 2 + CL_CERT_MAX + 64)
+int cl_hs_m1_seal(const cl_identity *id, const uint8_t *expect_pk, const uint8_t *payload, size_t n, uint8_t *out,
+                  size_t *len);
 
 /* Send one message (thread-safe; bounded by the send timeout). */
 int cl_link_send(cl_link *l, const void *msg, size_t len, byoai_error *err);

@@ -181,26 +181,52 @@ int cl_hs_first(const uint8_t *buf, size_t have, size_t *need) {
     return have >= *need ? CL_FIRST_LINK : CL_FIRST_MORE;
 }
 
-int cl_hs_m1_make(const cl_identity *id, const uint8_t *expect_pk, uint8_t *out, size_t *len, uint8_t eph_sk[32],
-                  uint8_t th[32], uint8_t es[32], byoai_error *err) {
-    uint8_t eph_pk[32], h1[32], k1[32], rs[32], cert[CL_CERT_MAX], payload[PAYLOAD_MAX];
-    size_t clen;
-    if (cl_cert_encode(&id->cert, cert, sizeof cert, &clen))
-        return byoai_error_set(err, BYOAI_EINVAL, "this node's certificate is too large");
-    uint8_t mode = HS_MODE_CLUSTER;
+/* the keys of a first message: mode, fresh ephemeral pair, h1, es, k1 */
+typedef struct {
+    uint8_t mode, eph_pk[32], eph_sk[32], h1[32], es[32], k1[32];
+} m1_keys;
+
+static int m1_keys_make(const cl_identity *id, const uint8_t *expect_pk, m1_keys *k, byoai_error *err) {
+    uint8_t rs[32];
+    k->mode = HS_MODE_CLUSTER;
     if (expect_pk) {
         if (crypto_sign_ed25519_pk_to_curve25519(rs, expect_pk) != 0)
             return byoai_error_set(err, BYOAI_EINVAL, "the expected node key is not a valid key");
-        mode = HS_MODE_STATIC;
+        k->mode = HS_MODE_STATIC;
     }
-    crypto_box_keypair(eph_pk, eph_sk);
-    hash_m1(h1, mode, id->cluster_pk, mode == HS_MODE_STATIC ? rs : NULL, eph_pk);
-    if (mode == HS_MODE_STATIC) {
-        if (crypto_scalarmult(es, eph_sk, rs) != 0) return byoai_error_set(err, BYOAI_EINVAL, "invalid node key");
+    crypto_box_keypair(k->eph_pk, k->eph_sk);
+    hash_m1(k->h1, k->mode, id->cluster_pk, k->mode == HS_MODE_STATIC ? rs : NULL, k->eph_pk);
+    if (k->mode == HS_MODE_STATIC) {
+        if (crypto_scalarmult(k->es, k->eph_sk, rs) != 0) return byoai_error_set(err, BYOAI_EINVAL, "invalid node key");
     } else {
-        memcpy(es, id->cluster_link_key, 32);
+        memcpy(k->es, id->cluster_link_key, 32);
     }
-    kdf(k1, es, 32, h1, "m1");
+    kdf(k->k1, k->es, 32, k->h1, "m1");
+    return 0;
+}
+
+/* the message around payload (n <= PAYLOAD_MAX); th gets the transcript after it */
+static void m1_seal(const m1_keys *k, const uint8_t *payload, size_t n, uint8_t *out, size_t *len, uint8_t th[32]) {
+    size_t blen = n + AEAD_ABYTES;
+    memcpy(out, CL_LINK_MAGIC, CL_MAGIC_LEN);
+    out[CL_MAGIC_LEN] = k->mode;
+    memcpy(out + CL_MAGIC_LEN + 1, k->eph_pk, 32);
+    out[HS_HEAD - 2] = (uint8_t)(blen >> 8);
+    out[HS_HEAD - 1] = (uint8_t)blen;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + HS_HEAD, NULL, payload, n, k->h1, 32, NULL, zero_nonce, k->k1);
+    *len = HS_HEAD + blen;
+    if (th) hash_parts(th, k->h1, 32, out + HS_HEAD, blen, NULL, 0);
+}
+
+int cl_hs_m1_make(const cl_identity *id, const uint8_t *expect_pk, uint8_t *out, size_t *len, uint8_t eph_sk[32],
+                  uint8_t th[32], uint8_t es[32], byoai_error *err) {
+    uint8_t cert[CL_CERT_MAX], payload[PAYLOAD_MAX];
+    size_t clen;
+    if (cl_cert_encode(&id->cert, cert, sizeof cert, &clen))
+        return byoai_error_set(err, BYOAI_EINVAL, "this node's certificate is too large");
+    m1_keys k;
+    int rc = m1_keys_make(id, expect_pk, &k, err);
+    if (rc) return rc;
     uint64_t ts = next_ts();
     uint8_t ts8[8];
     le64(ts8, ts);
@@ -212,19 +238,23 @@ int cl_hs_m1_make(const cl_identity *id, const uint8_t *expect_pk, uint8_t *out,
     payload[n++] = (uint8_t)(clen >> 8);
     memcpy(payload + n, cert, clen);
     n += clen;
-    sign_role(payload + n, "byoai-link-v2 initiator", h1, ts8, 8, id->node_sk);
+    sign_role(payload + n, "byoai-link-v2 initiator", k.h1, ts8, 8, id->node_sk);
     n += 64;
-    size_t blen = n + AEAD_ABYTES;
-    memcpy(out, CL_LINK_MAGIC, CL_MAGIC_LEN);
-    out[CL_MAGIC_LEN] = mode;
-    memcpy(out + CL_MAGIC_LEN + 1, eph_pk, 32);
-    out[HS_HEAD - 2] = (uint8_t)(blen >> 8);
-    out[HS_HEAD - 1] = (uint8_t)blen;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + HS_HEAD, NULL, payload, n, h1, 32, NULL, zero_nonce, k1);
-    *len = HS_HEAD + blen;
-    hash_parts(th, h1, 32, out + HS_HEAD, blen, NULL, 0);
-    sodium_memzero(k1, sizeof k1);
+    m1_seal(&k, payload, n, out, len, th);
+    memcpy(eph_sk, k.eph_sk, 32);
+    memcpy(es, k.es, 32);
+    sodium_memzero(&k, sizeof k);
     return 0;
+}
+
+int cl_hs_m1_seal(const cl_identity *id, const uint8_t *expect_pk, const uint8_t *payload, size_t n, uint8_t *out,
+                  size_t *len) {
+    if (n > PAYLOAD_MAX) return BYOAI_ERANGE;
+    m1_keys k;
+    int rc = m1_keys_make(id, expect_pk, &k, NULL);
+    if (!rc) m1_seal(&k, payload, n, out, len, NULL);
+    sodium_memzero(&k, sizeof k);
+    return rc;
 }
 
 int cl_hs_m1_open(const cl_identity *id, const uint8_t *m1, size_t len, cl_hs_m1 *st, byoai_error *err) {
