@@ -35,9 +35,23 @@
  *   equal single-node output token for token (F32 on the wire).
  * - Failures. When a stage's node dies or leaves, the coordinator re-plans
  *   on the nodes left (when their memory allows) and rebuilds the KV caches
- *   from the token history it keeps; the completion continues. When it
- *   cannot, byoai_cluster_generate returns an error: every wait has a
- *   deadline, nothing hangs.
+ *   from the token history it keeps; the completion continues. When the
+ *   coordinator itself is lost, the first live node of the plan (every
+ *   member makes the same choice from the deployment's record, which the
+ *   admin, the coordinator and every stage's node keep on disk) takes the
+ *   deployment over; completions that entered through other members
+ *   continue there with the same tokens, and a restarted coordinator
+ *   resumes what nobody took over. When nothing can continue,
+ *   byoai_cluster_generate returns an error: every wait has a deadline,
+ *   nothing hangs.
+ * - The prompt cache: each stage keeps the KV of its layers for every
+ *   sequence slot after a completion; a completion whose prompt starts with
+ *   what a slot holds (the next turn of a conversation) computes only the
+ *   rest (byoai_cluster_gen_result.n_cached).
+ * - Links: the node connected to says nothing until the connecting node's
+ *   first message has authenticated (its certificate, encrypted to the
+ *   node's key); half-open connections are bounded per address and stopping
+ *   never waits for a peer.
  * - Threads: a byoai_cluster owns its threads, sockets and models; every
  *   function is thread-safe. byoai_cluster_stop() joins everything.
  */
