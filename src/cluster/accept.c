@@ -35,7 +35,7 @@
 #define HANDSHAKE_TIMEOUT 5.0  /* for the rest of it */
 #define AUTHED_MAX 32          /* handshakes past an authenticated first message, at once */
 #define JOINS_MAX 4
-#define ACCEPTS_PER_ROUND 8    /* new connections per poll round: reads of those already there go first */
+#define ACCEPTS_PER_ROUND 64   /* new connections per poll round: reads of those already there go first */
 #define REPORT_EVERY 10.0
 
 typedef struct pending {
