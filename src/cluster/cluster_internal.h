@@ -496,6 +496,11 @@ typedef struct cl_record {
     bool removed;              /* undeployed: a tombstone, so that an older record does not come back */
 } cl_record;
 
+/* records.c: true when a supersedes b (term, then epoch, then a tombstone;
+ * a tie goes to the lower coordinator key) */
+bool cl_record_newer(const cl_record *a, const cl_record *b);
+int cl_record_copy(cl_record *dst, const cl_record *src); /* man duplicated */
+
 typedef struct cl_header_msg {
     char model[CL_NAME_MAX];
     int32_t code;           /* 0 ok */

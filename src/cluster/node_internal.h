@@ -430,9 +430,6 @@ void cl_record_publish(byoai_cluster *c, cl_dep *d);
 void cl_record_remove(byoai_cluster *c, const char *name, uint64_t dep_id, uint32_t term);
 void cl_record_on_message(byoai_cluster *c, const uint8_t from[32], const cl_record *r);
 void cl_records_send_all(byoai_cluster *c, const uint8_t to[32]); /* a new link: what this node knows */
-/* true when a is newer than b (term, then epoch; a tie goes to the lower coordinator key) */
-bool cl_record_newer(const cl_record *a, const cl_record *b);
-int cl_record_copy(cl_record *dst, const cl_record *src); /* man duplicated */
 /* The usable coordinator of a model, from the records and the view (under mu): 0 and *pk. */
 int cl_model_coordinator(byoai_cluster *c, const char *name, uint8_t pk[32]);
 

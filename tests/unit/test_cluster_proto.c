@@ -396,6 +396,27 @@ static void test_record(void **state) {
         assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
         cl_buf_free(&b);
     }
+    /* which record counts: the higher term (a takeover, a resume), then the
+     * later plan, then a tombstone, then the lower coordinator key (two
+     * members that took over at once agree without talking) */
+    cl_record x = sample_record(), y = sample_record();
+    y.term = 4;
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    y = x;
+    y.epoch = 6;
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    y = x;
+    y.removed = true;
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    y = x;
+    y.coord_pk[0] = 0; /* lower */
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    assert_false(cl_record_newer(&x, &x)); /* the same record is not news */
+    cl_record copy;
+    assert_int_equal(cl_record_copy(&copy, &x), 0);
+    assert_ptr_not_equal(copy.man, x.man);
+    assert_memory_equal(copy.man, x.man, x.man_len);
+    free(copy.man);
 }
 
 static void test_random_bytes(void **state) {
