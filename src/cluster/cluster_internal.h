@@ -10,14 +10,20 @@
  *   proto.c      peer messages: encode and validating decode
  *   plan.c       model costs and the memory-weighted partition planner
  *   manifest.c   tensor manifests (sha256 per tensor) and range downloads
- *   discovery.c  signed UDP announcements, interface ranking
+ *   discovery.c  signed, sealed UDP announcements, interface ranking
  *   node.c       the running node: start and stop, peers, events, status
  *   accept.c     the listener: connections until their first message authenticates
  *   links.c      one link per member: reader threads, connecting, sending, dispatch
  *   maint.c      heartbeats, failure detection, reconnects, static peers
  *   members.c    removed members on a running node; replayed first messages
  *   stage.c      a stage: a layer range of a model serving pipeline steps
- *   coord.c      the coordinator: deployments, completions, failover
+ *   deploy.c     deployments this node coordinates: planning, loading
+ *   failover.c   a lost stage: re-plans; what status says
+ *   complete.c   completions this node coordinates; the prompt cache
+ *   requests.c   every completion's entry; other members' completions
+ *   records.c    deployment records, on every member and on disk
+ *   takeover.c   a lost coordinator's deployments taken over; resumes
+ *   vocab.c      a model's vocabulary for members without its file
  *   control.c    the local control socket used by `byoai cluster`
  */
 #ifndef BYOAI_CLUSTER_INTERNAL_H
@@ -574,7 +580,7 @@ void cl_enc_header(cl_buf *b, const char *model, int32_t code, const void *manif
 int32_t cl_fwd_token(const cl_fwd *f, uint32_t i);
 const char *cl_msg_name(uint8_t type);
 
-/* UDP announcement: "BYAN" | ver | cert | ts_ms | node_info | sig(64) */
+/* discovery.c: a UDP announcement, sealed: "BYA2" | nonce | box("BYAN" | ver | cert | ts_ms | node_info | sig(64)) */
 int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t ts_ms, uint8_t *out, size_t cap,
                        size_t *len);
 /* Verify signature and membership; fills the sender's certificate and info. */

@@ -2,8 +2,9 @@
  * The running node: shared by node.c (start, stop, peers, status),
  * accept.c (the listener), links.c (links and dispatch), maint.c
  * (heartbeats, reconnects), members.c (removed members), discovery.c,
- * stage.c (layer ranges serving pipeline steps), coord.c (deployments,
- * completions, failover) and control.c (the local socket).
+ * stage.c (layer ranges serving pipeline steps), the coordinator's files
+ * (deploy.c, failover.c, complete.c, requests.c, records.c, takeover.c,
+ * vocab.c) and control.c (the local socket).
  *
  * Locking: one mutex per node (c->mu) guards the peer table, the
  * connection list, stage queues, deployments and request mailboxes; it is
