@@ -35,9 +35,23 @@
  *   equal single-node output token for token (F32 on the wire).
  * - Failures. When a stage's node dies or leaves, the coordinator re-plans
  *   on the nodes left (when their memory allows) and rebuilds the KV caches
- *   from the token history it keeps; the completion continues. When it
- *   cannot, byoai_cluster_generate returns an error: every wait has a
- *   deadline, nothing hangs.
+ *   from the token history it keeps; the completion continues. When the
+ *   coordinator itself is lost, the first live node of the plan (every
+ *   member makes the same choice from the deployment's record, which the
+ *   admin, the coordinator and every stage's node keep on disk) takes the
+ *   deployment over; completions that entered through other members
+ *   continue there with the same tokens, and a restarted coordinator
+ *   resumes what nobody took over. When nothing can continue,
+ *   byoai_cluster_generate returns an error: every wait has a deadline,
+ *   nothing hangs.
+ * - The prompt cache: each stage keeps the KV of its layers for every
+ *   sequence slot after a completion; a completion whose prompt starts with
+ *   what a slot holds (the next turn of a conversation) computes only the
+ *   rest (byoai_cluster_gen_result.n_cached).
+ * - Links: the node connected to says nothing until the connecting node's
+ *   first message has authenticated (its certificate, encrypted to the
+ *   node's key); half-open connections are bounded per address and stopping
+ *   never waits for a peer.
  * - Threads: a byoai_cluster owns its threads, sockets and models; every
  *   function is thread-safe. byoai_cluster_stop() joins everything.
  */
@@ -85,6 +99,12 @@ int byoai_cluster_invite(const char *home, const char *address, uint32_t ttl_s, 
  * receives a certificate. */
 int byoai_cluster_join(const char *home, const char *code, double timeout_s, byoai_cluster_identity *out,
                        byoai_error *err);
+/* Give this node a name (1..63 letters, digits, '-', '_', '.'), shown in
+ * status and plans and sent in HELLO; kept in cluster/name. Without one a
+ * node is called after its host name plus the first four characters of its
+ * id ("desk-3b51"), so that two nodes on one host differ. A node that joins
+ * afterwards gets its certificate in that name. */
+int byoai_cluster_set_node_name(const char *home, const char *name, byoai_error *err);
 /* Forget the membership (the node key stays). An admin must pass force:
  * leaving deletes the cluster key and nobody can invite any more. */
 int byoai_cluster_leave(const char *home, bool force, byoai_error *err);
@@ -99,6 +119,7 @@ typedef struct byoai_cluster byoai_cluster;
 
 typedef struct byoai_cluster_config {
     const char *home;            /* NULL: as above */
+    const char *name;            /* this node's name (byoai_cluster_set_node_name); NULL: the one it has */
     const char *bind_addr;       /* address for links and announcements; NULL: "0.0.0.0" */
     uint16_t port;               /* TCP port for links; 0 picks a free one */
     uint16_t discovery_port;     /* UDP port for announcements; 0: the default */
@@ -232,6 +253,7 @@ typedef struct byoai_cluster_gen_params {
 
 typedef struct byoai_cluster_gen_result {
     uint32_t n_prompt, n_generated;
+    uint32_t n_cached;     /* prompt tokens the stages still had from an earlier completion (not computed again) */
     char finish[16];       /* "stop" (end of generation or the callback), "length" */
     double prompt_s;       /* until the first token */
     double gen_s;          /* first token to the last */

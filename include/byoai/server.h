@@ -82,6 +82,7 @@ typedef struct byoai_server_config {
      * the cluster-model entries across the members, and answers requests for
      * any model the cluster runs. */
     bool cluster;                   /* cluster: false */
+    char cluster_name[64];          /* cluster-name: this node's name (kept; default host name + id) */
     char cluster_bind[64];          /* cluster-bind: address for links and announcements ("0.0.0.0") */
     uint16_t cluster_port;          /* cluster-port: TCP port for links (47475; 0 picks one) */
     uint16_t cluster_discovery_port; /* cluster-discovery-port: UDP announcements (47474) */

@@ -21,10 +21,10 @@ static void usage(FILE *f) {
 "authenticated, encrypted links.\n"
 "\n"
 "Membership (no running node needed):\n"
-"  create NAME                 make a new cluster; this node holds its key\n"
+"  create NAME [--name NODE]   make a new cluster; this node holds its key\n"
 "  invite [--address H:P] [--expires S]\n"
 "                              print a one-time code for a new member (admin)\n"
-"  join CODE [--timeout S]     join with a code (the inviting node must be running)\n"
+"  join CODE [--name NODE]     join with a code (the inviting node must be running)\n"
 "  leave [--force]             leave the cluster (tells the running node to go)\n"
 "  remove NODE_ID              remove a member for good (admin; an id prefix while\n"
 "                              the node runs, else the whole id)\n"
@@ -58,6 +58,8 @@ static void node_usage(FILE *f) {
 "with --model, coordinates a model itself.\n"
 "\n"
 "Options:\n"
+"  --name NAME             this node's name, kept for next time (default: the host\n"
+"                          name and the first four characters of the node id)\n"
 "  --bind ADDR             address for links and announcements (default 0.0.0.0)\n"
 "  --port N                TCP port for links (default %d; 0 picks one)\n"
 "  --discovery-port N      UDP port for announcements (default %d)\n"
@@ -168,17 +170,32 @@ static int split_list(char *s, const char **out, int cap) {
 /* ---- create, invite, join, leave --------------------------------------------------------------------- */
 
 static int cmd_create(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        if (argc == 2) {
-            printf("usage: byoai cluster create NAME\n\nMake a new cluster named NAME. This node becomes its admin: it "
-                   "keeps the\ncluster key (cluster/cluster.key) and is the only node that can invite.\n");
+    static const struct option opts[] = {{"name", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *node_name = NULL;
+    cli_getopt_reset();
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': node_name = optarg; break;
+        case 'h':
+            printf("usage: byoai cluster create NAME [--name NODE_NAME]\n\nMake a new cluster named NAME. This node "
+                   "becomes its admin: it keeps the\ncluster key (cluster/cluster.key) and is the only node that can "
+                   "invite.\n--name gives this node a name (default: the host name and the first four\ncharacters "
+                   "of the node id, e.g. desk-3b51).\n");
             return CLI_OK;
+        case ':': return cli_usage_error("cluster create", "option %s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("cluster create", "unknown option '%s'", argv[optind - 1]);
         }
-        return cli_usage_error("cluster create", "expected exactly one NAME");
     }
+    if (optind + 1 != argc) return cli_usage_error("cluster create", "expected exactly one NAME");
     byoai_cluster_identity id;
     byoai_error err = {0};
-    if (byoai_cluster_create(NULL, argv[1], &id, &err)) {
+    if (node_name && byoai_cluster_set_node_name(NULL, node_name, &err)) {
+        if (err.code == BYOAI_EINVAL) return cli_usage_error("cluster create", "--name: %s", err.msg);
+        return cli_fail("cluster create", &err);
+    }
+    if (byoai_cluster_create(NULL, argv[optind], &id, &err)) {
         if (err.code == BYOAI_EINVAL) return cli_usage_error("cluster create", "%s", err.msg);
         return cli_fail("cluster create", &err);
     }
@@ -203,16 +220,37 @@ static int cmd_invite(int argc, char **argv) {
             printf("usage: byoai cluster invite [--address HOST:PORT] [--expires SECONDS]\n\n"
                    "Print a one-time invite code. The new member runs `byoai cluster join CODE`;\n"
                    "the code works once, until it expires (default one day), and only while this\n"
-                   "node runs (`byoai cluster node`). --address is where the new member reaches\n"
-                   "this node (default: this machine's best address and the running node's port).\n");
+                   "node runs (`byoai cluster node` or `byoai serve --cluster`). --address is where\n"
+                   "the new member reaches this node (default: this machine's best address and the\n"
+                   "running node's port; without --address the node must be running).\n");
             return CLI_OK;
         default: return cli_option_error("cluster invite", c, opts, argv);
         }
     }
     if (optind < argc) return cli_usage_error("cluster invite", "unexpected argument '%s'", argv[optind]);
+    byoai_cluster_identity me;
+    byoai_error ierr = {0};
+    if (byoai_cluster_identity_get(NULL, &me, &ierr)) return cli_fail("cluster invite", &ierr);
+    if (!me.member) {
+        byoai_error_set(&ierr, BYOAI_EINVAL, "this node is not in a cluster; run `byoai cluster create NAME` first");
+        return cli_fail("cluster invite", &ierr);
+    }
     char addr[128];
+    bool running = false;
+    char why[256];
+    int cfd = control_connect(why, sizeof why);
+    if (cfd >= 0) {
+        running = true;
+        close(cfd);
+    }
     if (!address) {
-        /* the running node's port and bind address (run.json), else the default port */
+        /* the running node's port and bind address (run.json) */
+        if (!running) {
+            fprintf(stderr, "byoai cluster invite: error: no cluster node is running for this home, so there is no "
+                    "address to put in the code.\nStart it first (`byoai cluster node`, or `byoai serve --cluster`), "
+                    "or pass --address HOST:PORT\nto make a code for a node that will listen there.\n");
+            return CLI_ERROR;
+        }
         unsigned port = BYOAI_CLUSTER_DEFAULT_PORT;
         char bind[64] = "0.0.0.0";
         const char *home = getenv("BYOAI_HOME");
@@ -237,21 +275,28 @@ static int cmd_invite(int argc, char **argv) {
     printf("%s\n", code);
     fprintf(stderr, "on the new machine: byoai cluster join %s\n(the code reaches this node at %s, works once and "
             "expires in %lld s)\n", code, address, ttl);
+    if (!running)
+        fprintf(stderr, "note: no cluster node is running here now; the code works once this node's node listens at "
+                "%s\n", address);
     return CLI_OK;
 }
 
 static int cmd_join(int argc, char **argv) {
-    static const struct option opts[] = {{"timeout", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"timeout", required_argument, 0, 't'}, {"name", required_argument, 0, 'n'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     double timeout = 10;
+    const char *node_name = NULL;
     cli_getopt_reset();
     int c;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 't': if (!cli_parse_float("cluster join", "--timeout", optarg, 0.1, 600, &timeout)) return CLI_USAGE; break;
+        case 'n': node_name = optarg; break;
         case 'h':
-            printf("usage: byoai cluster join CODE [--timeout S]\n\nJoin the cluster that made CODE (`byoai cluster "
-                   "invite`). The inviting node must\nbe running. This node gets a certificate; start it with `byoai "
-                   "cluster node`.\n");
+            printf("usage: byoai cluster join CODE [--timeout S] [--name NODE_NAME]\n\nJoin the cluster that made "
+                   "CODE (`byoai cluster invite`). The inviting node must\nbe running. This node gets a certificate; "
+                   "start it with `byoai cluster node`.\n--name gives this node a name (default: the host name and the "
+                   "first four\ncharacters of the node id, e.g. laptop-9c0e).\n");
             return CLI_OK;
         default: return cli_option_error("cluster join", c, opts, argv);
         }
@@ -259,6 +304,10 @@ static int cmd_join(int argc, char **argv) {
     if (optind + 1 != argc) return cli_usage_error("cluster join", "expected exactly one CODE");
     byoai_cluster_identity id;
     byoai_error err = {0};
+    if (node_name && byoai_cluster_set_node_name(NULL, node_name, &err)) {
+        if (err.code == BYOAI_EINVAL) return cli_usage_error("cluster join", "--name: %s", err.msg);
+        return cli_fail("cluster join", &err);
+    }
     if (byoai_cluster_join(NULL, argv[optind], timeout, &id, &err)) {
         if (err.code == BYOAI_EINVAL) return cli_usage_error("cluster join", "%s", err.msg);
         return cli_fail("cluster join", &err);
@@ -339,7 +388,8 @@ static int cmd_status(int argc, char **argv) {
         if (!strcmp(argv[i], "--json")) as_json = true;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: byoai cluster status [--json]\n\nThe running node's view of the cluster: members, their "
-                   "state, memory, models\nand links; stages this node runs; models it coordinates; recent events.\n");
+                   "state, memory, models\nand links; stages this node runs; models it coordinates; recent events.\n"
+                   "Layer ranges are written begin-end with the end not included: 0-4 is layers\n0, 1, 2 and 3.\n");
             return CLI_OK;
         } else return cli_usage_error("cluster status", "unknown argument '%s'", argv[i]);
     }
@@ -414,24 +464,33 @@ static int cmd_status(int argc, char **argv) {
                info ? hb(json_integer_value(json_object_get(info, "memory_offered")), b1, sizeof b1) : "?", rtt, models);
     }
     json_t *deps = json_object_get(st, "deployments");
-    if (json_array_size(deps)) printf("\nmodels this node coordinates (* above):\n");
+    if (json_array_size(deps)) printf("\nmodels of the cluster (* above: coordinated by that node):\n");
     json_array_foreach(deps, i, m) {
-        printf("  %s: epoch %d, %s, %d active, %d failovers\n", json_string_value(json_object_get(m, "model")),
-               (int)json_integer_value(json_object_get(m, "epoch")),
-               json_is_true(json_object_get(m, "ready")) ? "ready" : "loading",
-               (int)json_integer_value(json_object_get(m, "active")),
+        json_t *co = json_object_get(m, "coordinator");
+        printf("  %s: %s, coordinated by %s (%.12s), term %d, epoch %d, %d active, %d failovers\n",
+               json_string_value(json_object_get(m, "model")), json_string_value(json_object_get(m, "state")),
+               json_is_true(json_object_get(co, "self")) ? "this node" : json_string_value(json_object_get(co, "name")),
+               json_string_value(json_object_get(co, "node_id")), (int)json_integer_value(json_object_get(m, "term")),
+               (int)json_integer_value(json_object_get(m, "epoch")), (int)json_integer_value(json_object_get(m, "active")),
                (int)json_integer_value(json_object_get(m, "failovers")));
         size_t k;
         json_t *s;
-        json_array_foreach(json_object_get(m, "stages"), k, s)
-            printf("    layers %3d..%-3d on %.12s (%s)\n", (int)json_integer_value(json_object_get(s, "layer_begin")),
-                   (int)json_integer_value(json_object_get(s, "layer_end")),
-                   json_string_value(json_object_get(s, "node_id")), json_string_value(json_object_get(s, "name")));
+        json_array_foreach(json_object_get(m, "stages"), k, s) {
+            if (!strcmp(json_string_value(json_object_get(s, "state")), "missing"))
+                printf("    layers %3d-%-3d missing (node %.12s was lost)\n",
+                       (int)json_integer_value(json_object_get(s, "layer_begin")),
+                       (int)json_integer_value(json_object_get(s, "layer_end")),
+                       json_string_value(json_object_get(s, "lost_node_id")));
+            else
+                printf("    layers %3d-%-3d on %.12s (%s)\n", (int)json_integer_value(json_object_get(s, "layer_begin")),
+                       (int)json_integer_value(json_object_get(s, "layer_end")),
+                       json_string_value(json_object_get(s, "node_id")), json_string_value(json_object_get(s, "name")));
+        }
     }
     json_t *stages = json_object_get(st, "stages");
     if (json_array_size(stages)) printf("\nstages this node runs:\n");
     json_array_foreach(stages, i, m)
-        printf("  %s layers %d..%d for %.12s (epoch %d, %s)\n", json_string_value(json_object_get(m, "model")),
+        printf("  %s layers %d-%d for %.12s (epoch %d, %s)\n", json_string_value(json_object_get(m, "model")),
                (int)json_integer_value(json_object_get(m, "layer_begin")),
                (int)json_integer_value(json_object_get(m, "layer_end")),
                json_string_value(json_object_get(m, "coordinator")), (int)json_integer_value(json_object_get(m, "epoch")),
@@ -469,7 +528,8 @@ static int cmd_plan(int argc, char **argv) {
         case 'h':
             printf("usage: byoai cluster plan MODEL.gguf [--json] [--ctx N] [--seq N] [--weight memory|speed|both] "
                    "[--nodes ID,...]\n\nShow which node of the running cluster would run which layers of MODEL, and "
-                   "the\nmemory each needs (weights, KV cache, buffers) against what it offers. Nothing\nis loaded.\n");
+                   "the\nmemory each needs (weights, KV cache, buffers) against what it offers. Nothing\nis loaded. "
+                   "Layer ranges are written begin-end with the end not included:\n0-4 is layers 0, 1, 2 and 3.\n");
             return CLI_OK;
         default: return cli_option_error("cluster plan", c, opts, argv);
         }
@@ -509,7 +569,7 @@ static int cmd_plan(int argc, char **argv) {
         json_t *s;
         json_array_foreach(json_object_get(plan, "stages"), i, s) {
             char lay[16];
-            snprintf(lay, sizeof lay, "%d..%d", (int)json_integer_value(json_object_get(s, "layer_begin")),
+            snprintf(lay, sizeof lay, "%d-%d", (int)json_integer_value(json_object_get(s, "layer_begin")),
                      (int)json_integer_value(json_object_get(s, "layer_end")));
             printf("%-12.12s  %-16.16s %-9s %10s %10s %10s %10s %10s %5.0f%%\n", json_string_value(json_object_get(s, "node_id")),
                    json_string_value(json_object_get(s, "name")), lay,
@@ -520,7 +580,8 @@ static int cmd_plan(int argc, char **argv) {
                    hb(json_integer_value(json_object_get(s, "memory")), b5, sizeof b5),
                    100 * json_real_value(json_object_get(s, "share")));
         }
-        printf("\ntotal %s of %s offered\n", hb(json_integer_value(json_object_get(plan, "total_bytes")), b1, sizeof b1),
+        printf("\ntotal %s of %s offered (layers 0-4 means layers 0, 1, 2 and 3: the end is not included)\n",
+               hb(json_integer_value(json_object_get(plan, "total_bytes")), b1, sizeof b1),
                hb(json_integer_value(json_object_get(plan, "total_memory")), b2, sizeof b2));
     }
     json_decref(fin);
@@ -606,8 +667,30 @@ static int cmd_deploy(int argc, char **argv) {
     d.path = resolved;
     json_t *fin;
     int rc = control_call("deploy", deploy_request(&d), NULL, NULL, &fin);
+    if (!rc) {
+        json_t *co = json_object_get(fin, "coordinator");
+        json_t *st = json_object_get(fin, "stages");
+        if (json_is_true(json_object_get(co, "self")) || !json_object_size(co)) {
+            printf("deployed %s on %zu node(s):", d.name, json_array_size(st));
+        } else {
+            printf("%s is already deployed by node %.12s (%s); using that deployment:", d.name,
+                   json_string_value(json_object_get(co, "node_id")), json_string_value(json_object_get(co, "name")));
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(st, i, s) printf("%s %s layers %d-%d", i ? "," : "", json_string_value(json_object_get(s, "name")),
+                                          (int)json_integer_value(json_object_get(s, "layer_begin")),
+                                          (int)json_integer_value(json_object_get(s, "layer_end")));
+        printf("\n");
+        json_t *lack = json_object_get(fin, "lacking");
+        if (json_array_size(lack)) {
+            fprintf(stderr, "byoai cluster deploy: warning: %zu member(s) have no copy of the model and no URL to fetch "
+                    "it from, so the plan leaves them out:", json_array_size(lack));
+            json_array_foreach(lack, i, s) fprintf(stderr, "%s %s", i ? "," : "", json_string_value(s));
+            fprintf(stderr, "\n%s\n", json_string_value(json_object_get(fin, "hint")));
+        }
+    }
     json_decref(fin);
-    if (!rc) printf("deployed %s\n", d.name);
     return rc;
 }
 
@@ -725,7 +808,7 @@ static int cmd_node(int argc, char **argv) {
         {"weight", required_argument, 0, 18},        {"min-nodes", required_argument, 0, 19},
         {"nodes", required_argument, 0, 20},         {"test-link-delay-ms", required_argument, 0, 21},
         {"measure-bandwidth", no_argument, 0, 22},   {"no-measure-bandwidth", no_argument, 0, 23},
-        {"help", no_argument, 0, 'h'},
+        {"name", required_argument, 0, 24},          {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     byoai_cluster_config cfg = {.port = BYOAI_CLUSTER_DEFAULT_PORT, .measure_bandwidth = true};
     const char *peers[32], *files[32];
@@ -771,6 +854,7 @@ static int cmd_node(int argc, char **argv) {
         case 21: if (!cli_parse_float("cluster node", "--test-link-delay-ms", optarg, 0, 10000, &fv)) return CLI_USAGE; cfg.test_link_delay_ms = fv; break;
         case 22: cfg.measure_bandwidth = true; break;
         case 23: cfg.measure_bandwidth = false; break;
+        case 24: cfg.name = optarg; break;
         case 'h': node_usage(stdout); return CLI_OK;
         default: return cli_option_error("cluster node", c, opts, argv);
         }

@@ -79,6 +79,7 @@ static void usage(FILE *f) {
 "      --cluster-model-url URL   where members lacking a file fetch its tensors\n"
 "      --cluster-min-nodes N wait for N members before deploying (default 1)\n"
 "      --cluster-peer H:P    a member to connect to directly (repeatable)\n"
+"      --cluster-name NAME   this node's name, kept (default: host name + id)\n"
 "      --cluster-bind ADDR   address for links and announcements (default 0.0.0.0)\n"
 "      --cluster-port N      TCP port for links (default 47475; 0 picks one)\n"
 "      --cluster-discovery-port N  UDP port for announcements (default 47474)\n"
@@ -126,7 +127,7 @@ int cli_serve(int argc, char **argv) {
            O_MAXMSG, O_MAXBODY, O_REQTO, O_GRACE, O_NOWEB, O_DB, O_CONFIG, O_HOME, O_CLUSTER, O_CL_MODEL, O_CL_URL,
            O_CL_MIN, O_CL_PEER, O_CL_BIND, O_CL_PORT, O_CL_DPORT, O_CL_NODISC, O_CL_MEM, O_CL_WIRE, O_CL_HB,
            O_CL_FAIL, O_CL_STEP, O_CL_DELAY, O_SIM, O_CRAM, O_CDISK, O_CDIR, O_MAXCONN, O_PERIP, O_HDRTO,
-           O_BODYRATE, O_LOGFMT, O_NOLOG };
+           O_BODYRATE, O_LOGFMT, O_NOLOG, O_CL_NAME };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},          {"port", required_argument, 0, 'p'},
         {"alias", required_argument, 0, O_ALIAS},        {"model", required_argument, 0, O_MODEL},
@@ -154,6 +155,7 @@ int cli_serve(int argc, char **argv) {
         {"max-connections-per-ip", required_argument, 0, O_PERIP},
         {"header-timeout", required_argument, 0, O_HDRTO}, {"min-body-rate", required_argument, 0, O_BODYRATE},
         {"log-format", required_argument, 0, O_LOGFMT},  {"no-log-requests", no_argument, 0, O_NOLOG},
+        {"cluster-name", required_argument, 0, O_CL_NAME},
         {"help", no_argument, 0, 'h'},                   {0, 0, 0, 0}};
     static const char *keys[] = {[O_HOST] = "host", [O_MODEL] = "model", [O_CHAT] = "chat-template",
                                  [O_KEY] = "api-key", [O_CORS] = "cors-origin", [O_PAR] = "parallel",
@@ -170,7 +172,8 @@ int cli_serve(int argc, char **argv) {
                                  [O_CRAM] = "cache-ram", [O_CDISK] = "cache-disk", [O_CDIR] = "cache-dir",
                                  [O_MAXCONN] = "max-connections",
                                  [O_PERIP] = "max-connections-per-ip", [O_HDRTO] = "header-timeout",
-                                 [O_BODYRATE] = "min-body-rate", [O_LOGFMT] = "log-format"};
+                                 [O_BODYRATE] = "min-body-rate", [O_LOGFMT] = "log-format",
+                                 [O_CL_NAME] = "cluster-name"};
     setting flags[256];
     int n_flags = 0;
     const char *alias = NULL, *config = getenv("BYOAI_CONFIG");

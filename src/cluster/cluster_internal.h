@@ -4,14 +4,26 @@
  *   wire.c       bounded little-endian readers and writers (hostile input)
  *   identity.c   node keys, fingerprints, member certificates, files on disk
  *   invite.c     invite codes, the invite table, the join exchange
- *   link.c       TCP links: the authenticated handshake, encrypted frames
+ *   link.c       TCP links: sockets with deadlines, encrypted frames
+ *   handshake.c  the link handshake (the responder stays silent until the
+ *                initiator's first message authenticates)
  *   proto.c      peer messages: encode and validating decode
  *   plan.c       model costs and the memory-weighted partition planner
  *   manifest.c   tensor manifests (sha256 per tensor) and range downloads
- *   discovery.c  signed UDP announcements, interface ranking
- *   node.c       the running node: peers, links, heartbeats, the view
+ *   discovery.c  signed, sealed UDP announcements, interface ranking
+ *   node.c       the running node: start and stop, peers, events, status
+ *   accept.c     the listener: connections until their first message authenticates
+ *   links.c      one link per member: reader threads, connecting, sending, dispatch
+ *   maint.c      heartbeats, failure detection, reconnects, static peers
+ *   members.c    removed members on a running node; replayed first messages
  *   stage.c      a stage: a layer range of a model serving pipeline steps
- *   coord.c      the coordinator: deployments, completions, failover
+ *   deploy.c     deployments this node coordinates: planning, loading
+ *   failover.c   a lost stage: re-plans; what status says
+ *   complete.c   completions this node coordinates; the prompt cache
+ *   requests.c   every completion's entry; other members' completions
+ *   records.c    deployment records, on every member and on disk
+ *   takeover.c   a lost coordinator's deployments taken over; resumes
+ *   vocab.c      a model's vocabulary for members without its file
  *   control.c    the local control socket used by `byoai cluster`
  */
 #ifndef BYOAI_CLUSTER_INTERNAL_H
@@ -36,6 +48,11 @@
 #define CL_ADDR_MAX 64
 #define CL_MAX_PEERS BYOAI_CLUSTER_MAX_NODES
 #define CL_DGRAM_MAX 1400
+#define CL_LINK_MAGIC "BYOAI-L2"     /* this version's handshake */
+#define CL_LINK_OLD_MAGIC "BYOAI-L1" /* the previous one (refused, with a note in the log) */
+#define CL_JOIN_MAGIC "BYOAI-J1"
+#define CL_MAGIC_LEN 8
+#define CL_JOIN_M1_LEN (8 + 1 + 8 + 32 + 32) /* a join request's first message */
 
 /* ---- wire.c: bounded buffers ------------------------------------------------------ */
 typedef struct cl_buf {
@@ -136,11 +153,22 @@ typedef struct cl_identity {
     bool admin;
     uint8_t cluster_sk[64];
     char peers[16][CL_ADDR_MAX + 8]; /* bootstrap addresses learnt at join */
+    uint8_t peer_pk[16][32];         /* their node keys when known (the admin's, from the join) */
+    bool peer_has_pk[16];
     int n_peers;
+    /* X25519 forms of the node key (the handshake's static keys) and the
+     * key the handshake uses towards a member whose key is not known yet. */
+    uint8_t node_xpk[32], node_xsk[32];
+    uint8_t cluster_link_key[32];
     /* Set by a running node: true when a certificate's node was removed
      * (checked in every handshake). NULL: no check (tests, joins). */
     bool (*is_revoked)(void *user, const uint8_t node_pk[32]);
     void *revoked_user;
+    /* Set by a running node: true when ts is newer than every first
+     * handshake message accepted from that node (a replayed one is not);
+     * records ts. NULL: no check. */
+    bool (*m1_fresh)(void *user, const uint8_t node_pk[32], uint64_t ts);
+    void *m1_user;
 } cl_identity;
 
 int cl_home_resolve(const char *home, char *out, size_t cap, byoai_error *err);
@@ -149,6 +177,11 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err);
 /* Write cluster.json (and cluster.key for an admin) atomically. */
 int cl_identity_save_membership(const cl_identity *id, byoai_error *err);
 void cl_identity_wipe(cl_identity *id);
+/* Node names: 1..63 of [A-Za-z0-9._-]. Set one: saved in cluster/name (and cluster.json). */
+bool cl_valid_node_name(const char *s);
+int cl_identity_set_name(cl_identity *id, const char *name, byoai_error *err);
+/* Fill the keys derived from the node and cluster keys (after either changes). */
+void cl_identity_derive(cl_identity *id);
 void cl_identity_public(const cl_identity *id, byoai_cluster_identity *out);
 /* revoked.bin: the newest signed list of removed members (empty when none). */
 int cl_revoked_load(const cl_identity *id, cl_revoked *r, byoai_error *err);
@@ -176,38 +209,100 @@ int cl_invite_create(const cl_identity *id, uint32_t ttl_s, cl_invite_code *code
 int cl_invite_lookup(const cl_identity *id, const uint8_t invite_id[8], uint8_t secret[16], byoai_error *err);
 int cl_invite_consume(const cl_identity *id, const uint8_t invite_id[8], const uint8_t node_pk[32], byoai_error *err);
 void cl_invite_id(const uint8_t secret[16], uint8_t out[8]);
-/* The admin side of a join on an accepted socket whose "BYOAI-J1" magic was read. */
-int cl_join_serve(const cl_identity *id, int fd, const char *remote, double timeout_s, cl_cert *issued,
-                  byoai_error *err);
+/* The admin side of a join on an accepted socket whose first message (j1)
+ * was read. A request for no live invite gets BYOAI_EAUTH and no answer:
+ * the caller closes the connection in silence. */
+int cl_join_serve(const cl_identity *id, int fd, const uint8_t j1[CL_JOIN_M1_LEN], const char *remote,
+                  double timeout_s, cl_cert *issued, byoai_error *err);
 /* The joiner side: fills id's membership on success (not saved). */
 int cl_join_run(cl_identity *id, const cl_invite_code *code, double timeout_s, byoai_error *err);
 
-/* ---- link.c ------------------------------------------------------------------------- */
-#define CL_LINK_MAGIC "BYOAI-L1"
-#define CL_JOIN_MAGIC "BYOAI-J1"
-#define CL_MAGIC_LEN 8
-
-typedef struct cl_link cl_link;
+/* ---- link.c and handshake.c ---------------------------------------------------------------- */
 
 typedef struct cl_link_stats {
     uint64_t bytes_tx, bytes_rx, frames_tx, frames_rx;
 } cl_link_stats;
 
-/* Low-level socket helpers with deadlines (absolute, byoai_time_now()). */
+typedef struct cl_link {
+    int fd;
+    bool initiator;
+    uint8_t peer_pk[32];
+    cl_cert peer_cert;
+    crypto_secretstream_xchacha20poly1305_state tx, rx;
+    pthread_mutex_t send_mu;
+    double send_timeout;
+    bool send_broken;
+    cl_link_stats st;
+    char remote[96];
+} cl_link;
+
+/* Low-level socket helpers with deadlines (absolute, byoai_time_now()).
+ * Every wait also ends (BYOAI_ECANCELED) when the calling thread's cancel
+ * flag (cl_io_set_cancel) becomes true, so a stopping node never waits for
+ * a peer. */
 int cl_read_full(int fd, void *buf, size_t n, double deadline, byoai_error *err);
 int cl_write_full(int fd, const void *buf, size_t n, double deadline, byoai_error *err);
 int cl_tcp_connect(const char *host, uint16_t port, double timeout_s, int *fd, byoai_error *err);
+/* The calling thread's cancel flag (NULL: none). */
+void cl_io_set_cancel(const bool *flag);
+bool cl_io_cancelled(void);
+void cl_sock_setup(int fd); /* non-blocking, TCP_NODELAY, close-on-exec */
+void cl_sock_remote(int fd, char *out, size_t cap); /* "host:port" of the peer, or "local" */
 
-/* Connect and run the handshake as initiator. expect_pk (may be NULL) is the
- * node key the caller expects at the address. */
+/* link.c: a link around a connected socket (takes fd), set up by the handshake. */
+cl_link *cl_link_new(int fd, bool initiator);
+int cl_link_init_pull(cl_link *l, const uint8_t header[crypto_secretstream_xchacha20poly1305_HEADERBYTES],
+                      const uint8_t key[32], byoai_error *err);
+
+/* handshake.c. What the first bytes of an accepted connection are. */
+enum { CL_FIRST_MORE, CL_FIRST_LINK, CL_FIRST_JOIN, CL_FIRST_OLD, CL_FIRST_BAD };
+/* Classify the have bytes received so far; *need gets the length of the
+ * whole first message when known (LINK, JOIN), else how many bytes to read
+ * before asking again. */
+int cl_hs_first(const uint8_t *buf, size_t have, size_t *need);
+#define CL_HS_M1_MAX 700 /* bytes of a first message at most */
+
+/* What the responder learnt from a first message that authenticated. */
+typedef struct cl_hs_m1 {
+    uint8_t mode;
+    uint8_t eph_i[32];
+    uint8_t es[32];      /* the initiator-to-responder secret (DH with the static key, or the cluster key) */
+    uint8_t th[32];      /* the transcript hash after the first message */
+    cl_cert cert;        /* the initiator's certificate, checked */
+    uint64_t ts;
+} cl_hs_m1;
+
+/* Open and check a first message (len bytes: the whole of it): it must
+ * decrypt, carry a certificate of this cluster for another node that is not
+ * removed, a signature binding it, and a fresh timestamp. Any failure:
+ * BYOAI_EAUTH (BYOAI_EFORMAT for a malformed one) and the caller closes the
+ * connection without a word. */
+int cl_hs_m1_open(const cl_identity *id, const uint8_t *m1, size_t len, cl_hs_m1 *st, byoai_error *err);
+/* The responder's side after cl_hs_m1_open: answer, then wait for the
+ * initiator's confirmation. Takes fd in every case. */
+int cl_link_respond(const cl_identity *id, int fd, cl_hs_m1 *st, double deadline, cl_link **out, byoai_error *err);
+
+/* Connect and run the handshake as initiator. expect_pk (may be NULL) is
+ * the node key the caller expects at the address: the first message is
+ * then encrypted to it; without one it is encrypted to the cluster key. */
 int cl_link_connect(const cl_identity *id, const char *host, uint16_t port, const uint8_t *expect_pk,
                     double timeout_s, cl_link **out, byoai_error *err);
-/* Handshake as responder on an accepted socket whose magic was already read. */
-int cl_link_accept(const cl_identity *id, int fd, double timeout_s, cl_link **out, byoai_error *err);
-/* Both handshakes on a connected fd (used by tests over socketpairs). The
- * link takes ownership of fd in every case. */
-int cl_link_handshake(const cl_identity *id, int fd, bool initiator, bool magic_read, const uint8_t *expect_pk,
-                      double timeout_s, cl_link **out, byoai_error *err);
+/* Both handshakes on a connected fd (tests over socketpairs; the responder
+ * reads the first message itself). The link takes ownership of fd in every
+ * case. */
+int cl_link_handshake(const cl_identity *id, int fd, bool initiator, const uint8_t *expect_pk, double timeout_s,
+                      cl_link **out, byoai_error *err);
+/* The first message an initiator sends (for tests and the fuzz seeds):
+ * writes it to out (cap >= CL_HS_M1_MAX). eph_sk gets the ephemeral secret. */
+int cl_hs_m1_make(const cl_identity *id, const uint8_t *expect_pk, uint8_t *out, size_t *len, uint8_t eph_sk[32],
+                  uint8_t th[32], uint8_t es[32], byoai_error *err);
+/* A first message around any payload of at most CL_HS_PAYLOAD_MAX bytes, as
+ * the responder id (or expect_pk's node) decrypts it: for the fuzz target,
+ * which feeds the parser behind the encryption. */
+#define CL_HS_PAYLOAD_MAX (1 + 8 + 2 + CL_CERT_MAX + 64)
+int cl_hs_m1_seal(const cl_identity *id, const uint8_t *expect_pk, const uint8_t *payload, size_t n, uint8_t *out,
+                  size_t *len);
+
 /* Send one message (thread-safe; bounded by the send timeout). */
 int cl_link_send(cl_link *l, const void *msg, size_t len, byoai_error *err);
 /* Receive one message (one reader at a time). *msg is malloc'd. timeout_s < 0
@@ -244,6 +339,7 @@ enum {
     CL_MSG_HEADER = 41,
     CL_MSG_EMBEDDING = 50,   /* a pooled embedding: last stage -> coordinator -> requesting member */
     CL_MSG_REVOKED = 60,     /* the signed list of removed members */
+    CL_MSG_RECORD = 70,      /* a deployment record: what it is, who coordinates it, its plan */
 };
 
 /* what a node tells about itself (HELLO and announcements) */
@@ -272,6 +368,7 @@ typedef struct cl_view_entry {
 
 typedef struct cl_load {
     uint64_t dep_id;
+    uint32_t term;           /* the coordinator's term (records.c): a LOAD of an older term is refused */
     uint32_t epoch;
     uint8_t coord_pk[32];
     char model[CL_NAME_MAX];
@@ -297,7 +394,7 @@ typedef struct cl_load_reply { /* LOAD_OK, LOAD_ERR */
     char msg[512];
 } cl_load_reply;
 
-#define CL_FWD_RESET 1u  /* new sequence: clear the slot, set up the sampler */
+#define CL_FWD_RESET 1u  /* new sequence: keep pos0 cached positions of the slot (keep_hash names them), set up the sampler */
 #define CL_FWD_SAMPLE 2u /* the last stage samples after the last row */
 
 typedef struct cl_sampling {
@@ -319,6 +416,7 @@ typedef struct cl_fwd {
     uint8_t flags;
     uint32_t compute_us;     /* time the stages before spent on this step (for the overhead measure) */
     cl_sampling s;           /* with CL_FWD_RESET */
+    uint64_t keep_hash;      /* with CL_FWD_RESET: cl_tokens_hash of the pos0 tokens the slot keeps */
     const uint8_t *tokens;   /* n little-endian int32, borrowed (unaligned) */
     uint8_t dtype;           /* 0 none (first stage), 1 F32, 2 F16 */
     uint32_t n_embd;
@@ -364,6 +462,8 @@ typedef struct cl_gen {
     bool json_object;
     bool embed;            /* an embedding of the prompt, answered by EMBEDDING before GEN_END */
     uint32_t n;
+    uint32_t n_prompt;     /* tokens[0, n_prompt) are the prompt; the rest were generated already (a
+                            * completion continued after its coordinator was lost) */
     const uint8_t *tokens; /* borrowed */
 } cl_gen;
 
@@ -373,8 +473,39 @@ typedef struct cl_gen_end {
     char finish[16];
     char msg[512];
     uint32_t n_prompt, n_generated, failovers;
+    uint32_t n_cached;     /* prompt tokens the stages had cached */
+    bool moved;            /* this node no longer coordinates the model: ask the one that does */
     double prompt_s, gen_s, stall_s, overhead_s;
 } cl_gen_end;
+
+/* A deployment as the members know it (records.c). In a decoded RECORD
+ * message man borrows from the message; in a node's list it is owned. */
+#define CL_ONLY_MAX 16
+typedef struct cl_record {
+    uint64_t dep_id;
+    uint32_t term;             /* grows with every new coordinator of the name (deploy, takeover, resume) */
+    uint32_t epoch;            /* the plan's epoch */
+    uint8_t coord_pk[32];
+    char name[CL_NAME_MAX];
+    uint8_t file_sha[32];
+    uint64_t file_size;
+    char url[CL_URL_MAX];
+    uint8_t *man;              /* tensor manifest JSON */
+    uint32_t man_len;
+    uint32_t n_ctx, n_seq, n_batch;
+    uint8_t wire, weighting;
+    uint8_t n_only;
+    char only[CL_ONLY_MAX][BYOAI_CLUSTER_ID_LEN + 1];
+    uint32_t n_layer, n_stages;
+    uint8_t stage_pk[BYOAI_CLUSTER_MAX_NODES][32];
+    uint32_t stage_begin[BYOAI_CLUSTER_MAX_NODES], stage_end[BYOAI_CLUSTER_MAX_NODES];
+    bool removed;              /* undeployed: a tombstone, so that an older record does not come back */
+} cl_record;
+
+/* records.c: true when a supersedes b (term, then epoch, then a tombstone;
+ * a tie goes to the lower coordinator key) */
+bool cl_record_newer(const cl_record *a, const cl_record *b);
+int cl_record_copy(cl_record *dst, const cl_record *src); /* man duplicated */
 
 typedef struct cl_header_msg {
     char model[CL_NAME_MAX];
@@ -413,6 +544,7 @@ typedef struct cl_msg {
             const uint8_t *data;
             uint32_t len;
         } revoked;
+        cl_record record;      /* RECORD */
     } u;
 } cl_msg;
 
@@ -434,6 +566,9 @@ void cl_enc_token(cl_buf *b, uint8_t type, const cl_token_msg *t);
 void cl_enc_stage_err(cl_buf *b, const cl_stage_err *e);
 void cl_enc_embedding(cl_buf *b, const cl_embedding_msg *e, const float *v);
 void cl_enc_revoked(cl_buf *b, const cl_revoked *r);
+void cl_enc_record(cl_buf *b, const cl_record *r);
+/* A 64-bit digest of token ids (FWD keep_hash). */
+uint64_t cl_tokens_hash(const int32_t *tokens, uint32_t n);
 /* Element i of an EMBEDDING's vector. */
 float cl_embedding_at(const cl_embedding_msg *e, uint32_t i);
 void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens);
@@ -445,7 +580,7 @@ void cl_enc_header(cl_buf *b, const char *model, int32_t code, const void *manif
 int32_t cl_fwd_token(const cl_fwd *f, uint32_t i);
 const char *cl_msg_name(uint8_t type);
 
-/* UDP announcement: "BYAN" | ver | cert | ts_ms | node_info | sig(64) */
+/* discovery.c: a UDP announcement, sealed: "BYA2" | nonce | box("BYAN" | ver | cert | ts_ms | node_info | sig(64)) */
 int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t ts_ms, uint8_t *out, size_t cap,
                        size_t *len);
 /* Verify signature and membership; fills the sender's certificate and info. */
@@ -524,6 +659,9 @@ typedef struct cl_fetch_stats {
  * partial file for m (downloading from url when missing); writes its path. */
 int cl_partial_prepare(const char *cluster_dir, const cl_manifest *m, const char *url, uint32_t begin, uint32_t end,
                        uint32_t n_layer, char *path, size_t cap, cl_fetch_stats *st, byoai_error *err);
+/* The partial copy of m when it holds at least the verified header (a
+ * vocabulary can be loaded from it): its path. */
+bool cl_partial_find(const char *cluster_dir, const cl_manifest *m, char *path, size_t cap);
 /* Write the header bytes (verified against m) into the partial file. */
 int cl_partial_write_header(const char *cluster_dir, const cl_manifest *m, const uint8_t *header, size_t len,
                             char *path, size_t cap, byoai_error *err);

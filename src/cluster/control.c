@@ -79,6 +79,50 @@ static void model_opts(json_t *req, byoai_cluster_model_opts *o, const char **no
     o->nodes = o->n_nodes ? nodes : NULL;
 }
 
+/* what a deploy did: where the layers went, who coordinates, which members lack the file */
+static json_t *deploy_report(byoai_cluster *c, const char *name) {
+    json_t *j = json_pack("{s:b,s:b}", "done", 1, "ok", 1), *stages = json_array(), *lacking = json_array();
+    pthread_mutex_lock(&c->mu);
+    cl_dep *d = cl_dep_find(c, name);
+    cl_rec *r = d ? NULL : cl_rec_find(c, name);
+    char cid[BYOAI_CLUSTER_ID_LEN + 1] = "", cname[CL_NAME_MAX] = "";
+    if (d) {
+        snprintf(cid, sizeof cid, "%s", c->id.node_id);
+        snprintf(cname, sizeof cname, "%s", c->id.node_name);
+        for (uint32_t s = 0; s < d->plan.n_stages; s++)
+            json_array_append_new(stages, json_pack("{s:s,s:s,s:i,s:i}", "node_id", d->plan.stages[s].node_id, "name",
+                                                    d->plan.stages[s].node_name, "layer_begin",
+                                                    (int)d->plan.stages[s].layer_begin, "layer_end",
+                                                    (int)d->plan.stages[s].layer_end));
+        for (uint32_t i = 0; i < d->n_lacking; i++) json_array_append_new(lacking, json_string(d->lacking[i]));
+    } else if (r && !r->r.removed) {
+        cl_fingerprint(r->r.coord_pk, cid);
+        cl_peer *p = cl_peer_find(c, r->r.coord_pk);
+        if (p) snprintf(cname, sizeof cname, "%s", cl_peer_name(p));
+        for (uint32_t s = 0; s < r->r.n_stages; s++) {
+            char sid[BYOAI_CLUSTER_ID_LEN + 1];
+            cl_fingerprint(r->r.stage_pk[s], sid);
+            cl_peer *q = cl_is_self(c, r->r.stage_pk[s]) ? NULL : cl_peer_find(c, r->r.stage_pk[s]);
+            json_array_append_new(stages, json_pack("{s:s,s:s,s:i,s:i}", "node_id", sid, "name",
+                                                    cl_is_self(c, r->r.stage_pk[s]) ? c->id.node_name
+                                                    : q ? cl_peer_name(q) : "",
+                                                    "layer_begin", (int)r->r.stage_begin[s], "layer_end",
+                                                    (int)r->r.stage_end[s]));
+        }
+    }
+    bool here = d != NULL;
+    char hint[1200] = "";
+    if (d && d->n_lacking)
+        snprintf(hint, sizeof hint, "deploy with --url URL (an HTTP server with Range requests, e.g. `byoai registry "
+                 "serve DIR`) or start them with --model-file PATH");
+    pthread_mutex_unlock(&c->mu);
+    json_object_set_new(j, "coordinator", json_pack("{s:s,s:s,s:b}", "node_id", cid, "name", cname, "self", here));
+    json_object_set_new(j, "stages", stages);
+    json_object_set_new(j, "lacking", lacking);
+    if (hint[0]) json_object_set_new(j, "hint", json_string(hint));
+    return j;
+}
+
 typedef struct {
     int fd;
     const byoai_tokenizer *tok;
@@ -198,7 +242,7 @@ static void handle_request(byoai_cluster *c, int fd, json_t *req) {
         } else if (byoai_cluster_deploy(c, &o, &err)) {
             reply_error(fd, &err);
         } else {
-            write_line(fd, json_pack("{s:b,s:b}", "done", 1, "ok", 1));
+            write_line(fd, deploy_report(c, o.name));
         }
     } else if (!strcmp(cmd, "undeploy")) {
         const char *name = json_string_value(json_object_get(req, "name"));

@@ -1,10 +1,17 @@
 /*
- * LAN discovery: every node broadcasts a signed announcement (its
+ * LAN discovery: every node broadcasts a signed, sealed announcement (its
  * certificate, link port, addresses best first, free memory, speed,
  * models) on the discovery port, a few times quickly at start and then
  * every heartbeat. Announcements that are unsigned, signed by a key the
  * cluster did not certify, stale (more than five minutes off this clock) or
  * not newer than the last one from the same node are ignored.
+ *
+ * An announcement carries the sender's certificate and an ed25519 signature
+ * over the whole datagram; only members of this cluster whose signature
+ * verifies are heard. The whole of it is sealed (XSalsa20-Poly1305, a random
+ * nonce) with a key derived from the cluster's public key, which never
+ * travels in clear: a stranger on the LAN sees datagrams of some size on the
+ * discovery port and nothing else.
  *
  * Interfaces are ranked: wired and wireless first, then others, then
  * container bridges and virtual pairs (docker*, br-*, virbr*, veth*, ...),
@@ -24,6 +31,110 @@
 #include <unistd.h>
 
 #include "cluster/node_internal.h"
+
+#define ANNOUNCE_MAGIC "BYAN"
+#define ANNOUNCE_VERSION 1
+#define ANNOUNCE_DOMAIN "byoai-announce-v1"
+#define SEALED_MAGIC "BYA2"
+#define SEAL_OVERHEAD (4 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+
+static void announce_key(const uint8_t cluster_pk[32], uint8_t key[32]) {
+    crypto_generichash(key, 32, cluster_pk, 32, (const uint8_t *)"byoai-announce-v2 key", 21);
+}
+
+/* ---- the announcement ---------------------------------------------------------------------- */
+
+int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t ts_ms, uint8_t *out, size_t cap,
+                       size_t *len) {
+    uint8_t cert[CL_CERT_MAX], inner[CL_DGRAM_MAX];
+    size_t clen, ilen = 0;
+    if (cl_cert_encode(&id->cert, cert, sizeof cert, &clen)) return BYOAI_EINVAL;
+    if (cap > CL_DGRAM_MAX) cap = CL_DGRAM_MAX;
+    if (cap <= SEAL_OVERHEAD) return BYOAI_ERANGE;
+    size_t icap = cap - SEAL_OVERHEAD;
+    cl_node_info trimmed = *info;
+    int rc = BYOAI_ERANGE;
+    /* drop model lists until the datagram fits */
+    for (;;) {
+        cl_buf b = {0};
+        cl_buf_bytes(&b, ANNOUNCE_DOMAIN, strlen(ANNOUNCE_DOMAIN));
+        size_t start = b.len;
+        cl_buf_bytes(&b, ANNOUNCE_MAGIC, 4);
+        cl_buf_u8(&b, ANNOUNCE_VERSION);
+        cl_buf_u16(&b, (uint16_t)clen);
+        cl_buf_bytes(&b, cert, clen);
+        cl_buf_u64(&b, ts_ms);
+        cl_enc_node_info(&b, &trimmed);
+        if (!b.oom && b.len - start + 64 <= icap) {
+            memcpy(inner, b.data + start, b.len - start);
+            crypto_sign_detached(inner + (b.len - start), NULL, b.data, b.len, id->node_sk);
+            ilen = b.len - start + 64;
+            rc = 0;
+        }
+        cl_buf_free(&b);
+        if (rc == 0) break;
+        if (trimmed.n_models) trimmed.n_models--;
+        else if (trimmed.n_deployed) trimmed.n_deployed--;
+        else if (trimmed.n_addrs > 1) trimmed.n_addrs--;
+        else break;
+    }
+    if (rc) return rc;
+    uint8_t key[32];
+    announce_key(id->cluster_pk, key);
+    memcpy(out, SEALED_MAGIC, 4);
+    randombytes_buf(out + 4, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(out + 4 + crypto_secretbox_NONCEBYTES, inner, ilen, out + 4, key);
+    sodium_memzero(key, sizeof key);
+    *len = ilen + SEAL_OVERHEAD;
+    return 0;
+}
+
+int cl_announce_decode(const uint8_t *sealed, size_t slen, const uint8_t cluster_pk[32], uint64_t now_s,
+                       cl_cert *cert, uint64_t *ts_ms, cl_node_info *info, byoai_error *err) {
+    if (slen <= SEAL_OVERHEAD || slen > CL_DGRAM_MAX || memcmp(sealed, SEALED_MAGIC, 4))
+        return byoai_error_set(err, BYOAI_EFORMAT, "not an announcement (%zu bytes)", slen);
+    uint8_t buf[CL_DGRAM_MAX], key[32];
+    size_t len = slen - SEAL_OVERHEAD;
+    announce_key(cluster_pk, key);
+    int opened = crypto_secretbox_open_easy(buf, sealed + 4 + crypto_secretbox_NONCEBYTES,
+                                            slen - 4 - crypto_secretbox_NONCEBYTES, sealed + 4, key);
+    sodium_memzero(key, sizeof key);
+    if (opened != 0)
+        return byoai_error_set(err, BYOAI_EAUTH, "an announcement that does not open with this cluster's key (another "
+                               "cluster's, or damaged)");
+    if (len < 4 + 1 + 2 + 64) return byoai_error_set(err, BYOAI_EFORMAT, "announcement of %zu bytes is too short", len);
+    cl_rd r = {buf, len - 64, 0, false};
+    const uint8_t *magic = cl_rd_bytes(&r, 4);
+    if (!magic || memcmp(magic, ANNOUNCE_MAGIC, 4)) return byoai_error_set(err, BYOAI_EFORMAT, "not an announcement");
+    if (cl_rd_u8(&r) != ANNOUNCE_VERSION) return byoai_error_set(err, BYOAI_EFORMAT, "unsupported announcement version");
+    uint16_t clen = cl_rd_u16(&r);
+    const uint8_t *cb = cl_rd_bytes(&r, clen);
+    if (!cb) return byoai_error_set(err, BYOAI_EFORMAT, "truncated announcement");
+    int rc = cl_cert_decode(cb, clen, cert, err);
+    if (rc) return rc;
+    *ts_ms = cl_rd_u64(&r);
+    cl_dec_node_info(&r, info);
+    if (!cl_rd_done(&r)) return byoai_error_set(err, BYOAI_EFORMAT, "malformed announcement");
+    if ((rc = cl_cert_verify(cert, cluster_pk, now_s, err))) return rc;
+    /* the signature covers the domain string and every byte before it */
+    size_t dl = strlen(ANNOUNCE_DOMAIN);
+    uint8_t *m = malloc(dl + len - 64);
+    if (!m) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+    memcpy(m, ANNOUNCE_DOMAIN, dl);
+    memcpy(m + dl, buf, len - 64);
+    int ok = crypto_sign_verify_detached(buf + len - 64, m, dl + len - 64, cert->node_pk);
+    free(m);
+    if (ok != 0) return byoai_error_set(err, BYOAI_EAUTH, "announcement signature does not verify");
+    uint64_t now_ms = now_s * 1000;
+    uint64_t skew = 300000; /* 5 minutes: older or newer announcements are replays or broken clocks */
+    if (*ts_ms + skew < now_ms || *ts_ms > now_ms + skew)
+        return byoai_error_set(err, BYOAI_EAUTH, "announcement timestamp is %lld s away from this clock",
+                               (long long)((int64_t)*ts_ms - (int64_t)now_ms) / 1000);
+    if (info->port == 0) return byoai_error_set(err, BYOAI_EFORMAT, "announcement without a port");
+    return 0;
+}
+
+/* ---- interfaces and the loop ------------------------------------------------------------------- */
 
 int cl_iface_rank(const char *name, bool loopback) {
     if (loopback) return 3;
@@ -119,7 +230,7 @@ static void heard(byoai_cluster *c, const uint8_t *buf, size_t len, const char *
     if (is_new) {
         char id[BYOAI_CLUSTER_ID_LEN + 1];
         cl_fingerprint(cert.node_pk, id);
-        cl_event(c, BYOAI_LOG_INFO, "discovered node %.12s (%s) at %s:%u", id, cert.name, addr, info.port);
+        cl_event(c, BYOAI_LOG_INFO, "discovered node %.12s (%s) at %s:%u", id, info.name[0] ? info.name : cert.name, addr, info.port);
     }
 }
 

@@ -10,6 +10,7 @@
  * issue and expiry times, node name) with a domain-separation prefix, so a
  * signature made for anything else can never pass as one.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -198,12 +199,16 @@ static int load_membership(cl_identity *id, byoai_error *err) {
         snprintf(id->cluster_name, sizeof id->cluster_name, "%s", name);
         if (nn) snprintf(id->node_name, sizeof id->node_name, "%s", nn);
         cl_fingerprint(id->cluster_pk, id->cluster_id);
-        json_t *peers = json_object_get(j, "peers");
+        json_t *peers = json_object_get(j, "peers"), *keys = json_object_get(j, "peer_keys");
         size_t i;
         json_t *v;
         json_array_foreach(peers, i, v) {
-            if (id->n_peers < 16 && json_is_string(v) && strlen(json_string_value(v)) < sizeof id->peers[0])
-                snprintf(id->peers[id->n_peers++], sizeof id->peers[0], "%s", json_string_value(v));
+            if (id->n_peers < 16 && json_is_string(v) && strlen(json_string_value(v)) < sizeof id->peers[0]) {
+                snprintf(id->peers[id->n_peers], sizeof id->peers[0], "%s", json_string_value(v));
+                const char *k = json_string_value(json_array_get(keys, i)); /* "" or absent: not known */
+                id->peer_has_pk[id->n_peers] = k && strlen(k) == 64 && cl_unhex(k, id->peer_pk[id->n_peers], 32) == 0;
+                id->n_peers++;
+            }
         }
         id->member = true;
     }
@@ -220,6 +225,74 @@ static int load_membership(cl_identity *id, byoai_error *err) {
         id->admin = true;
     }
     return 0;
+}
+
+/* ---- node names ----------------------------------------------------------------------- */
+
+bool cl_valid_node_name(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > BYOAI_CLUSTER_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z')))
+            return false;
+    }
+    return true;
+}
+
+/* the host name (what a name may hold of it) and the first four characters of the node id */
+static void default_node_name(cl_identity *id) {
+    char host[CL_NAME_MAX] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    size_t n = 0;
+    for (size_t i = 0; host[i] && n < BYOAI_CLUSTER_NAME_MAX - 5; i++) {
+        unsigned char ch = (unsigned char)host[i];
+        if (ch == '.') break; /* the short host name */
+        host[n++] = (char)(isalnum(ch) || ch == '-' || ch == '_' ? ch : '-');
+    }
+    host[n] = '\0';
+    snprintf(id->node_name, sizeof id->node_name, "%s-%.4s", n ? host : "node", id->node_id);
+}
+
+/* cluster/name: the name this node was given (--name), kept across memberships */
+static int load_node_name(cl_identity *id, byoai_error *err) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/name", id->dir);
+    if (!byoai_fs_exists(path)) return 0;
+    char *data;
+    size_t len;
+    int rc = byoai_fs_read_all(path, 256, &data, &len, err);
+    if (rc) return rc;
+    while (len && (data[len - 1] == '\n' || data[len - 1] == ' ')) data[--len] = '\0';
+    if (cl_valid_node_name(data)) snprintf(id->node_name, sizeof id->node_name, "%s", data);
+    else byoai_log(BYOAI_LOG_WARN, "%s does not hold a valid node name; using %s", path, id->node_name);
+    free(data);
+    return 0;
+}
+
+int cl_identity_set_name(cl_identity *id, const char *name, byoai_error *err) {
+    if (!name || !cl_valid_node_name(name))
+        return byoai_error_set(err, BYOAI_EINVAL, "a node name is 1..%d letters, digits, '-', '_' or '.', got '%s'",
+                               BYOAI_CLUSTER_NAME_MAX, name ? name : "");
+    char path[4400], text[CL_NAME_MAX + 2];
+    snprintf(path, sizeof path, "%s/name", id->dir);
+    snprintf(text, sizeof text, "%s\n", name);
+    int rc = byoai_fs_write_atomic(path, text, strlen(text), err);
+    if (rc) return rc;
+    snprintf(id->node_name, sizeof id->node_name, "%s", name);
+    return id->member ? cl_identity_save_membership(id, err) : 0;
+}
+
+int byoai_cluster_set_node_name(const char *home, const char *name, byoai_error *err) {
+    cl_identity *id = malloc(sizeof *id);
+    if (!id) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+    int rc = cl_identity_load(home, id, err);
+    if (!rc) rc = cl_identity_set_name(id, name, err);
+    cl_identity_wipe(id);
+    free(id);
+    return rc;
 }
 
 int cl_identity_load(const char *home, cl_identity *id, byoai_error *err) {
@@ -243,13 +316,23 @@ int cl_identity_load(const char *home, cl_identity *id, byoai_error *err) {
     crypto_sign_seed_keypair(id->node_pk, id->node_sk, seed);
     sodium_memzero(seed, sizeof seed);
     cl_fingerprint(id->node_pk, id->node_id);
-    char host[CL_NAME_MAX] = "node";
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(id->node_name, sizeof id->node_name, "%s", host);
+    default_node_name(id);
     rc = load_membership(id, err);
+    if (!rc) rc = load_node_name(id, err);
     if (rc) cl_identity_wipe(id);
+    else cl_identity_derive(id);
     return rc;
+}
+
+void cl_identity_derive(cl_identity *id) {
+    /* a key made by crypto_sign always converts; a failure leaves zeros, which no handshake accepts */
+    if (crypto_sign_ed25519_pk_to_curve25519(id->node_xpk, id->node_pk) != 0) memset(id->node_xpk, 0, 32);
+    if (crypto_sign_ed25519_sk_to_curve25519(id->node_xsk, id->node_sk) != 0) memset(id->node_xsk, 0, 32);
+    crypto_generichash_state s;
+    crypto_generichash_init(&s, NULL, 0, 32);
+    crypto_generichash_update(&s, (const uint8_t *)"byoai-link-v2 cluster", 21);
+    crypto_generichash_update(&s, id->cluster_pk, 32);
+    crypto_generichash_final(&s, id->cluster_link_key, 32);
 }
 
 int cl_identity_save_membership(const cl_identity *id, byoai_error *err) {
@@ -260,10 +343,16 @@ int cl_identity_save_membership(const cl_identity *id, byoai_error *err) {
         return byoai_error_set(err, BYOAI_EINVAL, "certificate too large");
     cl_hex(cert, clen, certhex);
     cl_hex(id->cluster_pk, 32, pk);
-    json_t *peers = json_array();
-    for (int i = 0; i < id->n_peers; i++) json_array_append_new(peers, json_string(id->peers[i]));
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "cluster_name", id->cluster_name, "cluster_id", id->cluster_id,
-                          "cluster_public_key", pk, "certificate", certhex, "node_name", id->node_name, "peers", peers);
+    json_t *peers = json_array(), *keys = json_array();
+    for (int i = 0; i < id->n_peers; i++) {
+        char kh[65] = "";
+        if (id->peer_has_pk[i]) cl_hex(id->peer_pk[i], 32, kh);
+        json_array_append_new(peers, json_string(id->peers[i]));
+        json_array_append_new(keys, json_string(kh));
+    }
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o}", "cluster_name", id->cluster_name, "cluster_id",
+                          id->cluster_id, "cluster_public_key", pk, "certificate", certhex, "node_name", id->node_name,
+                          "peers", peers, "peer_keys", keys);
     char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
     json_decref(j);
     if (!text) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");

@@ -13,7 +13,7 @@
  *   J1 joiner->admin  "BYOAI-J1" | ver | invite id | eph_J | n_J
  *   J2 admin->joiner  "BYOAI-J1" | status | eph_A | n_A | mac_A = MAC(K, "admin" | th)
  *   J3 joiner->admin  mac_J = MAC(K, "joiner" | th) | box(K_j2a: node key, proof signature, name)
- *   J4 admin->joiner  box(K_a2j: status | cluster key | cluster name | certificate)
+ *   J4 admin->joiner  box(K_a2j: status | cluster key | cluster name | certificate | admin's node key)
  *
  * The invite is marked used (under a file lock) only after mac_J proves the
  * joiner holds the code, so nobody who merely saw the invite id can burn
@@ -233,7 +233,7 @@ int cl_invite_consume(const cl_identity *id, const uint8_t invite_id[8], const u
 
 /* ---- the exchange ----------------------------------------------------------------------------- */
 
-#define J1_LEN (8 + 1 + 8 + 32 + 32)
+#define J1_LEN CL_JOIN_M1_LEN
 #define J2_LEN (8 + 1 + 32 + 32 + 32)
 
 /* The transcript both sides bind their keys and MACs to: J1 and J2 up to
@@ -307,26 +307,16 @@ static int recv_box(int fd, const uint8_t key[32], uint8_t **out, size_t *len, d
     return 0;
 }
 
-int cl_join_serve(const cl_identity *id, int fd, const char *remote, double timeout_s, cl_cert *issued,
-                  byoai_error *err) {
+int cl_join_serve(const cl_identity *id, int fd, const uint8_t j1[CL_JOIN_M1_LEN], const char *remote,
+                  double timeout_s, cl_cert *issued, byoai_error *err) {
     double deadline = byoai_time_now() + timeout_s;
-    uint8_t j1[J1_LEN];
-    memcpy(j1, CL_JOIN_MAGIC, 8);
-    int rc = cl_read_full(fd, j1 + 8, J1_LEN - 8, deadline, err);
-    if (rc) return rc;
     uint8_t secret[16], j2[J2_LEN];
     memcpy(j2, CL_JOIN_MAGIC, 8);
-    if (j1[8] != JOIN_VERSION) {
-        j2[8] = 2;
-        cl_write_full(fd, j2, 9, deadline, NULL);
-        return byoai_error_set(err, BYOAI_EUNSUPPORTED, "unsupported join version %u", j1[8]);
-    }
+    int rc;
+    /* nothing is said to a request that does not name a live invite: the caller closes in silence */
+    if (j1[8] != JOIN_VERSION) return byoai_error_set(err, BYOAI_EUNSUPPORTED, "unsupported join version %u", j1[8]);
     const uint8_t *iid = j1 + 9;
-    if ((rc = cl_invite_lookup(id, iid, secret, err))) {
-        j2[8] = 1;
-        cl_write_full(fd, j2, 9, deadline, NULL);
-        return rc;
-    }
+    if ((rc = cl_invite_lookup(id, iid, secret, err))) return rc;
     uint8_t eph_pk[32], eph_sk[32], dh[32], th[32], k[32], mj[32], kj2a[32], ka2j[32];
     crypto_box_keypair(eph_pk, eph_sk);
     j2[8] = 0;
@@ -382,6 +372,7 @@ int cl_join_serve(const cl_identity *id, int fd, const char *remote, double time
         cl_buf_str(&reply, id->cluster_name);
         cl_buf_u16(&reply, (uint16_t)clen);
         cl_buf_bytes(&reply, cert, clen);
+        cl_buf_bytes(&reply, id->node_pk, 32); /* the joiner's first link to this node then goes to this key */
     }
     if (rc) {
         cl_buf_u8(&reply, 1);
@@ -418,7 +409,15 @@ int cl_join_run(cl_identity *id, const cl_invite_code *code, double timeout_s, b
     uint8_t *rep = NULL;
     size_t rlen = 0;
     if ((rc = cl_write_full(fd, j1, J1_LEN, deadline, err))) goto out;
-    if ((rc = cl_read_full(fd, j2, 9, deadline, err))) goto out;
+    byoai_error e2 = {0};
+    if ((rc = cl_read_full(fd, j2, 9, deadline, &e2))) {
+        if (rc == BYOAI_ENET)
+            rc = byoai_error_set(err, BYOAI_EAUTH, "the inviting node closed the connection without answering: the code "
+                                 "is unknown, already used or expired there (ask for a new one)");
+        else
+            rc = byoai_error_set(err, rc, "%s", e2.msg);
+        goto out;
+    }
     if (memcmp(j2, CL_JOIN_MAGIC, 8)) {
         rc = byoai_error_set(err, BYOAI_EFORMAT, "%s:%u is not a byoai node", code->host, code->port);
         goto out;
@@ -473,6 +472,7 @@ int cl_join_run(cl_identity *id, const cl_invite_code *code, double timeout_s, b
     cl_rd_str(&r, cname, sizeof cname);
     uint16_t clen = cl_rd_u16(&r);
     const uint8_t *cert = cl_rd_bytes(&r, clen);
+    const uint8_t *admin_pk = cl_rd_bytes(&r, 32);
     if (!cl_rd_done(&r)) {
         rc = byoai_error_set(err, BYOAI_EFORMAT, "malformed answer from the inviting node");
         goto out;
@@ -496,7 +496,10 @@ int cl_join_run(cl_identity *id, const cl_invite_code *code, double timeout_s, b
     id->member = true;
     id->admin = false;
     id->n_peers = 0;
-    snprintf(id->peers[id->n_peers++], sizeof id->peers[0], "%s:%u", code->host, code->port);
+    snprintf(id->peers[id->n_peers], sizeof id->peers[0], "%s:%u", code->host, code->port);
+    memcpy(id->peer_pk[id->n_peers], admin_pk, 32);
+    id->peer_has_pk[id->n_peers++] = true;
+    cl_identity_derive(id);
 out:
     free(rep);
     close(fd);

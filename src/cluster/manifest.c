@@ -270,6 +270,12 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *user) {
     return n;
 }
 
+/* a download ends when the thread's cancel flag is set (a stage or node stopping) */
+static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+    (void)u, (void)dt, (void)dn, (void)ut, (void)un;
+    return cl_io_cancelled() ? 1 : 0;
+}
+
 int cl_fetch_range(const char *url, int fd, uint64_t off, uint64_t len, const uint8_t sha[32], cl_fetch_stats *st,
                    byoai_error *err) {
     pthread_once(&curl_once, curl_init);
@@ -290,6 +296,8 @@ int cl_fetch_range(const char *url, int fd, uint64_t off, uint64_t len, const ui
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "byoai-cluster/" BYOAI_VERSION);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     reg_curl_tls(c);
     double t0 = byoai_time_now();
     CURLcode cc = curl_easy_perform(c);
@@ -303,6 +311,7 @@ int cl_fetch_range(const char *url, int fd, uint64_t off, uint64_t len, const ui
         st->requests++;
         st->seconds += byoai_time_now() - t0;
     }
+    if (cc == CURLE_ABORTED_BY_CALLBACK) return byoai_error_set(err, BYOAI_ECANCELED, "the download was cancelled");
     if (s.io_error) return byoai_error_set(err, BYOAI_EIO, "cannot write the downloaded bytes: %s", strerror(errno));
     if (code == 200 && !(off == 0 && s.got == len && !s.too_much))
         return byoai_error_set(err, BYOAI_EUNSUPPORTED, "%s ignores Range requests (answered 200 for bytes %s)", url,
@@ -389,6 +398,17 @@ static int open_part(const char *cluster_dir, const cl_manifest *m, char *gguf, 
         return byoai_error_set(err, BYOAI_ENOSPC, "cannot size %s: %s", gguf, strerror(errno));
     }
     return 0;
+}
+
+bool cl_partial_find(const char *cluster_dir, const cl_manifest *m, char *path, size_t cap) {
+    char gguf[4400], have[4400];
+    part_paths(cluster_dir, m, gguf, have, sizeof gguf);
+    have_set hs;
+    have_load(have, &hs);
+    bool ok = hs.header && byoai_fs_exists(gguf);
+    json_decref(hs.have);
+    if (ok) snprintf(path, cap, "%s", gguf);
+    return ok;
 }
 
 int cl_partial_write_header(const char *cluster_dir, const cl_manifest *m, const uint8_t *header, size_t len,

@@ -6,18 +6,12 @@
  * be consumed exactly. Semantic checks that need local state (does this
  * slot exist, does n_embd match the model) happen where the state is.
  *
- * Announcements (UDP) carry the sender's certificate and an ed25519
- * signature over the whole datagram; only members of this cluster whose
- * signature verifies are heard.
+ * The announcements' format is discovery.c's.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster/cluster_internal.h"
-
-#define ANNOUNCE_MAGIC "BYAN"
-#define ANNOUNCE_VERSION 1
-#define ANNOUNCE_DOMAIN "byoai-announce-v1"
 
 const char *cl_msg_name(uint8_t type) {
     switch (type) {
@@ -41,6 +35,7 @@ const char *cl_msg_name(uint8_t type) {
     case CL_MSG_HEADER: return "HEADER";
     case CL_MSG_EMBEDDING: return "EMBEDDING";
     case CL_MSG_REVOKED: return "REVOKED";
+    case CL_MSG_RECORD: return "RECORD";
     default: return "unknown";
     }
 }
@@ -166,6 +161,7 @@ void cl_enc_leave(cl_buf *b) { cl_buf_u8(b, CL_MSG_LEAVE); }
 void cl_enc_load(cl_buf *b, const cl_load *l) {
     cl_buf_u8(b, CL_MSG_LOAD);
     cl_buf_u64(b, l->dep_id);
+    cl_buf_u32(b, l->term);
     cl_buf_u32(b, l->epoch);
     cl_buf_bytes(b, l->coord_pk, 32);
     cl_buf_str(b, l->model);
@@ -215,7 +211,10 @@ void cl_enc_fwd(cl_buf *b, const cl_fwd *f, const int32_t *tokens, const void *h
     cl_buf_u32(b, f->n);
     cl_buf_u8(b, f->flags);
     cl_buf_u32(b, f->compute_us);
-    if (f->flags & CL_FWD_RESET) enc_sampling(b, &f->s);
+    if (f->flags & CL_FWD_RESET) {
+        enc_sampling(b, &f->s);
+        cl_buf_u64(b, f->keep_hash);
+    }
     for (uint32_t i = 0; i < f->n; i++) cl_buf_i32(b, tokens[i]);
     cl_buf_u8(b, f->dtype);
     if (f->dtype != CL_DT_NONE) {
@@ -315,6 +314,7 @@ void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens) {
     cl_buf_i32(b, g->top_logprobs);
     cl_buf_u8(b, (g->ignore_eog ? 1 : 0) | (g->json_object ? 2 : 0) | (g->embed ? 4 : 0));
     cl_buf_u32(b, g->n);
+    cl_buf_u32(b, g->n_prompt);
     for (uint32_t i = 0; i < g->n; i++) cl_buf_i32(b, tokens[i]);
 }
 
@@ -327,6 +327,8 @@ void cl_enc_gen_end(cl_buf *b, const cl_gen_end *e) {
     cl_buf_u32(b, e->n_prompt);
     cl_buf_u32(b, e->n_generated);
     cl_buf_u32(b, e->failovers);
+    cl_buf_u32(b, e->n_cached);
+    cl_buf_u8(b, e->moved ? 1 : 0);
     cl_buf_f64(b, e->prompt_s);
     cl_buf_f64(b, e->gen_s);
     cl_buf_f64(b, e->stall_s);
@@ -350,6 +352,59 @@ void cl_enc_header(cl_buf *b, const char *model, int32_t code, const void *manif
     cl_buf_i32(b, code);
     cl_buf_blob(b, manifest, mlen);
     cl_buf_blob(b, header, hlen);
+}
+
+void cl_enc_record(cl_buf *b, const cl_record *r) {
+    cl_buf_u8(b, CL_MSG_RECORD);
+    cl_buf_u64(b, r->dep_id);
+    cl_buf_u32(b, r->term);
+    cl_buf_u32(b, r->epoch);
+    cl_buf_bytes(b, r->coord_pk, 32);
+    cl_buf_str(b, r->name);
+    cl_buf_u8(b, r->removed ? 1 : 0);
+    if (r->removed) return;
+    cl_buf_bytes(b, r->file_sha, 32);
+    cl_buf_u64(b, r->file_size);
+    cl_buf_str(b, r->url);
+    cl_buf_blob(b, r->man, r->man_len);
+    cl_buf_u32(b, r->n_ctx);
+    cl_buf_u32(b, r->n_seq);
+    cl_buf_u32(b, r->n_batch);
+    cl_buf_u8(b, r->wire);
+    cl_buf_u8(b, r->weighting);
+    uint8_t no = r->n_only > CL_ONLY_MAX ? CL_ONLY_MAX : r->n_only;
+    cl_buf_u8(b, no);
+    for (uint8_t i = 0; i < no; i++) cl_buf_str(b, r->only[i]);
+    cl_buf_u32(b, r->n_layer);
+    uint32_t ns = r->n_stages > BYOAI_CLUSTER_MAX_NODES ? BYOAI_CLUSTER_MAX_NODES : r->n_stages;
+    cl_buf_u32(b, ns);
+    for (uint32_t s = 0; s < ns; s++) {
+        cl_buf_bytes(b, r->stage_pk[s], 32);
+        cl_buf_u32(b, r->stage_begin[s]);
+        cl_buf_u32(b, r->stage_end[s]);
+    }
+}
+
+uint64_t cl_tokens_hash(const int32_t *tokens, uint32_t n) {
+    crypto_generichash_state s;
+    crypto_generichash_init(&s, (const uint8_t *)"byoai-tokens", 12, 8);
+    uint8_t le[4 * 256];
+    for (uint32_t i = 0; i < n;) {
+        uint32_t k = 0;
+        for (; k < 256 && i < n; k++, i++) {
+            uint32_t v = (uint32_t)tokens[i];
+            le[4 * k] = (uint8_t)v;
+            le[4 * k + 1] = (uint8_t)(v >> 8);
+            le[4 * k + 2] = (uint8_t)(v >> 16);
+            le[4 * k + 3] = (uint8_t)(v >> 24);
+        }
+        crypto_generichash_update(&s, le, 4 * (size_t)k);
+    }
+    uint8_t out[8];
+    crypto_generichash_final(&s, out, 8);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) h = h << 8 | out[i];
+    return h;
 }
 
 int32_t cl_fwd_token(const cl_fwd *f, uint32_t i) {
@@ -393,6 +448,7 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
     case CL_MSG_LOAD: {
         cl_load *l = &m->u.load;
         l->dep_id = cl_rd_u64(&r);
+        l->term = cl_rd_u32(&r);
         l->epoch = cl_rd_u32(&r);
         const uint8_t *cpk = cl_rd_bytes(&r, 32);
         if (cpk) memcpy(l->coord_pk, cpk, 32);
@@ -423,7 +479,7 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
             l->n_ctx == 0 || l->n_ctx > (1u << 20) || l->n_seq == 0 || l->n_seq > 256 || l->n_batch == 0 ||
             l->n_batch > CL_MAX_ROWS || l->wire > BYOAI_WIRE_F16 || l->n_stages == 0 ||
             l->n_stages > BYOAI_CLUSTER_MAX_NODES || l->stage_index >= l->n_stages || l->model[0] == '\0' ||
-            l->manifest_len == 0 || l->epoch == 0 || l->has_next != (l->layer_end < l->n_layer))
+            l->manifest_len == 0 || l->epoch == 0 || l->term == 0 || l->has_next != (l->layer_end < l->n_layer))
             r.bad = true;
         break;
     }
@@ -462,7 +518,7 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         }
         if (f->flags & CL_FWD_RESET) {
             dec_sampling(&r, &f->s);
-            if (f->pos0 != 0) r.bad = true;
+            f->keep_hash = cl_rd_u64(&r);
         }
         f->tokens = cl_rd_bytes(&r, 4 * (size_t)f->n);
         for (uint32_t i = 0; f->tokens && i < f->n; i++)
@@ -565,9 +621,11 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         g->json_object = gf & 2;
         g->embed = gf & 4;
         g->n = cl_rd_u32(&r);
+        g->n_prompt = cl_rd_u32(&r);
         if (r.bad) break;
         if (gf > 7 || (g->embed && (gf & 3)) || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
-            g->top_logprobs > BYOAI_CLUSTER_MAX_TOP || g->model[0] == '\0') {
+            g->top_logprobs > BYOAI_CLUSTER_MAX_TOP || g->model[0] == '\0' || g->n_prompt == 0 || g->n_prompt > g->n ||
+            (g->embed && g->n_prompt != g->n)) {
             r.bad = true;
             break;
         }
@@ -583,6 +641,10 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         e->n_prompt = cl_rd_u32(&r);
         e->n_generated = cl_rd_u32(&r);
         e->failovers = cl_rd_u32(&r);
+        e->n_cached = cl_rd_u32(&r);
+        uint8_t moved = cl_rd_u8(&r);
+        if (moved > 1) r.bad = true;
+        e->moved = moved == 1;
         e->prompt_s = cl_rd_f64(&r);
         e->gen_s = cl_rd_f64(&r);
         e->stall_s = cl_rd_f64(&r);
@@ -593,6 +655,53 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
     case CL_MSG_GEN_CANCEL:
         m->u.req_id = cl_rd_u64(&r);
         break;
+    case CL_MSG_RECORD: {
+        cl_record *d = &m->u.record;
+        d->dep_id = cl_rd_u64(&r);
+        d->term = cl_rd_u32(&r);
+        d->epoch = cl_rd_u32(&r);
+        const uint8_t *cpk = cl_rd_bytes(&r, 32);
+        if (cpk) memcpy(d->coord_pk, cpk, 32);
+        cl_rd_str(&r, d->name, sizeof d->name);
+        uint8_t rm = cl_rd_u8(&r);
+        if (rm > 1 || d->name[0] == '\0' || d->term == 0 || d->dep_id == 0) r.bad = true;
+        d->removed = rm == 1;
+        if (r.bad || d->removed) break;
+        const uint8_t *sha = cl_rd_bytes(&r, 32);
+        if (sha) memcpy(d->file_sha, sha, 32);
+        d->file_size = cl_rd_u64(&r);
+        cl_rd_str(&r, d->url, sizeof d->url);
+        d->man = (uint8_t *)cl_rd_blob(&r, 16u << 20, &d->man_len);
+        d->n_ctx = cl_rd_u32(&r);
+        d->n_seq = cl_rd_u32(&r);
+        d->n_batch = cl_rd_u32(&r);
+        d->wire = cl_rd_u8(&r);
+        d->weighting = cl_rd_u8(&r);
+        d->n_only = cl_rd_u8(&r);
+        if (d->n_only > CL_ONLY_MAX) r.bad = true;
+        for (uint8_t i = 0; i < d->n_only && !r.bad; i++) cl_rd_str(&r, d->only[i], sizeof d->only[i]);
+        d->n_layer = cl_rd_u32(&r);
+        d->n_stages = cl_rd_u32(&r);
+        if (d->n_stages > BYOAI_CLUSTER_MAX_NODES) r.bad = true;
+        for (uint32_t s = 0; s < d->n_stages && !r.bad; s++) {
+            const uint8_t *pk = cl_rd_bytes(&r, 32);
+            if (pk) memcpy(d->stage_pk[s], pk, 32);
+            d->stage_begin[s] = cl_rd_u32(&r);
+            d->stage_end[s] = cl_rd_u32(&r);
+        }
+        if (r.bad) break;
+        /* the stages cover the layers once, in order */
+        uint32_t at = 0;
+        for (uint32_t s = 0; s < d->n_stages; s++) {
+            if (d->stage_begin[s] != at || d->stage_end[s] <= at) r.bad = true;
+            at = d->stage_end[s];
+        }
+        if (d->man_len == 0 || d->n_layer == 0 || d->n_layer > 4096 || (d->n_stages && at != d->n_layer) ||
+            d->n_ctx == 0 || d->n_ctx > (1u << 20) || d->n_seq == 0 || d->n_seq > 256 || d->n_batch == 0 ||
+            d->n_batch > CL_MAX_ROWS || d->wire > BYOAI_WIRE_F16 || d->weighting > BYOAI_WEIGHT_BOTH)
+            r.bad = true;
+        break;
+    }
     case CL_MSG_HEADER_REQ:
         cl_rd_str(&r, m->u.model, sizeof m->u.model);
         if (!r.bad && m->u.model[0] == '\0') r.bad = true;
@@ -611,76 +720,5 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
     }
     if (!cl_rd_done(&r))
         return byoai_error_set(err, BYOAI_EFORMAT, "malformed %s message (%zu bytes)", cl_msg_name(m->type), len);
-    return 0;
-}
-
-/* ---- announcements ---------------------------------------------------------------------- */
-
-int cl_announce_encode(const cl_identity *id, const cl_node_info *info, uint64_t ts_ms, uint8_t *out, size_t cap,
-                       size_t *len) {
-    uint8_t cert[CL_CERT_MAX];
-    size_t clen;
-    if (cl_cert_encode(&id->cert, cert, sizeof cert, &clen)) return BYOAI_EINVAL;
-    cl_node_info trimmed = *info;
-    int rc = BYOAI_ERANGE;
-    /* drop model lists until the datagram fits */
-    for (;;) {
-        cl_buf b = {0};
-        cl_buf_bytes(&b, ANNOUNCE_DOMAIN, strlen(ANNOUNCE_DOMAIN));
-        size_t start = b.len;
-        cl_buf_bytes(&b, ANNOUNCE_MAGIC, 4);
-        cl_buf_u8(&b, ANNOUNCE_VERSION);
-        cl_buf_u16(&b, (uint16_t)clen);
-        cl_buf_bytes(&b, cert, clen);
-        cl_buf_u64(&b, ts_ms);
-        cl_enc_node_info(&b, &trimmed);
-        if (!b.oom && b.len - start + 64 <= cap && b.len - start + 64 <= CL_DGRAM_MAX) {
-            memcpy(out, b.data + start, b.len - start);
-            crypto_sign_detached(out + (b.len - start), NULL, b.data, b.len, id->node_sk);
-            *len = b.len - start + 64;
-            rc = 0;
-        }
-        cl_buf_free(&b);
-        if (rc == 0) break;
-        if (trimmed.n_models) trimmed.n_models--;
-        else if (trimmed.n_deployed) trimmed.n_deployed--;
-        else if (trimmed.n_addrs > 1) trimmed.n_addrs--;
-        else break;
-    }
-    return rc;
-}
-
-int cl_announce_decode(const uint8_t *buf, size_t len, const uint8_t cluster_pk[32], uint64_t now_s, cl_cert *cert,
-                       uint64_t *ts_ms, cl_node_info *info, byoai_error *err) {
-    if (len < 4 + 1 + 2 + 64 || len > CL_DGRAM_MAX)
-        return byoai_error_set(err, BYOAI_EFORMAT, "announcement of %zu bytes has a bad size", len);
-    cl_rd r = {buf, len - 64, 0, false};
-    const uint8_t *magic = cl_rd_bytes(&r, 4);
-    if (!magic || memcmp(magic, ANNOUNCE_MAGIC, 4)) return byoai_error_set(err, BYOAI_EFORMAT, "not an announcement");
-    if (cl_rd_u8(&r) != ANNOUNCE_VERSION) return byoai_error_set(err, BYOAI_EFORMAT, "unsupported announcement version");
-    uint16_t clen = cl_rd_u16(&r);
-    const uint8_t *cb = cl_rd_bytes(&r, clen);
-    if (!cb) return byoai_error_set(err, BYOAI_EFORMAT, "truncated announcement");
-    int rc = cl_cert_decode(cb, clen, cert, err);
-    if (rc) return rc;
-    *ts_ms = cl_rd_u64(&r);
-    cl_dec_node_info(&r, info);
-    if (!cl_rd_done(&r)) return byoai_error_set(err, BYOAI_EFORMAT, "malformed announcement");
-    if ((rc = cl_cert_verify(cert, cluster_pk, now_s, err))) return rc;
-    /* the signature covers the domain string and every byte before it */
-    size_t dl = strlen(ANNOUNCE_DOMAIN);
-    uint8_t *m = malloc(dl + len - 64);
-    if (!m) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
-    memcpy(m, ANNOUNCE_DOMAIN, dl);
-    memcpy(m + dl, buf, len - 64);
-    int ok = crypto_sign_verify_detached(buf + len - 64, m, dl + len - 64, cert->node_pk);
-    free(m);
-    if (ok != 0) return byoai_error_set(err, BYOAI_EAUTH, "announcement signature does not verify");
-    uint64_t now_ms = now_s * 1000;
-    uint64_t skew = 300000; /* 5 minutes: older or newer announcements are replays or broken clocks */
-    if (*ts_ms + skew < now_ms || *ts_ms > now_ms + skew)
-        return byoai_error_set(err, BYOAI_EAUTH, "announcement timestamp is %lld s away from this clock",
-                               (long long)((int64_t)*ts_ms - (int64_t)now_ms) / 1000);
-    if (info->port == 0) return byoai_error_set(err, BYOAI_EFORMAT, "announcement without a port");
     return 0;
 }

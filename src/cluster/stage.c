@@ -12,6 +12,14 @@
  * what was there. A stage whose cache is shorter than the position asked
  * for answers CL_ERR_HISTORY and the coordinator re-prefills.
  *
+ * Prompt caching: each slot keeps the tokens of the positions its cache
+ * holds. A new sequence (RESET) keeps the first pos0 of them when their
+ * digest matches the one the coordinator sends (CL_ERR_HISTORY otherwise),
+ * so only the new tokens travel and are computed; the last stage replays
+ * the kept tokens into the new sampler (repetition penalties) and JSON
+ * filter, so the output is the one a full prefill gives. A new plan empties
+ * every cache.
+ *
  * The last stage samples with byoai_sampler exactly as `byoai run` does:
  * the tokens of every row are accepted, then one token is drawn. After a
  * re-plan the coordinator sends how many random draws were already made;
@@ -66,6 +74,11 @@ static void unload(cl_stage *s) {
         free(s->seqs);
         s->seqs = NULL;
     }
+    if (s->hist) {
+        for (uint32_t i = 0; i < s->n_seq; i++) free(s->hist[i]);
+        free(s->hist);
+        s->hist = NULL;
+    }
     byoai_context_free(s->ctx);
     s->ctx = NULL;
     byoai_model_free(s->model);
@@ -73,27 +86,26 @@ static void unload(cl_stage *s) {
     s->loaded = false;
 }
 
-/* a local copy of the file with this sha256: a configured model file or a store blob */
-static bool find_local(byoai_cluster *c, const cl_load *l, char *path, size_t cap) {
+bool cl_find_model_file(byoai_cluster *c, const uint8_t sha[32], uint64_t size, char *path, size_t cap) {
     char hex[65];
-    cl_hex(l->file_sha, 32, hex);
+    cl_hex(sha, 32, hex);
     struct stat st;
     for (size_t i = 0; i < c->n_model_files; i++) {
-        if (stat(c->model_files[i], &st) != 0 || (uint64_t)st.st_size != l->file_size) continue;
+        if (stat(c->model_files[i], &st) != 0 || (uint64_t)st.st_size != size) continue;
         cl_manifest m;
         if (cl_manifest_for_file(c->id.dir, c->model_files[i], &m, NULL) != 0) continue;
-        bool same = memcmp(m.file_sha, l->file_sha, 32) == 0;
+        bool same = memcmp(m.file_sha, sha, 32) == 0;
         cl_manifest_free(&m);
         if (same) {
             snprintf(path, cap, "%s", c->model_files[i]);
             return true;
         }
     }
-    /* a model this node coordinates */
+    /* a model this node coordinates from a whole copy (not from a partial one) */
     bool found = false;
     pthread_mutex_lock(&c->mu);
     for (cl_dep *d = c->deps; d && !found; d = d->next)
-        if (!memcmp(d->man.file_sha, l->file_sha, 32) && d->man.file_size == l->file_size) {
+        if (d->path_full && !memcmp(d->man.file_sha, sha, 32) && d->man.file_size == size) {
             snprintf(path, cap, "%s", d->path);
             found = true;
         }
@@ -101,7 +113,7 @@ static bool find_local(byoai_cluster *c, const cl_load *l, char *path, size_t ca
     if (found) return true;
     /* the store keeps verified blobs by content (store.h) */
     snprintf(path, cap, "%s/blobs/sha256-%s", c->id.home, hex);
-    return stat(path, &st) == 0 && (uint64_t)st.st_size == l->file_size;
+    return stat(path, &st) == 0 && (uint64_t)st.st_size == size;
 }
 
 static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error *err) {
@@ -117,7 +129,7 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
         unload(s);
         char path[4096];
         uint64_t fetched = 0;
-        if (!find_local(c, l, path, sizeof path)) {
+        if (!cl_find_model_file(c, l->file_sha, l->file_size, path, sizeof path)) {
             cl_manifest m;
             int rc = cl_manifest_parse((const char *)l->manifest, l->manifest_len, &m, err);
             if (rc) return rc;
@@ -132,7 +144,7 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
             if (rc) return rc;
             fetched = fs.bytes;
             if (fs.bytes)
-                cl_event(c, BYOAI_LOG_INFO, "fetched %llu bytes of %s (layers %u..%u) in %llu range requests",
+                cl_event(c, BYOAI_LOG_INFO, "fetched %llu bytes of %s (layers %u-%u) in %llu range requests",
                          (unsigned long long)fs.bytes, l->model, l->layer_begin, l->layer_end,
                          (unsigned long long)fs.requests);
         }
@@ -153,8 +165,11 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
             return rc;
         }
         s->seqs = calloc(l->n_seq, sizeof *s->seqs);
+        s->hist = calloc(l->n_seq, sizeof *s->hist);
         s->n_seq = l->n_seq; /* unload() walks the slots by n_seq */
-        if (!s->seqs) {
+        bool ok = s->seqs && s->hist;
+        for (uint32_t i = 0; ok && i < l->n_seq; i++) ok = (s->hist[i] = malloc(l->n_ctx * sizeof(int32_t))) != NULL;
+        if (!ok) {
             unload(s);
             return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
         }
@@ -175,6 +190,7 @@ static int do_load(cl_stage *s, const cl_load *l, cl_load_reply *r, byoai_error 
     s->n_batch = l->n_batch;
     s->wire = l->wire;
     s->epoch = l->epoch;
+    s->term = l->term;
     memcpy(s->coord_pk, l->coord_pk, 32);
     s->has_next = l->has_next;
     memcpy(s->next_pk, l->next_pk, 32);
@@ -203,32 +219,41 @@ static void handle_load(cl_stage *s, const uint8_t from[32], const cl_load *l) {
     cl_load_reply r = {.dep_id = l->dep_id, .epoch = l->epoch};
     byoai_error err = {0};
     int rc;
+    pthread_mutex_lock(&s->c->mu);
+    uint32_t term = s->term;
+    bool other = s->term && memcmp(s->coord_pk, l->coord_pk, 32) != 0;
+    pthread_mutex_unlock(&s->c->mu);
     if (memcmp(from, l->coord_pk, 32) != 0) {
         rc = byoai_error_set(&err, BYOAI_EAUTH, "a LOAD must come from the coordinator it names");
+    } else if (l->term < term || (l->term == term && other)) {
+        /* a coordinator that lost its place (another member took over with a newer term) */
+        rc = byoai_error_set(&err, BYOAI_EBUSY, "another member coordinates this deployment now (term %u, this LOAD "
+                             "is of term %u)", term, l->term);
     } else {
         rc = do_load(s, l, &r, &err);
     }
     if (rc) {
         r.code = rc;
         snprintf(r.msg, sizeof r.msg, "%s", err.msg);
-        cl_event(s->c, BYOAI_LOG_WARN, "cannot load layers %u..%u of %s: %s", l->layer_begin, l->layer_end, l->model,
+        cl_event(s->c, BYOAI_LOG_WARN, "cannot load layers %u-%u of %s: %s", l->layer_begin, l->layer_end, l->model,
                  err.msg);
         /* a stage that holds nothing goes away */
         byoai_cluster *c = s->c;
         pthread_mutex_lock(&c->mu);
-        bool gone = !s->loaded;
-        if (gone) {
+        /* (when it is no longer in the list, whoever took it out, stopping or dropping it, joins it) */
+        bool gone = false;
+        if (!s->loaded)
             for (cl_stage **pp = &c->stages; *pp; pp = &(*pp)->next)
                 if (*pp == s) {
                     *pp = s->next;
+                    gone = true;
+                    s->stop = true;
                     break;
                 }
-            s->stop = true;
-        }
         pthread_mutex_unlock(&c->mu);
         if (gone && !cl_spawn(c, stage_reaper, s)) s->orphan = true;
     } else {
-        cl_event(s->c, BYOAI_LOG_INFO, "stage of %s: layers %u..%u (epoch %u) ready in %.2f s", l->model,
+        cl_event(s->c, BYOAI_LOG_INFO, "stage of %s: layers %u-%u (epoch %u) ready in %.2f s", l->model,
                  l->layer_begin, l->layer_end, l->epoch, r.load_s);
     }
     cl_buf b = {0};
@@ -299,7 +324,18 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
         return;
     }
     if (f->flags & CL_FWD_RESET) {
-        byoai_kv_truncate(s->ctx, f->slot, 0);
+        /* keep the first pos0 cached positions when they hold the tokens the coordinator means */
+        uint32_t cached = byoai_kv_len(s->ctx, f->slot);
+        if (f->pos0 > cached || cl_tokens_hash(s->hist[f->slot], f->pos0) != f->keep_hash ||
+            (f->s.embed && f->pos0 != 0)) {
+            snprintf(msg, sizeof msg, "this stage holds %u positions of slot %u, not the %u the step keeps", cached,
+                     f->slot, f->pos0);
+            byoai_kv_truncate(s->ctx, f->slot, 0);
+            tail_seq_clear(&s->seqs[f->slot]);
+            send_stage_err(s, f, CL_ERR_HISTORY, BYOAI_ERANGE, NULL, msg);
+            return;
+        }
+        byoai_kv_truncate(s->ctx, f->slot, f->pos0);
         if (tail) {
             cl_tail_seq *q = &s->seqs[f->slot];
             tail_seq_clear(q);
@@ -338,6 +374,17 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
             q->gen_from = f->s.gen_from;
             q->gen_end = f->s.gen_end;
             q->top_lp = f->s.top_logprobs;
+            /* the kept positions, as if their rows had come: the sampler's history, the filter's text */
+            const int32_t *h = s->hist[f->slot];
+            for (uint32_t i = 0; i < f->pos0; i++) {
+                byoai_sampler_accept(q->sm, h[i]);
+                if (q->jf && i >= q->gen_from && !byoai_json_filter_accept(q->jf, h[i])) {
+                    tail_seq_clear(q);
+                    send_stage_err(s, f, CL_ERR_DECODE, BYOAI_EINVAL, NULL,
+                                   "the generated text so far is not the start of a JSON object");
+                    return;
+                }
+            }
         }
     }
     uint32_t have = byoai_kv_len(s->ctx, f->slot);
@@ -389,9 +436,11 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
     free(want);
     if (rc) {
         free(tokens);
+        byoai_kv_truncate(s->ctx, f->slot, f->pos0); /* what the cache holds is what hist says */
         send_stage_err(s, f, CL_ERR_DECODE, rc, NULL, err.msg);
         return;
     }
+    if (f->pos0 + f->n <= s->n_ctx) memcpy(s->hist[f->slot] + f->pos0, tokens, f->n * sizeof(int32_t));
     pthread_mutex_lock(&c->mu);
     s->steps++;
     s->rows += f->n;
@@ -486,6 +535,7 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
 static void *stage_main(void *arg) {
     cl_stage *s = arg;
     byoai_cluster *c = s->c;
+    cl_io_set_cancel(&s->stop); /* a fetch or socket wait ends when the stage stops */
     for (;;) {
         pthread_mutex_lock(&c->mu);
         while (!s->head && !s->stop) pthread_cond_wait(&s->cond, &c->mu);
@@ -602,6 +652,22 @@ void cl_stage_enqueue(byoai_cluster *c, const uint8_t from[32], uint8_t *buf, si
     s->tail = w;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&c->mu);
+}
+
+void cl_stage_drop(byoai_cluster *c, uint64_t dep_id) {
+    pthread_mutex_lock(&c->mu);
+    cl_stage *s = stage_find(c, dep_id);
+    if (s) {
+        for (cl_stage **pp = &c->stages; *pp; pp = &(*pp)->next)
+            if (*pp == s) {
+                *pp = s->next;
+                break;
+            }
+        s->stop = true;
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (s && !cl_spawn(c, stage_reaper, s)) stage_destroy(s);
 }
 
 void cl_stages_stop_all(byoai_cluster *c) {

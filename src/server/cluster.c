@@ -78,6 +78,7 @@ int srv_cluster_start(srv_server *s, byoai_error *err) {
         files[n_files++] = paths[i];
     }
     byoai_cluster_config cc = {.home = c->home[0] ? c->home : NULL, .bind_addr = c->cluster_bind,
+                               .name = c->cluster_name[0] ? c->cluster_name : NULL,
                                .port = c->cluster_port, .discovery_port = c->cluster_discovery_port,
                                .no_discovery = !c->cluster_discovery, .peers = peers, .n_peers = c->n_cluster_peers,
                                .memory = c->cluster_memory, .measure_bandwidth = true,
@@ -282,7 +283,9 @@ static void *run_job(void *arg) {
     byoai_cluster_gen_result res = {0};
     byoai_error err = {0};
     int rc = byoai_cluster_generate(r->s->cluster, r->name, j->prompt, j->n_prompt, &p, on_token, r, &res, &err);
-    j->n_prompt_eval = j->n_prompt;
+    /* the stages kept the KV of the conversation's earlier turns: only the rest was computed */
+    j->n_prompt_cached = res.n_cached < j->n_prompt ? res.n_cached : 0;
+    j->n_prompt_eval = j->n_prompt - j->n_prompt_cached;
     srv_error e = {0};
     const char *reason = res.finish[0] ? res.finish : "stop";
     if (r->cancelled) reason = "cancelled";

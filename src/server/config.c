@@ -19,7 +19,7 @@ const char *const byoai_server_config_keys[] = {
     "max-loaded", "parallel", "ctx", "threads", "queue", "shutdown-grace", "slot-similarity", "cache-ram", "cache-disk",
     "cache-dir", "max-connections", "max-connections-per-ip", "header-timeout", "min-body-rate", "log-requests",
     "log-format", "web", "api-key", "cors-origin", "model",
-    "chat-template", "cluster", "cluster-bind", "cluster-port", "cluster-discovery-port", "cluster-discovery",
+    "chat-template", "cluster", "cluster-name", "cluster-bind", "cluster-port", "cluster-discovery-port", "cluster-discovery",
     "cluster-peer", "cluster-memory", "cluster-model", "cluster-model-url", "cluster-min-nodes", "cluster-wire",
     "cluster-heartbeat", "cluster-failure-timeout", "cluster-step-timeout", "cluster-test-link-delay-ms", NULL};
 
@@ -266,6 +266,7 @@ int byoai_server_config_set(byoai_server_config *c, const char *key, const char 
     }
     if (!strcmp(key, "cluster")) return parse_bool(key, v, &c->cluster, err);
     if (!strcmp(key, "cluster-bind")) return copy_str(key, v, c->cluster_bind, sizeof c->cluster_bind, err);
+    if (!strcmp(key, "cluster-name")) return copy_str(key, v, c->cluster_name, sizeof c->cluster_name, err);
     U("cluster-port", cluster_port, 0, 65535)
     U("cluster-discovery-port", cluster_discovery_port, 1, 65535)
     U("cluster-min-nodes", cluster_min_nodes, 1, 64)

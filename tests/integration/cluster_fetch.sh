@@ -34,6 +34,14 @@ ida=$(cl a status --json | python3 -c 'import json,sys; print(json.load(sys.stdi
 idb=$(cl b status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')
 idc=$(cl c status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')
 
+# without a URL, a member that has no copy is left out, and deploy says who and what to pass
+nameb=$(cl b status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+cl_expect a 0 "$BYOAI_BIN" cluster deploy nofile="$SYNTH" --ctx 256 --nodes "$ida,$idb"
+grep -q "deployed nofile on 1 node(s)" "$T/out" || fail "deploy without a URL: $(cat "$T/out")"
+grep -q "no copy of the model" "$T/err" && grep -q "$nameb" "$T/err" && grep -q -- "--url URL" "$T/err" &&
+  grep -q -- "--model-file PATH" "$T/err" || fail "deploy does not say who lacks the file and what to pass: $(cat "$T/err")"
+pass "deploy names the members that lack the file and says what to pass"
+
 start_server "$T/ranges.log"
 url="http://127.0.0.1:$(cat "$T/srv.port")/synth.gguf"
 cl a deploy synth="$SYNTH" --ctx 256 --url "$url" --nodes "$ida,$idb" >/dev/null || fail "deploy with a URL"
@@ -70,7 +78,7 @@ assert fetched < size * 0.8, (fetched, size)
 part = [f for f in os.listdir(parts) if f.endswith(".gguf")][0]
 st = os.stat(os.path.join(parts, part))
 assert st.st_size == size and st.st_blocks * 512 < size * 0.8, (st.st_size, st.st_blocks)
-print("   (b runs layers %d..%d: fetched %d of %d bytes in %d range requests; its file is sparse)" % (lo, hi, fetched, size, len(got)))
+print("   (b runs layers %d-%d: fetched %d of %d bytes in %d range requests; its file is sparse)" % (lo, hi, fetched, size, len(got)))
 PY
 pass "a node without the model fetches and verifies only its tensors; output unchanged"
 

@@ -16,6 +16,16 @@ cl_expect a 2 "$BYOAI_BIN" cluster join not-a-code
 cl_expect a 1 "$BYOAI_BIN" cluster invite --address 127.0.0.1:1
 grep -q "not in a cluster" "$T/err" || fail "invite outside a cluster: $(cat "$T/err")"
 cl_expect a 1 "$BYOAI_BIN" cluster leave
+# an invite needs the running node's address, or one given
+cl q create it-q >/dev/null || fail "create q"
+cl_expect q 1 "$BYOAI_BIN" cluster invite
+grep -q "no cluster node is running" "$T/err" && grep -q -- "--address" "$T/err" || fail "invite without a node: $(cat "$T/err")"
+cl_expect q 0 "$BYOAI_BIN" cluster invite --address 127.0.0.1:1
+grep -q "^bx1-" "$T/out" && grep -q "no cluster node is running here now" "$T/err" || fail "invite --address without a node: $(cat "$T/err")"
+# node names: the host name and the id's first characters by default, --name otherwise
+qid=$(cl q status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["node_id"][:4], d["name"])')
+python3 -c 'import sys; i, n = sys.argv[1:3]; sys.exit(0 if n.endswith("-" + i) else 1)' $qid || fail "default node name: $qid"
+cl_expect q 2 "$BYOAI_BIN" cluster create x --name "bad name"
 for sub in create invite join leave status plan deploy run node; do
   cl_expect a 0 "$BYOAI_BIN" cluster $sub --help
   grep -q "usage: byoai cluster $sub" "$T/out" || fail "cluster $sub --help"
@@ -41,7 +51,7 @@ cl_expect x2 1 "$BYOAI_BIN" cluster join "$used"
 grep -q "already used" "$T/err" || grep -q "unknown, already used or expired" "$T/err" || fail "reused code: $(cat "$T/err")"
 pass "an invite code works once"
 start=$(date +%s.%N)
-cl_start b
+cl_start b --name laptop
 cl_start c
 cl_wait_alive a 3 10
 cl_wait_alive b 3 10
@@ -49,6 +59,9 @@ cl_wait_alive c 3 10
 secs=$(python3 -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$start")
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 6 else 1)" "$secs" || fail "discovery took ${secs}s"
 grep -q "discovered node" <(cl a status) || fail "no discovery event"
+cl_status a
+json_check "$T/a.status" 'assert [m for m in d["members"] if m["name"] == "laptop" and m["state"] == "alive"], [m["name"] for m in d["members"]]'
+grep -q "laptop" "$T/b/cluster/name" || fail "the name is not kept"
 pass "discovery finds peers within seconds (${secs}s for 3 nodes)"
 
 # ---- another cluster: its announcements are ignored, its connections refused --------------------
@@ -60,7 +73,7 @@ json_check "$T/a.status" '
 z = [m for m in d["members"] if m["name"] and m["state"] == "alive"]
 assert d["alive"] == 3, d["alive"]
 assert d["handshake_failures"] >= 1, d["handshake_failures"]'
-grep -q "another cluster" "$T/a.status" || fail "no refusal event: $(grep text "$T/a.status")"
+grep -q "does not authenticate" "$T/a.status" || fail "no refusal event: $(grep text "$T/a.status")"
 cl_status z
 json_check "$T/z.status" 'assert d["alive"] == 1, d["alive"]'
 cl_kill z
@@ -107,8 +120,7 @@ print("port", ls.getsockname()[1], flush=True)
 done = [False]
 def pump(src, dst, tamper):
     buf = b""
-    stage = 0  # 0: M1 (105 bytes), 1: M3 (cert, sig, header), 2: frames
-    need = 105
+    stage = 0  # 0: the first message, 1: the stream header and the confirmation frame, 2: frames
     try:
         while True:
             data = src.recv(65536)
@@ -118,11 +130,12 @@ def pump(src, dst, tamper):
             buf += data
             out = b""
             while True:
-                if stage == 0 and len(buf) >= 105:
-                    out += buf[:105]; buf = buf[105:]; stage = 1
-                elif stage == 1 and len(buf) >= 2:
-                    clen = buf[0] | buf[1] << 8
-                    n = 2 + clen + 64 + 24
+                if stage == 0 and len(buf) >= 43:
+                    n = 43 + (buf[41] << 8 | buf[42])
+                    if len(buf) < n: break
+                    out += buf[:n]; buf = buf[n:]; stage = 1
+                elif stage == 1 and len(buf) >= 24 + 4:
+                    n = 24 + 4 + struct.unpack(">I", buf[24:28])[0]
                     if len(buf) < n: break
                     out += buf[:n]; buf = buf[n:]; stage = 2
                 elif stage == 2 and len(buf) >= 4:

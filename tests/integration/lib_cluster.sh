@@ -33,6 +33,7 @@ serve_args() { # node options -> serve options, on stdout one per line
       --step-timeout) echo --cluster-step-timeout; echo "$2"; shift ;;
       --memory) echo --cluster-memory; echo "$2"; shift ;;
       --peer) echo --cluster-peer; echo "$2"; shift ;;
+      --name) echo --cluster-name; echo "$2"; shift ;;
       --test-link-delay-ms) echo --cluster-test-link-delay-ms; echo "$2"; shift ;;
       --no-discovery) echo --no-cluster-discovery ;;
       --model-file) # served locally as file-NAME; its layers serve the cluster too

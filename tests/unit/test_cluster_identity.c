@@ -177,9 +177,9 @@ typedef struct {
 
 static void *serve_main(void *p) {
     serve_arg *a = p;
-    char magic[8];
-    a->rc = cl_read_full(a->fd, magic, 8, byoai_time_now() + 5, &a->err);
-    if (!a->rc) a->rc = memcmp(magic, CL_JOIN_MAGIC, 8) ? BYOAI_EFORMAT : cl_join_serve(a->admin, a->fd, "test", 5, &a->issued, &a->err);
+    uint8_t j1[CL_JOIN_M1_LEN];
+    a->rc = cl_read_full(a->fd, j1, sizeof j1, byoai_time_now() + 5, &a->err);
+    if (!a->rc) a->rc = memcmp(j1, CL_JOIN_MAGIC, 8) ? BYOAI_EFORMAT : cl_join_serve(a->admin, a->fd, j1, "test", 5, &a->issued, &a->err);
     close(a->fd);
     return NULL;
 }
@@ -203,7 +203,8 @@ static void *listen_main(void *p) {
     return NULL;
 }
 
-static int join_once(cl_identity *admin, cl_identity *joiner, cl_invite_code *code, serve_arg *out) {
+static int join_once_err(cl_identity *admin, cl_identity *joiner, cl_invite_code *code, serve_arg *out,
+                         byoai_error *err_out) {
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
@@ -220,7 +221,12 @@ static int join_once(cl_identity *admin, cl_identity *joiner, cl_invite_code *co
     pthread_join(t, NULL);
     close(lfd);
     *out = la.sa;
+    if (err_out) *err_out = err;
     return rc;
+}
+
+static int join_once(cl_identity *admin, cl_identity *joiner, cl_invite_code *code, serve_arg *out) {
+    return join_once_err(admin, joiner, code, out, NULL);
 }
 
 static void test_join(void **state) {
@@ -282,13 +288,24 @@ static void test_join(void **state) {
     assert_memory_equal(b.cluster_pk, admin.cluster_pk, 32);
     assert_int_equal(cl_cert_verify(&b.cert, admin.cluster_pk, byoai_time_unix(), &err), 0);
     assert_memory_equal(b.cert.node_pk, b.node_pk, 32);
+    /* the joiner learnt the admin's node key: its first link goes to that key */
+    assert_int_equal(b.n_peers, 1);
+    assert_true(b.peer_has_pk[0]);
+    assert_memory_equal(b.peer_pk[0], admin.node_pk, 32);
     assert_int_equal(cl_identity_save_membership(&b, &err), 0);
+    cl_identity b2;
+    assert_int_equal(cl_identity_load(db, &b2, &err), 0);
+    assert_true(b2.peer_has_pk[0]);
+    assert_memory_equal(b2.peer_pk[0], admin.node_pk, 32);
+    cl_identity_wipe(&b2);
     byoai_cluster_identity pb;
     assert_int_equal(byoai_cluster_identity_get(db, &pb, &err), 0);
     assert_true(pb.member);
     assert_string_equal(pb.cluster_id, pub.cluster_id);
-    /* the same code again: refused */
-    assert_int_not_equal(join_once(&admin, &c, &code, &sa), 0);
+    /* the same code again: refused, the admin closing in silence */
+    assert_int_equal(join_once_err(&admin, &c, &code, &sa, &err), BYOAI_EAUTH);
+    assert_non_null(strstr(err.msg, "unknown, already used or expired"));
+    assert_int_equal(sa.rc, BYOAI_EAUTH);
     assert_false(c.member);
     /* a code naming another cluster: the joiner refuses the answer */
     cl_invite_code other;

@@ -1,6 +1,7 @@
 /* Links: the authenticated handshake and encrypted frames, against
  * non-members, foreign clusters, reflection, replay, tampering and oversize
- * frames (a relay in the middle plays the attacker). */
+ * frames (a relay in the middle plays the attacker); the responder says
+ * nothing to a first message that does not authenticate. */
 #include "testutil.h"
 
 #include <poll.h>
@@ -31,6 +32,7 @@ static void make_member(cl_identity *admin, const char *dir, cl_identity *out) {
     snprintf(out->cert.name, sizeof out->cert.name, "member");
     cl_cert_sign(&out->cert, admin->cluster_sk);
     out->member = true;
+    cl_identity_derive(out);
 }
 
 static int setup(void **state) {
@@ -52,6 +54,7 @@ static int setup(void **state) {
     w->fake.cert.issued = byoai_time_unix();
     cl_cert_sign(&w->fake.cert, w->fake.node_sk);
     w->fake.member = true;
+    cl_identity_derive(&w->fake);
     *state = w;
     return 0;
 }
@@ -81,15 +84,18 @@ typedef struct {
 
 static void *end_main(void *p) {
     end_arg *e = p;
-    e->rc = cl_link_handshake(e->id, e->fd, e->initiator, false, e->expect, e->timeout, &e->link, &e->err);
+    e->rc = cl_link_handshake(e->id, e->fd, e->initiator, e->expect, e->timeout, &e->link, &e->err);
     return NULL;
 }
 
 static void pair_fds(int fds[2]) { assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0); }
 
-/* handshake between i (initiator) on fd_i and r (responder) on fd_r */
-static void handshake(const cl_identity *i, int fd_i, const cl_identity *r, int fd_r, end_arg *ei, end_arg *er) {
-    *ei = (end_arg){.id = i, .fd = fd_i, .initiator = true, .timeout = 3};
+/* handshake between i (initiator) on fd_i and r (responder) on fd_r; the
+ * initiator's first message goes to expect's key when given, else to the
+ * cluster key */
+static void handshake_to(const cl_identity *i, int fd_i, const cl_identity *r, int fd_r, const uint8_t *expect,
+                         end_arg *ei, end_arg *er) {
+    *ei = (end_arg){.id = i, .fd = fd_i, .initiator = true, .timeout = 3, .expect = expect};
     *er = (end_arg){.id = r, .fd = fd_r, .initiator = false, .timeout = 3};
     pthread_t a, b;
     pthread_create(&a, NULL, end_main, ei);
@@ -98,11 +104,31 @@ static void handshake(const cl_identity *i, int fd_i, const cl_identity *r, int 
     pthread_join(b, NULL);
 }
 
+static void handshake(const cl_identity *i, int fd_i, const cl_identity *r, int fd_r, end_arg *ei, end_arg *er) {
+    handshake_to(i, fd_i, r, fd_r, NULL, ei, er);
+}
+
+/* the responder refused in silence: the initiator got not one byte back */
+static void assert_silent_refusal(const end_arg *ei, const end_arg *er) {
+    assert_int_equal(ei->rc, BYOAI_EAUTH);
+    if (!strstr(ei->err.msg, "closed the connection without answering")) fail_msg("initiator: %s", ei->err.msg);
+    assert_int_not_equal(er->rc, 0);
+}
+
 static void test_handshake_and_frames(void **state) {
     world *w = *state;
     int fds[2];
     pair_fds(fds);
     end_arg ei, er;
+    /* to b's own key (known from discovery or the member list) */
+    handshake_to(&w->admin, fds[0], &w->b, fds[1], w->b.node_pk, &ei, &er);
+    assert_int_equal(ei.rc, 0);
+    assert_int_equal(er.rc, 0);
+    assert_memory_equal(cl_link_peer_pk(ei.link), w->b.node_pk, 32);
+    cl_link_free(ei.link);
+    cl_link_free(er.link);
+    /* to the cluster key (only an address known) */
+    pair_fds(fds);
     handshake(&w->admin, fds[0], &w->b, fds[1], &ei, &er);
     assert_int_equal(ei.rc, 0);
     assert_int_equal(er.rc, 0);
@@ -179,18 +205,25 @@ static void test_refusals(void **state) {
     world *w = *state;
     int fds[2];
     end_arg ei, er;
-    /* another cluster's node: refused by the responder at the first message */
+    /* another cluster's node: its first message does not even decrypt here */
     pair_fds(fds);
     handshake(&w->foreign, fds[0], &w->admin, fds[1], &ei, &er);
-    assert_int_equal(ei.rc, BYOAI_EAUTH);
+    assert_silent_refusal(&ei, &er);
     assert_int_equal(er.rc, BYOAI_EAUTH);
-    assert_non_null(strstr(ei.err.msg, "another cluster"));
-    /* a self-signed certificate, as initiator and as responder */
+    assert_non_null(strstr(er.err.msg, "does not authenticate"));
+    /* ... nor when it knows the responder's node key (the cluster is bound into the first message) */
+    pair_fds(fds);
+    handshake_to(&w->foreign, fds[0], &w->admin, fds[1], w->admin.node_pk, &ei, &er);
+    assert_silent_refusal(&ei, &er);
+    assert_non_null(strstr(er.err.msg, "does not authenticate"));
+    /* a self-signed certificate by someone who knows the cluster's public key:
+     * refused in silence (the admin's certificate is never sent to it) */
     pair_fds(fds);
     handshake(&w->fake, fds[0], &w->admin, fds[1], &ei, &er);
-    assert_int_not_equal(ei.rc, 0);
+    assert_silent_refusal(&ei, &er);
     assert_int_equal(er.rc, BYOAI_EAUTH);
     assert_non_null(strstr(er.err.msg, "not signed by this cluster"));
+    /* the same pretender as responder: the member refuses its certificate */
     pair_fds(fds);
     handshake(&w->admin, fds[0], &w->fake, fds[1], &ei, &er);
     assert_int_equal(ei.rc, BYOAI_EAUTH);
@@ -201,43 +234,125 @@ static void test_refusals(void **state) {
     thief.cert = w->b.cert;
     pair_fds(fds);
     handshake(&thief, fds[0], &w->admin, fds[1], &ei, &er);
-    assert_int_not_equal(ei.rc, 0);
+    assert_silent_refusal(&ei, &er);
     assert_int_equal(er.rc, BYOAI_EAUTH);
     assert_non_null(strstr(er.err.msg, "bad handshake signature"));
     pair_fds(fds);
     handshake(&w->admin, fds[0], &thief, fds[1], &ei, &er);
     assert_int_equal(ei.rc, BYOAI_EAUTH);
     assert_non_null(strstr(ei.err.msg, "bad handshake signature"));
+    /* ... and with b's key expected, the thief cannot even read the first message */
+    pair_fds(fds);
+    handshake_to(&w->admin, fds[0], &thief, fds[1], w->b.node_pk, &ei, &er);
+    assert_silent_refusal(&ei, &er);
+    assert_non_null(strstr(er.err.msg, "does not authenticate"));
     /* reflection: a node talking to itself (its own certificate comes back) */
     pair_fds(fds);
     handshake(&w->admin, fds[0], &w->admin, fds[1], &ei, &er);
-    assert_int_equal(ei.rc, BYOAI_EAUTH);
-    assert_int_not_equal(er.rc, 0); /* the initiator hung up */
-    assert_non_null(strstr(ei.err.msg, "reflected"));
-    /* the wrong node at an address */
+    assert_silent_refusal(&ei, &er);
+    assert_non_null(strstr(er.err.msg, "reflected"));
+    /* the wrong node at an address: the first message was for another key */
     pair_fds(fds);
-    ei = (end_arg){.id = &w->admin, .fd = fds[0], .initiator = true, .timeout = 3, .expect = w->foreign.node_pk};
-    er = (end_arg){.id = &w->b, .fd = fds[1], .initiator = false, .timeout = 3};
-    pthread_t a, b;
-    pthread_create(&a, NULL, end_main, &ei);
-    pthread_create(&b, NULL, end_main, &er);
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
-    assert_int_equal(ei.rc, BYOAI_EAUTH);
-    assert_non_null(strstr(ei.err.msg, "expected node"));
+    handshake_to(&w->admin, fds[0], &w->b, fds[1], w->foreign.node_pk, &ei, &er);
+    assert_silent_refusal(&ei, &er);
+    assert_non_null(strstr(ei.err.msg, "or it is not node"));
     /* a peer that says nothing: the handshake times out */
     pair_fds(fds);
     cl_link *l;
     byoai_error err;
     double t0 = byoai_time_now();
-    assert_int_equal(cl_link_handshake(&w->admin, fds[1], false, false, NULL, 0.3, &l, &err), BYOAI_ETIMEOUT);
+    assert_int_equal(cl_link_handshake(&w->admin, fds[1], false, NULL, 0.3, &l, &err), BYOAI_ETIMEOUT);
     assert_true(byoai_time_now() - t0 < 2);
     close(fds[0]);
     /* garbage instead of the protocol */
     pair_fds(fds);
     assert_int_equal(write(fds[0], "GET / HTTP/1.1\r\n\r\n", 18), 18);
-    assert_int_equal(cl_link_handshake(&w->admin, fds[1], false, false, NULL, 1, &l, &err), BYOAI_EFORMAT);
+    assert_int_equal(cl_link_handshake(&w->admin, fds[1], false, NULL, 1, &l, &err), BYOAI_EFORMAT);
     close(fds[0]);
+    /* the previous protocol version is recognised (and refused) */
+    pair_fds(fds);
+    assert_int_equal(write(fds[0], CL_LINK_OLD_MAGIC, 8), 8);
+    assert_int_equal(cl_link_handshake(&w->admin, fds[1], false, NULL, 1, &l, &err), BYOAI_EFORMAT);
+    assert_non_null(strstr(err.msg, "older"));
+    close(fds[0]);
+}
+
+/* A first message with the right framing and random contents: the
+ * responder closes without writing a byte. */
+static void test_silent_to_strangers(void **state) {
+    world *w = *state;
+    uint8_t m1[CL_HS_M1_MAX], eph_sk[32], th[32], es[32];
+    size_t len;
+    byoai_error err;
+    assert_int_equal(cl_hs_m1_make(&w->b, NULL, m1, &len, eph_sk, th, es, &err), 0);
+    size_t need;
+    assert_int_equal(cl_hs_first(m1, len, &need), CL_FIRST_LINK);
+    assert_int_equal(need, len);
+    for (int k = 0; k < 3; k++) {
+        uint8_t bad[CL_HS_M1_MAX];
+        memcpy(bad, m1, len);
+        if (k == 0) randombytes_buf(bad + 43, len - 43);     /* the box */
+        if (k == 1) bad[9] ^= 1;                             /* the ephemeral key */
+        if (k == 2) bad[8] = bad[8] == 1 ? 2 : 1;            /* the mode */
+        cl_hs_m1 st;
+        assert_int_equal(cl_hs_m1_open(&w->admin, bad, len, &st, &err), BYOAI_EAUTH);
+        int fds[2];
+        pair_fds(fds);
+        assert_int_equal(write(fds[0], bad, len), (ssize_t)len);
+        cl_link *l;
+        assert_int_equal(cl_link_handshake(&w->admin, fds[1], false, NULL, 1, &l, &err), BYOAI_EAUTH);
+        uint8_t got[64];
+        assert_int_equal(read(fds[0], got, sizeof got), 0); /* EOF, nothing before it */
+        close(fds[0]);
+    }
+    /* the untouched message opens, and names its sender */
+    cl_hs_m1 st;
+    assert_int_equal(cl_hs_m1_open(&w->admin, m1, len, &st, &err), 0);
+    assert_memory_equal(st.cert.node_pk, w->b.node_pk, 32);
+    /* short and oversized framing is told apart from the start */
+    assert_int_equal(cl_hs_first((const uint8_t *)"BYO", 3, &need), CL_FIRST_MORE);
+    assert_int_equal(cl_hs_first((const uint8_t *)"GET / HT", 8, &need), CL_FIRST_BAD);
+    uint8_t huge[43];
+    memcpy(huge, m1, 43);
+    huge[41] = 0xFF;
+    huge[42] = 0xFF;
+    assert_int_equal(cl_hs_first(huge, 43, &need), CL_FIRST_BAD);
+}
+
+/* a replayed first message is refused (in silence) by a responder that saw it */
+typedef struct {
+    uint8_t pk[32];
+    uint64_t ts;
+    bool have;
+} seen_ts;
+
+static bool fresh(void *user, const uint8_t pk[32], uint64_t ts) {
+    seen_ts *s = user;
+    if (s->have && !memcmp(s->pk, pk, 32) && ts <= s->ts) return false;
+    memcpy(s->pk, pk, 32);
+    s->ts = ts;
+    s->have = true;
+    return true;
+}
+
+static void test_replayed_first_message(void **state) {
+    world *w = *state;
+    cl_identity resp = w->b;
+    seen_ts seen = {0};
+    resp.m1_fresh = fresh;
+    resp.m1_user = &seen;
+    uint8_t m1[CL_HS_M1_MAX], eph_sk[32], th[32], es[32];
+    size_t len;
+    byoai_error err;
+    assert_int_equal(cl_hs_m1_make(&w->admin, w->b.node_pk, m1, &len, eph_sk, th, es, &err), 0);
+    cl_hs_m1 st;
+    assert_int_equal(cl_hs_m1_open(&resp, m1, len, &st, &err), 0);
+    assert_int_equal(cl_hs_m1_open(&resp, m1, len, &st, &err), BYOAI_EAUTH);
+    assert_non_null(strstr(err.msg, "replayed"));
+    /* a later message of the same node is fine */
+    assert_int_equal(cl_hs_m1_make(&w->admin, w->b.node_pk, m1, &len, eph_sk, th, es, &err), 0);
+    assert_int_equal(cl_hs_m1_open(&resp, m1, len, &st, &err), 0);
+    sodium_memzero(&st, sizeof st);
 }
 
 /* ---- the attacker in the middle ---------------------------------------------------------------------- */
@@ -391,14 +506,16 @@ static void test_replayed_handshake(void **state) {
     cl_link_free(ei.link);
     cl_link_free(er.link);
     assert_true(r->rec_len > 105);
-    /* now replay every byte the initiator sent to a fresh responder */
+    /* now replay every byte the initiator sent to a responder that does not
+     * remember the first message: the answer goes to keys the replayer does
+     * not have, and the recorded confirmation fails */
     int fds[2];
     pair_fds(fds);
     fwd(fds[0], r->rec, r->rec_len);
     cl_link *l;
     byoai_error err;
-    assert_int_equal(cl_link_handshake(&w->b, fds[1], false, false, NULL, 1, &l, &err), BYOAI_EAUTH);
-    assert_non_null(strstr(err.msg, "bad handshake signature"));
+    assert_int_equal(cl_link_handshake(&w->b, fds[1], false, NULL, 1, &l, &err), BYOAI_EAUTH);
+    assert_non_null(strstr(err.msg, "failed authentication"));
     close(fds[0]);
     close(r->a);
     close(r->b);
@@ -412,7 +529,8 @@ int main(void) {
         cmocka_unit_test(test_refusals),             cmocka_unit_test(test_tampered_frame),
         cmocka_unit_test(test_replayed_frame),       cmocka_unit_test(test_dropped_frame),
         cmocka_unit_test(test_reflected_frame),      cmocka_unit_test(test_oversized_frame),
-        cmocka_unit_test(test_replayed_handshake),
+        cmocka_unit_test(test_replayed_handshake),   cmocka_unit_test(test_silent_to_strangers),
+        cmocka_unit_test(test_replayed_first_message),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,10 @@
 /* Three cluster nodes in one process on 127.0.0.1: joining through the
  * admin's node, the shared view, a model deployed across all three, greedy
  * and seeded output equal to one machine's, completions asked of a member
- * that does not coordinate, and a member leaving mid-generation. */
+ * that does not coordinate, and a member leaving mid-generation; the prompt
+ * cache (a prompt that shares a prefix with an earlier one computes only the
+ * rest, with the same output); and the coordinator leaving under a
+ * completion asked through another member, which a member takes over. */
 #include "testutil.h"
 
 #include <pthread.h>
@@ -18,7 +21,7 @@
 static const int32_t PROMPT[5] = {1, 403, 407, 261, 378}; /* "Once upon a time" */
 
 /* what one machine generates */
-static int reference(const byoai_sampler_params *sp, int n, int32_t *out) {
+static int reference_of(const int32_t *prompt, int n_prompt, const byoai_sampler_params *sp, int n, int32_t *out) {
     byoai_error err;
     byoai_model *m;
     byoai_context *c;
@@ -27,8 +30,8 @@ static int reference(const byoai_sampler_params *sp, int n, int32_t *out) {
     byoai_context_params cp = {.n_ctx = 128, .n_threads = 1};
     assert_int_equal(byoai_context_new(m, &cp, &c, &err), 0);
     assert_int_equal(byoai_sampler_new(sp, (int32_t)byoai_model_hparams(m)->n_vocab, &s, &err), 0);
-    for (int i = 0; i < 5; i++) byoai_sampler_accept(s, PROMPT[i]);
-    byoai_batch b = {.n_tokens = 5, .tokens = PROMPT};
+    for (int i = 0; i < n_prompt; i++) byoai_sampler_accept(s, prompt[i]);
+    byoai_batch b = {.n_tokens = n_prompt, .tokens = prompt};
     assert_int_equal(byoai_decode(c, &b, &err), 0);
     int k = 0;
     for (; k < n; k++) {
@@ -44,6 +47,8 @@ static int reference(const byoai_sampler_params *sp, int n, int32_t *out) {
     byoai_model_free(m);
     return k;
 }
+
+static int reference(const byoai_sampler_params *sp, int n, int32_t *out) { return reference_of(PROMPT, 5, sp, n, out); }
 
 typedef struct {
     int32_t toks[256];
@@ -154,6 +159,38 @@ static void test_three_nodes(void **state) {
     assert_int_equal(res.n_prompt, 5);
     assert_int_equal(res.failovers, 0);
 
+    /* the prompt cache: the same conversation again, longer, keeps what the stages hold */
+    {
+        int32_t conv[80];
+        memcpy(conv, PROMPT, sizeof PROMPT);
+        memcpy(conv + 5, want, 30 * sizeof(int32_t)); /* the prompt and part of the answer, then more */
+        conv[35] = 403;
+        conv[36] = 407;
+        byoai_sampler_params rp = greedy;
+        rp.repeat_penalty = 1.3f; /* the last stage replays the cached tokens into its sampler */
+        int32_t want_c[64];
+        int nc = reference_of(conv, 37, &rp, 40, want_c);
+        byoai_cluster_gen_params cp = {.sampler = rp, .n_predict = 40, .top_logprobs = -1};
+        collect gc = {0};
+        if (byoai_cluster_generate(n[0], "stories", conv, 37, &cp, on_token, &gc, &res, &err)) fail_msg("cached: %s", err.msg);
+        assert_int_equal(gc.n, nc);
+        assert_memory_equal(gc.toks, want_c, (size_t)nc * sizeof(int32_t));
+        assert_int_equal(res.n_cached, 5 + 30); /* the first turn's prompt and the answer it generated */
+        /* the same prompt once more: all but the last token (its logits start the answer) */
+        collect gc2 = {0};
+        if (byoai_cluster_generate(n[0], "stories", conv, 37, &cp, on_token, &gc2, &res, &err)) fail_msg("again: %s", err.msg);
+        assert_int_equal(res.n_cached, 36);
+        assert_int_equal(gc2.n, nc);
+        assert_memory_equal(gc2.toks, want_c, (size_t)nc * sizeof(int32_t));
+        /* through a member that asks the coordinator: the count comes back with the answer */
+        double dl = byoai_time_now() + 10;
+        while (!byoai_cluster_has_model(n[1], "stories") && byoai_time_now() < dl) usleep(50000);
+        collect gc3 = {0};
+        if (byoai_cluster_generate(n[1], "stories", conv, 37, &cp, on_token, &gc3, &res, &err)) fail_msg("proxied: %s", err.msg);
+        assert_int_equal(res.n_cached, 36);
+        assert_memory_equal(gc3.toks, want_c, (size_t)nc * sizeof(int32_t));
+    }
+
     /* seeded sampling too */
     byoai_sampler_params seeded = byoai_sampler_defaults();
     seeded.temp = 1.0f;
@@ -250,9 +287,64 @@ static void test_three_nodes(void **state) {
     }
 }
 
+/* The coordinator stops (and leaves) under a completion that another member
+ * asked of it: the first other node of the plan takes the deployment over
+ * and the completion continues there with the same tokens. */
+static void test_coordinator_leaves(void **state) {
+    (void)state;
+    const char *home[3] = {strdup(tu_tmpdir()), strdup(tu_tmpdir()), strdup(tu_tmpdir())};
+    byoai_error err = {0};
+    byoai_cluster_identity idn;
+    assert_int_equal(byoai_cluster_create(home[0], "unit", &idn, &err), 0);
+    byoai_cluster *n[3];
+    n[0] = start(home[0], NULL);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", byoai_cluster_port(n[0]));
+    for (int i = 1; i < 3; i++) {
+        char code[BYOAI_CLUSTER_CODE_MAX];
+        assert_int_equal(byoai_cluster_invite(home[0], addr, 600, code, &err), 0);
+        if (byoai_cluster_join(home[i], code, 5, &idn, &err)) fail_msg("join: %s", err.msg);
+        n[i] = start(home[i], NULL);
+    }
+    wait_alive(n, 3, 3);
+    byoai_cluster_model_opts o = {.name = "stories", .path = tu_shared("models/stories260K.gguf"), .n_ctx = 128,
+                                  .n_seq = 2, .n_batch = 4, .min_nodes = 3};
+    if (byoai_cluster_deploy(n[0], &o, &err)) fail_msg("deploy: %s", err.msg);
+    double deadline = byoai_time_now() + 10;
+    while (!byoai_cluster_has_model(n[2], "stories") && byoai_time_now() < deadline) usleep(50000);
+    byoai_sampler_params greedy = byoai_sampler_defaults();
+    greedy.temp = 0;
+    int32_t want[128];
+    int nw = reference(&greedy, 60, want);
+    byoai_cluster_gen_params gp = {.sampler = greedy, .n_predict = 60, .top_logprobs = -1};
+    collect got = {.stop_after = 10, .victim = n[0]};
+    byoai_cluster_gen_result res;
+    if (byoai_cluster_generate(n[2], "stories", PROMPT, 5, &gp, on_token, &got, &res, &err))
+        fail_msg("the completion did not survive its coordinator: %s", err.msg);
+    n[0] = NULL;
+    assert_int_equal(got.n, nw);
+    assert_memory_equal(got.toks, want, (size_t)nw * sizeof(int32_t));
+    assert_true(res.failovers >= 1);
+    /* a member coordinates it now, and the record says so on both */
+    char *st;
+    assert_int_equal(byoai_cluster_status_json(n[2], &st, &err), 0);
+    assert_non_null(strstr(st, "\"term\": 2"));
+    free(st);
+    collect again = {0};
+    if (byoai_cluster_generate(n[1], "stories", PROMPT, 5, &gp, on_token, &again, &res, &err)) fail_msg("after: %s", err.msg);
+    assert_memory_equal(again.toks, want, (size_t)nw * sizeof(int32_t));
+    byoai_cluster_stop(n[1]);
+    byoai_cluster_stop(n[2]);
+    for (int i = 0; i < 3; i++) {
+        tu_rmtree(home[i]);
+        free((void *)home[i]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_nodes),
+        cmocka_unit_test(test_coordinator_leaves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,7 +83,7 @@ static void test_hello_view_ping(void **state) {
 }
 
 static cl_load sample_load(void) {
-    cl_load l = {.dep_id = 99, .epoch = 3, .file_size = 123456, .manifest = (const uint8_t *)"{}", .manifest_len = 2,
+    cl_load l = {.dep_id = 99, .term = 2, .epoch = 3, .file_size = 123456, .manifest = (const uint8_t *)"{}", .manifest_len = 2,
                  .n_layer = 22, .layer_begin = 8, .layer_end = 15, .n_ctx = 2048, .n_seq = 4, .n_batch = 256,
                  .wire = BYOAI_WIRE_F16, .has_next = true, .stage_index = 1, .n_stages = 3};
     snprintf(l.model, sizeof l.model, "tinyllama");
@@ -106,12 +106,13 @@ static void test_load(void **state) {
     assert_true(m.u.load.has_next);
     assert_int_equal(m.u.load.next_pk[0], 5);
     assert_int_equal(m.u.load.manifest_len, 2);
+    assert_int_equal(m.u.load.term, 2);
     assert_string_equal(m.u.load.url, "http://10.0.0.1:8000/m.gguf");
     truncations_fail(&b);
     cl_buf_free(&b);
     /* semantic limits */
-    cl_load v[8];
-    for (int i = 0; i < 8; i++) v[i] = sample_load();
+    cl_load v[9];
+    for (int i = 0; i < 9; i++) v[i] = sample_load();
     v[0].layer_begin = v[0].layer_end;       /* empty range */
     v[1].layer_end = 23;                     /* past the model */
     v[2].n_seq = 0;                          /* no sequences */
@@ -120,7 +121,8 @@ static void test_load(void **state) {
     v[5].stage_index = 3;                    /* index past the stage count */
     v[6].epoch = 0;
     v[7].n_batch = CL_MAX_ROWS + 1;
-    for (int i = 0; i < 8; i++) {
+    v[8].term = 0;                           /* no coordinator term */
+    for (int i = 0; i < 9; i++) {
         cl_enc_load(&b, &v[i]);
         assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
         cl_buf_free(&b);
@@ -182,13 +184,23 @@ static void test_fwd(void **state) {
     assert_null(m.u.fwd.hidden);
     truncations_fail(&b);
     cl_buf_free(&b);
-    /* invalid: RESET not at position 0, unknown flags, negative token, zero rows, bad sampler */
-    cl_fwd bad = f;
-    bad.pos0 = 5;
-    cl_enc_fwd(&b, &bad, toks, hidden);
-    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    /* a new sequence that keeps 5 cached positions: the digest of their tokens travels */
+    cl_fwd keep = f;
+    keep.pos0 = 5;
+    keep.keep_hash = 0x0123456789abcdefull;
+    cl_enc_fwd(&b, &keep, toks, hidden);
+    decode_ok(&b, &m);
+    assert_int_equal(m.u.fwd.pos0, 5);
+    assert_true(m.u.fwd.keep_hash == 0x0123456789abcdefull);
+    truncations_fail(&b);
     cl_buf_free(&b);
-    bad = g;
+    int32_t seq[5] = {1, 2, 3, 4, 5}, other[5] = {1, 2, 3, 4, 6};
+    assert_true(cl_tokens_hash(seq, 5) == cl_tokens_hash(seq, 5));
+    assert_true(cl_tokens_hash(seq, 5) != cl_tokens_hash(other, 5));
+    assert_true(cl_tokens_hash(seq, 4) == cl_tokens_hash(other, 4));
+    assert_true(cl_tokens_hash(seq, 4) != cl_tokens_hash(seq, 5));
+    /* invalid: unknown flags, negative token, zero rows, bad sampler */
+    cl_fwd bad = g;
     bad.flags = 0x80;
     cl_enc_fwd(&b, &bad, toks, NULL);
     assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
@@ -255,7 +267,7 @@ static void test_tokens_errors_gen(void **state) {
 
     int32_t toks[2] = {1, 2};
     cl_gen g = {.req_id = 5, .sp = byoai_sampler_defaults(), .n_predict = 10, .top_logprobs = -1, .n = 2,
-                .json_object = true};
+                .n_prompt = 2, .json_object = true};
     snprintf(g.model, sizeof g.model, "m");
     cl_enc_gen(&b, &g, toks);
     decode_ok(&b, &m);
@@ -264,6 +276,21 @@ static void test_tokens_errors_gen(void **state) {
     assert_false(m.u.gen.ignore_eog);
     truncations_fail(&b);
     cl_buf_free(&b);
+    /* a continuation: one prompt token, one generated; no prompt at all is not a request */
+    g.n_prompt = 1;
+    cl_enc_gen(&b, &g, toks);
+    decode_ok(&b, &m);
+    assert_int_equal(m.u.gen.n_prompt, 1);
+    cl_buf_free(&b);
+    g.n_prompt = 0;
+    cl_enc_gen(&b, &g, toks);
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+    g.n_prompt = 3;
+    cl_enc_gen(&b, &g, toks);
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+    g.n_prompt = 2;
     /* embeddings: the vector round-trips; a NaN or an empty vector does not decode */
     float vec[3] = {0.6f, -0.8f, 0.0f};
     cl_embedding_msg em = {.dep_id = 9, .req_id = 5, .epoch = 2, .step = 7, .n_embd = 3};
@@ -293,11 +320,13 @@ static void test_tokens_errors_gen(void **state) {
     assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
     cl_buf_free(&b);
 
-    cl_gen_end ge = {.req_id = 5, .code = 0, .n_generated = 3};
+    cl_gen_end ge = {.req_id = 5, .code = 0, .n_generated = 3, .n_cached = 7, .moved = true};
     snprintf(ge.finish, sizeof ge.finish, "length");
     cl_enc_gen_end(&b, &ge);
     decode_ok(&b, &m);
     assert_string_equal(m.u.gen_end.finish, "length");
+    assert_int_equal(m.u.gen_end.n_cached, 7);
+    assert_true(m.u.gen_end.moved);
     truncations_fail(&b);
     cl_buf_free(&b);
     cl_enc_header(&b, "m", 0, "{}", 2, "GGUF", 4);
@@ -311,6 +340,85 @@ static void test_tokens_errors_gen(void **state) {
 }
 
 /* random bytes never crash the decoder (the fuzzer does this at scale) */
+static cl_record sample_record(void) {
+    static uint8_t man[] = "{\"format\": \"byoai-tensor-manifest/1\"}";
+    cl_record r = {.dep_id = 77, .term = 3, .epoch = 5, .file_size = 4096, .man = man, .man_len = sizeof man - 1,
+                   .n_ctx = 256, .n_seq = 4, .n_batch = 64, .wire = BYOAI_WIRE_F32, .weighting = BYOAI_WEIGHT_MEMORY,
+                   .n_only = 1, .n_layer = 12, .n_stages = 2};
+    snprintf(r.name, sizeof r.name, "synth");
+    snprintf(r.url, sizeof r.url, "http://127.0.0.1:8000/synth.gguf");
+    snprintf(r.only[0], sizeof r.only[0], "3b51");
+    r.coord_pk[0] = 1;
+    r.stage_pk[0][0] = 1;
+    r.stage_pk[1][0] = 2;
+    r.stage_begin[0] = 0;
+    r.stage_end[0] = 6;
+    r.stage_begin[1] = 6;
+    r.stage_end[1] = 12;
+    return r;
+}
+
+static void test_record(void **state) {
+    (void)state;
+    cl_record r = sample_record();
+    cl_buf b = {0};
+    cl_enc_record(&b, &r);
+    cl_msg m;
+    decode_ok(&b, &m);
+    const cl_record *d = &m.u.record;
+    assert_int_equal(d->term, 3);
+    assert_int_equal(d->epoch, 5);
+    assert_int_equal(d->n_stages, 2);
+    assert_int_equal(d->stage_end[1], 12);
+    assert_int_equal(d->stage_pk[1][0], 2);
+    assert_string_equal(d->only[0], "3b51");
+    assert_int_equal(d->man_len, r.man_len);
+    assert_memory_equal(d->man, r.man, r.man_len);
+    truncations_fail(&b);
+    cl_buf_free(&b);
+    /* a tombstone: who removed it and when, nothing else */
+    cl_record t = {.dep_id = 77, .term = 4, .removed = true};
+    snprintf(t.name, sizeof t.name, "synth");
+    cl_enc_record(&b, &t);
+    decode_ok(&b, &m);
+    assert_true(m.u.record.removed);
+    cl_buf_free(&b);
+    /* stages that leave a gap, overlap or miss the end; no term; no manifest */
+    cl_record v[5];
+    for (int i = 0; i < 5; i++) v[i] = sample_record();
+    v[0].stage_begin[1] = 7;
+    v[1].stage_end[1] = 11;
+    v[2].stage_end[0] = 13;
+    v[3].term = 0;
+    v[4].man_len = 0;
+    for (int i = 0; i < 5; i++) {
+        cl_enc_record(&b, &v[i]);
+        assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+        cl_buf_free(&b);
+    }
+    /* which record counts: the higher term (a takeover, a resume), then the
+     * later plan, then a tombstone, then the lower coordinator key (two
+     * members that took over at once agree without talking) */
+    cl_record x = sample_record(), y = sample_record();
+    y.term = 4;
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    y = x;
+    y.epoch = 6;
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    y = x;
+    y.removed = true;
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    y = x;
+    y.coord_pk[0] = 0; /* lower */
+    assert_true(cl_record_newer(&y, &x) && !cl_record_newer(&x, &y));
+    assert_false(cl_record_newer(&x, &x)); /* the same record is not news */
+    cl_record copy;
+    assert_int_equal(cl_record_copy(&copy, &x), 0);
+    assert_ptr_not_equal(copy.man, x.man);
+    assert_memory_equal(copy.man, x.man, x.man_len);
+    free(copy.man);
+}
+
 static void test_random_bytes(void **state) {
     (void)state;
     uint64_t s = 1;
@@ -319,7 +427,7 @@ static void test_random_bytes(void **state) {
     for (int i = 0; i < 20000; i++) {
         size_t n = (size_t)(tu_rand_u64(&s) % sizeof buf);
         for (size_t k = 0; k < n; k++) buf[k] = (uint8_t)tu_rand_u64(&s);
-        if (n) buf[0] = (uint8_t)(tu_rand_u64(&s) % 45);
+        if (n) buf[0] = (uint8_t)(tu_rand_u64(&s) % 75);
         cl_msg_decode(buf, n, &m, NULL);
     }
 }
@@ -348,6 +456,10 @@ static void test_announcements(void **state) {
     uint64_t now = byoai_time_unix();
     assert_int_equal(cl_announce_encode(&a, &info, now * 1000, dg, sizeof dg, &len), 0);
     assert_true(len <= CL_DGRAM_MAX); /* long model lists are trimmed to fit */
+    /* sealed: neither the cluster's key, nor the node's, nor its name is in clear */
+    assert_null(memmem(dg, len, a.cluster_pk, 32));
+    assert_null(memmem(dg, len, a.node_pk, 32));
+    assert_null(memmem(dg, len, "192.168.1.5", 11));
     cl_cert cert;
     cl_node_info got;
     uint64_t ts;
@@ -429,7 +541,7 @@ static void test_interface_ranking(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hello_view_ping), cmocka_unit_test(test_load),
+        cmocka_unit_test(test_record), cmocka_unit_test(test_hello_view_ping), cmocka_unit_test(test_load),
         cmocka_unit_test(test_fwd),             cmocka_unit_test(test_tokens_errors_gen),
         cmocka_unit_test(test_random_bytes),    cmocka_unit_test(test_announcements),
         cmocka_unit_test(test_wire_helpers),    cmocka_unit_test(test_interface_ranking),
