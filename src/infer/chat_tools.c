@@ -55,22 +55,15 @@ typedef struct {
     bool oom;
 } sbuf;
 
+/* append, remembering a failure (rendering checks oom once at the end) */
 static void put(sbuf *b, const char *s, size_t n) {
     if (b->oom || n == 0) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
+    byoai_buf t = {b->s, b->len, b->cap};
+    if (!byoai_buf_append(&t, s, n)) {
+        b->oom = true;
+        return;
     }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
+    b->s = t.data, b->len = t.len, b->cap = t.cap;
 }
 static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
 
