@@ -34,6 +34,7 @@ ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--ctx", type=int, default=2048)
 ap.add_argument("--max-tokens", type=int, default=16)
 ap.add_argument("--first-words", type=int, default=300, help="words of each conversation's first message")
+ap.add_argument("--only", default="", help="comma-separated server names to run (default: all)")
 a = ap.parse_args()
 work = tempfile.mkdtemp(prefix="byoai-ttft-")
 procs = []
@@ -91,28 +92,33 @@ def start_llama():
     return port
 
 def start_cluster():
-    """Two `byoai serve --cluster` nodes; the first coordinates the model over both."""
+    """Two `byoai serve --cluster` nodes; the first coordinates the model, planned over both."""
+    env = lambda home: dict(os.environ, BYOAI_HOME=home)
     def cl(home, *args):
-        return subprocess.run([a.byoai, "cluster", *args], env=dict(os.environ, BYOAI_HOME=home), check=True,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run([a.byoai, "cluster", *args], env=env(home), check=True, capture_output=True,
+                              text=True).stdout.strip()
     homes = [os.path.join(work, "node%d-%d" % (i, time.time_ns())) for i in range(2)]
-    lports = [free_port(), free_port()]
-    dport = free_port()
+    lports, dport, ports = [free_port(), free_port()], free_port(), []
     cl(homes[0], "create", "bench")
-    cl(homes[1], "join", cl(homes[0], "invite", "--address", "127.0.0.1:%d" % lports[0]))
-    ports = []
     for i, home in enumerate(homes):
+        if i == 1:  # the member joins through the running admin node
+            cl(home, "join", cl(homes[0], "invite", "--address", "127.0.0.1:%d" % lports[0]).split()[-1])
         port = free_port()
         args = [a.byoai, "serve", "--port", str(port), "--cluster", "--cluster-bind", "127.0.0.1", "--cluster-port",
-                str(lports[i]), "--cluster-discovery-port", str(dport), "--no-cluster-discovery", "--cluster-peer",
-                "127.0.0.1:%d" % lports[1 - i], "--parallel", str(a.parallel), "--ctx", str(a.ctx), "-t",
-                str(a.threads), "--cluster-memory", "2G"]
-        if i == 0:
-            args += ["--cluster-model", "m=" + a.model, "--cluster-min-nodes", "2"]
+                str(lports[i]), "--cluster-discovery-port", str(dport), "--no-cluster-discovery", "--parallel",
+                str(a.parallel), "--ctx", str(a.ctx), "-t", str(a.threads), "--cluster-memory", "2G"]
+        if i == 1:
+            args += ["--cluster-peer", "127.0.0.1:%d" % lports[0]]
         log = open(os.path.join(work, "node%d.log" % i), "w")
-        procs.append(subprocess.Popen(args, env=dict(os.environ, BYOAI_HOME=home), stdout=log, stderr=log))
+        procs.append(subprocess.Popen(args, env=env(home), stdout=log, stderr=log))
+        wait_http(port, "/api/health")
         ports.append(port)
-    wait_http(ports[0], "/api/health")
+    deadline = time.time() + 60
+    while json.loads(cl(homes[0], "status", "--json"))["alive"] < 2:
+        if time.time() > deadline:
+            raise SystemExit("bench: the member never linked")
+        time.sleep(0.2)
+    cl(homes[0], "deploy", "m=" + a.model, "--ctx", str(a.ctx), "--seq", str(a.parallel), "--min-nodes", "2")
     deadline = time.time() + 300
     while time.time() < deadline:  # ready when the model answers
         try:
@@ -181,6 +187,8 @@ if a.cluster:
     servers.append(("byoai_cluster_2_nodes", start_cluster))
 if a.llama_server:
     servers.append(("llama_server", start_llama))
+if a.only:
+    servers = [x for x in servers if x[0] in a.only.split(",")]
 convs = [int(x) for x in a.convs.split(",")]
 samples = {}
 try:
