@@ -15,6 +15,7 @@
  */
 #include "tokenizer_internal.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -169,6 +170,12 @@ static int load_tokens(byoai_tokenizer *t, const byoai_gguf *g, byoai_error *err
             if (isnan(sc))
                 return byoai_error_set(err, BYOAI_EFORMAT, "tokenizer.ggml.scores[%llu] is not a number",
                                        (unsigned long long)i);
+            /* scores are float32; a float64 (or int64) past its range has no
+             * float32 value (the infinities are kept: they still order) */
+            if (isfinite(sc) && fabs(sc) > FLT_MAX)
+                return byoai_error_set(err, BYOAI_EFORMAT,
+                                       "tokenizer.ggml.scores[%llu] = %g is out of the range of a 32-bit float",
+                                       (unsigned long long)i, sc);
             tok->score = (float)sc;
         }
     }

@@ -305,7 +305,8 @@ static void test_bpe(void **state) {
         byoai_error err = {0};
         assert_int_equal(byoai_tokenize(v.t, text, len, false, false, &got, &n, &err), 0);
         assert_int_equal(tk_pretok_split(v.t, &s, text, len, &err), 0);
-        for (size_t p = 0; p < s.n_pieces; p += 2) m += bpe_piece_reference(v.t, text + s.pieces[p], s.pieces[p + 1], want + m);
+        for (size_t p = 0; p < s.n_pieces; p += 2)
+            m += bpe_piece_reference(v.t, text + s.pieces[p], s.pieces[p + 1], want + m);
         if (n != m || memcmp(got, want, n * sizeof *got))
             fail_msg("gpt-2 '%.*s': %zu tokens, the reference gives %zu", (int)len, text, n, m);
         free(got);
