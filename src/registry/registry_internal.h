@@ -65,6 +65,18 @@ int reg_download_blob(byoai_store *s, const char *const *urls, size_t n_urls, co
 /* Ask the Hub for a file's sha256 and size (HEAD, X-Linked-Etag). */
 int reg_hub_head(const char *url, char sha256[65], uint64_t *size, char *commit, size_t ccap, byoai_error *err);
 
+/* ---- publishing (serve.c) -------------------------------------------------- */
+/* The headers of a publish request (NULL when absent). */
+typedef struct reg_publish_headers {
+    const char *publisher, *timestamp, *nonce, *sha256, *meta, *signature;
+} reg_publish_headers;
+/* Check a request to publish model `name` before anything else looks at it:
+ * a valid name without ':', every header present and well-formed (a
+ * publisher name, unix seconds in digits, a 32-hex-digit nonce, a sha256,
+ * meta of at most 8 KiB, a 128-hex-digit signature). 0 with *ts set, or the
+ * HTTP status (400) with msg filled. Signature, clock and nonce come later. */
+int reg_publish_check(const char *name, const reg_publish_headers *h, uint64_t *ts, char *msg, size_t cap);
+
 /* ---- the built-in index --------------------------------------------------- */
 extern const unsigned char byoai_builtin_index[];
 extern const unsigned long byoai_builtin_index_len;

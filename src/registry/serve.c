@@ -279,38 +279,56 @@ static void gguf_string(const byoai_gguf *g, const char *key, char *dst, size_t 
     }
 }
 
+int reg_publish_check(const char *name, const reg_publish_headers *h, uint64_t *ts, char *msg, size_t cap) {
+    byoai_error e = {0};
+    if (!name || strchr(name, ':') || byoai_store_check_name(name, &e)) {
+        snprintf(msg, cap, "%s", e.msg[0] ? e.msg : "a model name has no ':'");
+        return 400;
+    }
+    if (!h->publisher || !h->timestamp || !h->nonce || !h->sha256 || !h->meta || !h->signature) {
+        snprintf(msg, cap, "a publish needs the X-Byoai-Publisher, -Timestamp, -Nonce, -Sha256, -Meta and -Signature "
+                           "headers and the file as the body (use `byoai publish`)");
+        return 400;
+    }
+    if (byoai_key_check_name(h->publisher, NULL) || !hex_str(h->nonce, 32) || !byoai_store_check_sha256(h->sha256) ||
+        strlen(h->meta) > 8192 || strlen(h->signature) != 128 ||
+        strspn(h->signature, "0123456789abcdefABCDEF") != 128) {
+        snprintf(msg, cap, "malformed publish headers");
+        return 400;
+    }
+    /* unix seconds: digits only (strtoull alone takes " 12", "+12" and "-12") */
+    size_t n = strlen(h->timestamp);
+    bool digits = n >= 1 && n <= 19;
+    for (size_t i = 0; digits && i < n; i++) digits = h->timestamp[i] >= '0' && h->timestamp[i] <= '9';
+    if (!digits) {
+        snprintf(msg, cap, "X-Byoai-Timestamp must be unix seconds");
+        return 400;
+    }
+    *ts = strtoull(h->timestamp, NULL, 10);
+    return 0;
+}
+
 static void handle_publish(byoai_registry_server *srv, byoai_http_req *r, const char *name) {
     byoai_error e = {0};
     if (strcmp(byoai_http_method(r), "PUT") && strcmp(byoai_http_method(r), "POST")) {
         send_error(r, 405, "invalid_request_error", "publish with PUT");
         return;
     }
-    if (strchr(name, ':') || byoai_store_check_name(name, &e)) {
-        send_error(r, 400, "invalid_request_error", "%s", e.msg[0] ? e.msg : "a model name has no ':'");
-        return;
-    }
-    const char *publisher = byoai_http_header(r, "X-Byoai-Publisher");
-    const char *ts_s = byoai_http_header(r, "X-Byoai-Timestamp");
-    const char *nonce = byoai_http_header(r, "X-Byoai-Nonce");
-    const char *sha = byoai_http_header(r, "X-Byoai-Sha256");
-    const char *meta_s = byoai_http_header(r, "X-Byoai-Meta");
-    const char *sig = byoai_http_header(r, "X-Byoai-Signature");
+    reg_publish_headers h = {
+        .publisher = byoai_http_header(r, "X-Byoai-Publisher"), .timestamp = byoai_http_header(r, "X-Byoai-Timestamp"),
+        .nonce = byoai_http_header(r, "X-Byoai-Nonce"),         .sha256 = byoai_http_header(r, "X-Byoai-Sha256"),
+        .meta = byoai_http_header(r, "X-Byoai-Meta"),           .signature = byoai_http_header(r, "X-Byoai-Signature")};
+    const char *publisher = h.publisher, *nonce = h.nonce, *sha = h.sha256, *meta_s = h.meta, *sig = h.signature;
     const char *body = byoai_http_body_file(r);
-    if (!publisher || !ts_s || !nonce || !sha || !meta_s || !sig || !body) {
-        send_error(r, 400, "invalid_request_error",
-                   "a publish needs the X-Byoai-Publisher, -Timestamp, -Nonce, -Sha256, -Meta and -Signature headers "
-                   "and the file as the body (use `byoai publish`)");
-        return;
+    char cmsg[512];
+    uint64_t ts;
+    int status = reg_publish_check(name, &h, &ts, cmsg, sizeof cmsg);
+    if (!status && !body) {
+        status = 400;
+        snprintf(cmsg, sizeof cmsg, "a publish needs the file as the body (use `byoai publish`)");
     }
-    if (byoai_key_check_name(publisher, NULL) || !hex_str(nonce, 32) || !byoai_store_check_sha256(sha) ||
-        strlen(meta_s) > 8192) {
-        send_error(r, 400, "invalid_request_error", "malformed publish headers");
-        return;
-    }
-    char *end;
-    unsigned long long ts = strtoull(ts_s, &end, 10);
-    if (*end || end == ts_s) {
-        send_error(r, 400, "invalid_request_error", "X-Byoai-Timestamp must be unix seconds");
+    if (status) {
+        send_error(r, status, "invalid_request_error", "%s", cmsg);
         return;
     }
     /* who is it? */
@@ -339,7 +357,8 @@ static void handle_publish(byoai_registry_server *srv, byoai_http_req *r, const 
     }
     char meta_sha[65], msg[600];
     byoai_sha256_buf(meta_s, strlen(meta_s), meta_sha);
-    publish_message(msg, sizeof msg, name, sha, (unsigned long long)st.st_size, ts, nonce, meta_sha);
+    publish_message(msg, sizeof msg, name, sha, (unsigned long long)st.st_size, (unsigned long long)ts, nonce,
+                    meta_sha);
     if (byoai_verify(pk.pk, msg, strlen(msg), sig, &e)) {
         logf_(srv, "publish %s refused: bad signature from %s", name, publisher);
         send_error(r, 401, "bad_signature",
@@ -424,7 +443,7 @@ static void handle_publish(byoai_registry_server *srv, byoai_http_req *r, const 
     size_t ilen;
     dir_path(srv->dir, "index.json", ip, sizeof ip);
     json_t *root = NULL;
-    int status = 0;
+    status = 0;
     char emsg[1024] = "";
     const char *etype = "server_error";
     byoai_index *check = NULL;
