@@ -35,7 +35,7 @@ merge_max=${FUZZ_MERGE_MAX_LEN:-4096}
 max_len() {
   case "$1" in
     fuzz_gguf | fuzz_manifest) echo 65536 ;;
-    fuzz_tokenizer) echo 8192 ;;
+    fuzz_tokenizer) echo 8192 ;; # vocabulary seeds are 4-6 KB
     *) echo 16384 ;;
   esac
 }

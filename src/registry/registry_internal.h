@@ -47,6 +47,16 @@ typedef struct reg_request {
 } reg_request;
 
 void reg_curl_init(void);
+/* Response header lines as libcurl hands them (not NUL-terminated, CRLF at
+ * the end), parsed within len. reg_header_line updates r's etag,
+ * last_modified, linked_etag, linked_size, repo_commit and content_length
+ * (numbers: digits only, else 0); a status line starts a new response. */
+void reg_header_line(reg_response *r, const char *line, size_t len);
+/* The status of "HTTP/x STATUS ...", 0 when the line is not one. */
+long reg_status_line(const char *line, size_t len);
+/* The first byte of "Content-Range: bytes FIRST-LAST/SIZE"; false when the
+ * line is not that. */
+bool reg_content_range_start(const char *line, size_t len, uint64_t *start);
 int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_error *err);
 void reg_response_free(reg_response *r);
 
