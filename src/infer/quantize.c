@@ -50,9 +50,18 @@ static const mix *find_mix(const char *name) {
  * on every third layer in between */
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
+/* The layer of "blk.N.*", or -1. N is a name from the file: a number too
+ * large for the mix's arithmetic (7 * n / 8 ...) is no layer. */
 static int layer_of(const char *name) {
-    int l;
-    return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9') return -1;
+    int l = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        l = l * 10 + (*p - '0');
+        if (l > 65535) return -1;
+    }
+    return *p == '.' ? l : -1;
 }
 
 static bool ends_with(const char *s, const char *suffix) {

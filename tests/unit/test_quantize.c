@@ -189,6 +189,34 @@ static void test_unaligned_file(void **state) {
     tu_rmtree(dir);
 }
 
+/* Tensor names come from the file: "blk.2147483647." made the layer count
+ * overflow (int) in the mix's arithmetic; such a name is no layer. */
+static void test_hostile_layer_names(void **state) {
+    (void)state;
+    const char *dir = tu_tmpdir();
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/in.gguf", dir);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    byoai_gguf_writer *w;
+    byoai_error err;
+    assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+    static float d[256 * 2];
+    uint64_t ne[2] = {256, 2};
+    const char *names[] = {"blk.2147483647.attn_v.weight", "blk.99999999999.ffn_down.weight",
+                           "blk.1.ffn_down.weight", "blk..attn_v.weight"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(byoai_gguf_writer_add_tensor(w, names[i], BYOAI_TYPE_F32, 2, ne, d, NULL, NULL, &err), 0);
+    if (byoai_gguf_writer_write(w, in, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    byoai_gguf_writer_free(w);
+    byoai_quantize_params p = {.target = "Q4_K_M", .n_threads = 1};
+    if (byoai_quantize_file(in, out, &p, &err)) fail_msg("%s", err.msg);
+    byoai_gguf *g;
+    assert_int_equal(byoai_gguf_open(out, &g, &err), 0);
+    assert_int_equal(g->n_tensors, 4);
+    byoai_gguf_close(g);
+    tu_rmtree(dir);
+}
+
 static void test_bad_target(void **state) {
     (void)state;
     byoai_error err;
@@ -203,6 +231,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_and_q8_0),
         cmocka_unit_test(test_unaligned_file),
+        cmocka_unit_test(test_hostile_layer_names),
         cmocka_unit_test(test_bad_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
