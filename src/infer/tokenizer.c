@@ -263,6 +263,7 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
 
     for (int32_t i = 0; i < t->n_vocab; i++)
         if (t->tokens[i].len > t->max_token_len) t->max_token_len = t->tokens[i].len;
+    if (wpm && (rc = tk_wpm_index(t, err))) goto fail;
     find_byte_tokens(t);
     mark_eog(t);
     if ((rc = tk_specials_index(t, err))) goto fail;
@@ -280,6 +281,8 @@ void byoai_tokenizer_free(byoai_tokenizer *t) {
     free(t->tok_table);
     free(t->merge_table);
     free(t->pair_table);
+    free(t->wp_token);
+    free(t->wp_edges);
     free(t->specials);
     free(t->trie);
     free(t);

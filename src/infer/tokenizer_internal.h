@@ -91,6 +91,16 @@ struct byoai_tokenizer {
     bool add_bos, add_eos;
     bool add_space_prefix; /* SPM: prepend ' ' to text at the start / after a special token */
     size_t max_token_len;  /* WPM: the longest token text in bytes (the greedy search's window) */
+    /* WPM: a byte trie of every token text, for the greedy longest match
+     * (tokenizer_wpm.c). Node 0 is the root; wp_token[node] is the token
+     * spelled by the path to it, or -1; an edge is one slot of wp_edges:
+     * (((node << 8 | byte) + 1) << 32) | child, 0 = empty. NULL when the
+     * vocabulary is too large for it (more than 2^24 nodes): then every
+     * candidate length is looked up in tok_table instead. */
+    int32_t *wp_token;
+    uint32_t n_wp;
+    uint64_t *wp_edges;
+    uint32_t wp_mask;
 
     /* Special-token candidates for byoai_tokenize's partition step: ids of
      * CONTROL, USER_DEFINED and UNKNOWN tokens with non-empty text, sorted by
@@ -257,6 +267,8 @@ int tk_spm_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, s
                     tk_ids *out, byoai_error *err);
 /* Index the character pairs of the vocabulary (t->pair_table). */
 int tk_spm_pairs_index(byoai_tokenizer *t, byoai_error *err);
+/* Build the WordPiece trie (t->wp_*). */
+int tk_wpm_index(byoai_tokenizer *t, byoai_error *err);
 /* WordPiece of one raw fragment (tokenizer_wpm.c). */
 int tk_wpm_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, size_t len, tk_ids *out,
                     byoai_error *err);

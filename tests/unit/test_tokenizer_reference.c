@@ -4,7 +4,8 @@
  *    pass over the fragments per special, as llama.cpp does it;
  *  - SentencePiece merging (a heap, text cut into independent chunks)
  *    against rescanning all pairs for the best one after every merge;
- *  - GPT-2 BPE (a heap per piece) against the same rescan by rank.
+ *  - GPT-2 BPE (a heap per piece) against the same rescan by rank;
+ *  - WordPiece's trie walk against a lookup of every candidate length.
  * And a text naming thousands of distinct special tokens tokenizes in time
  * linear in its length, not in length x specials. */
 #include "testutil.h"
@@ -315,6 +316,37 @@ static void test_bpe(void **state) {
     vocab_close(&v);
 }
 
+/* ---- WordPiece ------------------------------------------------------------------------------ */
+
+static void test_wpm(void **state) {
+    (void)state;
+    vocab fast, slow;
+    vocab_open(&fast, "bert-bge");
+    vocab_open(&slow, "bert-bge");
+    assert_non_null(fast.t->wp_edges);
+    free(slow.t->wp_edges); /* the fallback: every length looked up, longest first */
+    slow.t->wp_edges = NULL;
+    const char *pieces[] = {"tele", "communication", "s", "un", "break", "able", " ", " ", "a", "q", "x", "z", "Ü",
+                            "\xC3\xA9", "\xE6\x97\xA5", "1", "23", "!", "'", "\t", "[CLS]", "##", "ing", "qu",
+                            "\x80", "e\xCC\x81"};
+    char text[300];
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t len = random_text(text, sizeof text, pieces, sizeof pieces / sizeof pieces[0]);
+        int32_t *a, *b;
+        size_t na, nb;
+        byoai_error err = {0};
+        bool ps = iter & 1;
+        assert_int_equal(byoai_tokenize(fast.t, text, len, true, ps, &a, &na, &err), 0);
+        assert_int_equal(byoai_tokenize(slow.t, text, len, true, ps, &b, &nb, &err), 0);
+        if (na != nb || memcmp(a, b, na * sizeof *a))
+            fail_msg("wordpiece '%.*s': %zu tokens, the reference gives %zu", (int)len, text, na, nb);
+        free(a);
+        free(b);
+    }
+    vocab_close(&fast);
+    vocab_close(&slow);
+}
+
 /* ---- many distinct specials ---------------------------------------------------------------- */
 
 /* 16000 control tokens, a 1 MB text that names each of them over and over:
@@ -376,6 +408,7 @@ int main(void) {
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_spm),
         cmocka_unit_test(test_bpe),
+        cmocka_unit_test(test_wpm),
         cmocka_unit_test(test_many_specials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
