@@ -6,7 +6,9 @@
 #   make bench  build optimized and run the benchmarks (JSON on stdout)
 #   make bench-cluster  only the cluster benchmark (1, 2, 3 local nodes)
 #   make bench-ttft     only time to first token of conversations taking turns (vs llama-server)
-#   make fuzz   build libFuzzer targets with clang and run each briefly
+#   make fuzz   build the libFuzzer targets with clang and run each for
+#               FUZZ_SECONDS (default 30; FUZZ_SECONDS=600 is the real run),
+#               FUZZ_TARGETS="fuzz_gguf ..." for some only (fuzz/run.sh)
 SHELL   := /bin/bash
 JOBS    ?= $(shell nproc)
 SHARED  ?= $(abspath ../shared)
@@ -60,7 +62,7 @@ bench-ttft: build
 fuzz: deps
 	@cmake -S . -B $(FUZZDIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBYOAI_SANITIZE=ON -DBYOAI_FUZZ=ON -DBYOAI_TESTS=OFF -DBYOAI_SHARED_DIR=$(SHARED) >/dev/null
 	@cmake --build $(FUZZDIR) -j $(JOBS)
-	bash fuzz/run.sh $(FUZZDIR)
+	bash fuzz/run.sh $(FUZZDIR) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf build

@@ -13,7 +13,9 @@ conversation 1 turn 1, ..., then turn 2 of each, and so on. Each turn is
 the whole history so far (a long first message, then short questions and
 the answers the server gave) sent as one streamed /v1/completions request,
 so both servers see exactly the same text whatever their chat templates;
-the time to the first generated text is measured by the client. The report
+the time to the first generated text is measured by the client. Each
+conversation's first message has the same words in an order of its own, so
+that conversations share no long run of tokens, as different chats do. The report
 gives, per server, conversations and turn, the median over conversations
 and rounds, and the cached prompt share byoai reported. Both servers get the
 same number of parallel sequences (--parallel) and context per sequence
@@ -164,14 +166,26 @@ def first_token(port, prompt, max_tokens):
     return (ttft if ttft is not None else time.perf_counter() - t0), text, usage
 
 story = ("Once upon a time there was a little girl named Lily who loved to play in the park with her red ball "
-         "and her dog Max. ")
+         "and her dog Max. One sunny day they found a big box under an old tree near the river, and inside it was "
+         "a tiny bird that could not fly yet. ")
 words = story.split()
+
+def first_message(k):
+    """Conversation k's long first message: the story's words in an order of its own, so that conversations
+    share no long run of tokens (as different chats do)."""
+    import random
+    r = random.Random(k)
+    out = []
+    while len(out) < a.first_words:
+        w = words[:]
+        r.shuffle(w)
+        out += w
+    return " ".join(out[:a.first_words])
 
 def conversations(port, n):
     hist = []
     for k in range(n):
-        first = " ".join((words * (a.first_words // len(words) + 1))[:a.first_words])
-        hist.append("Story %d. %s\nUser: Tell me a story.\nAssistant:" % (k, first))
+        hist.append("Story %d. %s\nUser: Tell me a story.\nAssistant:" % (k, first_message(k)))
     rows = []
     for turn in range(1, a.turns + 1):
         for k in range(n):

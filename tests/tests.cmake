@@ -19,6 +19,22 @@ foreach(f ${UNIT_TESTS})
   set_tests_properties(unit/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 600 LABELS unit)
 endforeach()
 
+# Fuzz corpora replayed: each fuzz/fuzz_*.c linked with fuzz/replay_main.c
+# (no libFuzzer, so gcc builds it) runs over fuzz/corpus/<target>/, the seeds
+# and every input a fuzzing run found, under ASan and UBSan. `make fuzz`
+# (clang) is where new inputs are found; here they stay fixed.
+if(NOT BYOAI_FUZZ)
+  file(GLOB FUZZ_TARGETS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/fuzz/fuzz_*.c)
+  foreach(f ${FUZZ_TARGETS})
+    get_filename_component(n ${f} NAME_WE)
+    add_executable(replay_${n} ${f} ${CMAKE_SOURCE_DIR}/fuzz/replay_main.c)
+    target_link_libraries(replay_${n} PRIVATE byoai_lib)
+    target_include_directories(replay_${n} PRIVATE ${CMAKE_SOURCE_DIR}/src)
+    add_test(NAME fuzz/${n} COMMAND replay_${n} ${CMAKE_SOURCE_DIR}/fuzz/corpus/${n})
+    set_tests_properties(fuzz/${n} PROPERTIES ENVIRONMENT "${BYOAI_TEST_ENV}" TIMEOUT 600 LABELS fuzz)
+  endforeach()
+endif()
+
 # Integration tests: tests/integration/*.sh, real processes against the built binary.
 file(GLOB INTEGRATION_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*.sh)
 list(FILTER INTEGRATION_TESTS EXCLUDE REGEX "/lib[^/]*\\.sh$")

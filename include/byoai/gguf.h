@@ -80,6 +80,11 @@ int byoai_type_from_name(const char *name);
 /* Bytes used by n elements of type t (n a multiple of the block size), or 0
  * when t is unknown, n is not a multiple, or the size overflows. */
 uint64_t byoai_type_row_size(uint32_t t, uint64_t n);
+/* The alignment (bytes) that tensor data of type t must have to be read in
+ * place by the compute kernels: the largest power of two dividing its block
+ * size in bytes, at most 8 (so every file with general.alignment >= 8, the
+ * default 32 among them, has it). 1 for an unknown type. */
+uint32_t byoai_type_alignment(uint32_t t);
 
 /* ---- metadata values ----------------------------------------------------- */
 typedef enum byoai_gguf_vtype {
@@ -172,7 +177,10 @@ const byoai_gguf_tensor *byoai_gguf_find_tensor(const byoai_gguf *g, const char 
 
 /* Typed getters: return BYOAI_ENOTFOUND when absent, BYOAI_EFORMAT (with a
  * message) when present with an incompatible type. Integer getters accept
- * any integer type whose value fits. */
+ * any integer type whose value fits (else BYOAI_ERANGE: a negative value for
+ * an unsigned one, too large a value); they never convert floats.
+ * byoai_gguf_get_f32 accepts any number, and refuses (BYOAI_ERANGE) a
+ * finite float64 beyond float32's range. */
 int byoai_gguf_get_u64(const byoai_gguf *g, const char *key, uint64_t *out, byoai_error *err);
 int byoai_gguf_get_u32(const byoai_gguf *g, const char *key, uint32_t *out, byoai_error *err);
 int byoai_gguf_get_i64(const byoai_gguf *g, const char *key, int64_t *out, byoai_error *err);
@@ -183,7 +191,10 @@ int byoai_gguf_get_str(const byoai_gguf *g, const char *key, byoai_gguf_str *out
 int byoai_gguf_get_arr(const byoai_gguf *g, const char *key, int elem_type, const byoai_gguf_value **out,
                        byoai_error *err);
 
-/* Element i of a numeric array value, converted. */
+/* Element i of a numeric array value, converted. byoai_gguf_arr_i64
+ * truncates floats toward zero and saturates what int64 cannot hold
+ * (uint64 above INT64_MAX, floats past +-2^63; NaN gives 0): a caller that
+ * range-checks the result also refuses those. 0 for an index out of range. */
 double byoai_gguf_arr_f64(const byoai_gguf_value *arr, uint64_t i);
 int64_t byoai_gguf_arr_i64(const byoai_gguf_value *arr, uint64_t i);
 /* Size in bytes of a scalar of type vt (0 for STRING/ARRAY). */

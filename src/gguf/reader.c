@@ -12,6 +12,8 @@
  */
 #include "byoai/gguf.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,11 +250,11 @@ static int cmp_kv(const void *a, const void *b) {
     return strcmp(((const byoai_gguf_kv *)a)->key, ((const byoai_gguf_kv *)b)->key);
 }
 
-typedef struct { const char *name; uint32_t idx; } name_idx;
+typedef struct { const char *name; uint64_t idx; } name_idx;
 static int cmp_name_idx(const void *a, const void *b) {
     return strcmp(((const name_idx *)a)->name, ((const name_idx *)b)->name);
 }
-typedef struct { uint64_t off, end; uint32_t idx; } span;
+typedef struct { uint64_t off, end, idx; } span;
 static int cmp_span(const void *a, const void *b) {
     const span *x = a, *y = b;
     return x->off < y->off ? -1 : x->off > y->off ? 1 : 0;
@@ -380,6 +382,9 @@ static int parse(byoai_gguf *g, byoai_error *err) {
             return fail(&c, "first dimension %llu is not a multiple of the %s block size %u",
                         (unsigned long long)t->ne[0], tr->name, tr->block_size);
         uint64_t row = byoai_type_row_size(type, t->ne[0]);
+        if (row == 0 && t->ne[0] != 0) /* byoai_type_row_size's answer to an overflow */
+            return fail(&c, "data size overflows 64 bits (a row of %llu %s values)", (unsigned long long)t->ne[0],
+                        tr->name);
         uint64_t rows = nel / (t->ne[0] ? t->ne[0] : 1);
         if (t->ne[0] == 0) rows = 0;
         if (byoai_mul_overflow(row, rows, &t->size))
@@ -419,8 +424,8 @@ static int parse(byoai_gguf *g, byoai_error *err) {
                 break;
             }
             t->data = g->base + start;
-            spans[i] = (span){t->offset, t->offset + t->size, (uint32_t)i};
-            names[i] = (name_idx){t->name, (uint32_t)i};
+            spans[i] = (span){t->offset, t->offset + t->size, i};
+            names[i] = (name_idx){t->name, i};
         }
         if (!rc) {
             qsort(names, (size_t)g->n_tensors, sizeof *names, cmp_name_idx);
@@ -559,7 +564,15 @@ int byoai_gguf_get_f32(const byoai_gguf *g, const char *key, float *out, byoai_e
     const byoai_gguf_kv *kv = byoai_gguf_find(g, key);
     if (!kv) return BYOAI_ENOTFOUND;
     const byoai_gguf_value *v = &kv->value;
-    if (v->type == BYOAI_GGUF_FLOAT32 || v->type == BYOAI_GGUF_FLOAT64) { *out = (float)v->v.f64; return 0; }
+    if (v->type == BYOAI_GGUF_FLOAT32 || v->type == BYOAI_GGUF_FLOAT64) {
+        /* a float64 past float32's range has no float value (NaN and the
+         * infinities pass through: callers decide about those) */
+        if (isfinite(v->v.f64) && fabs(v->v.f64) > FLT_MAX)
+            return byoai_error_set(err, BYOAI_ERANGE, "metadata '%s' = %g is out of the range of a 32-bit float", key,
+                                   v->v.f64);
+        *out = (float)v->v.f64;
+        return 0;
+    }
     if (is_uint(v->type)) { *out = (float)v->v.u64; return 0; }
     if (is_sint(v->type)) { *out = (float)v->v.i64; return 0; }
     return wrong_type(key, v, "a number", err);
@@ -609,8 +622,14 @@ int64_t byoai_gguf_arr_i64(const byoai_gguf_value *arr, uint64_t i) {
     size_t es = byoai_gguf_vtype_size(arr->v.arr.elem_type);
     if (!es || i >= arr->v.arr.count) return 0;
     decode_scalar(arr->v.arr.elem_type, arr->v.arr.data + i * es, &v);
-    if (is_uint(v.type)) return (int64_t)v.v.u64;
+    if (is_uint(v.type)) return v.v.u64 > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v.v.u64;
     if (is_sint(v.type)) return v.v.i64;
     if (v.type == BYOAI_GGUF_BOOL) return v.v.b;
-    return (int64_t)v.v.f64;
+    /* a float outside int64's range has no integer value: converting it is
+     * undefined behaviour, so it saturates (and NaN is 0) */
+    double d = v.v.f64;
+    if (isnan(d)) return 0;
+    if (d >= 9223372036854775808.0) return INT64_MAX; /* 2^63 */
+    if (d <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)d;
 }

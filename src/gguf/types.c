@@ -61,3 +61,10 @@ uint64_t byoai_type_row_size(uint32_t t, uint64_t n) {
     if (byoai_mul_overflow(n / tr->block_size, tr->type_size, &out)) return 0;
     return out;
 }
+
+uint32_t byoai_type_alignment(uint32_t t) {
+    const byoai_type_traits *tr = byoai_type_get(t);
+    if (!tr) return 1;
+    uint32_t a = tr->type_size & (~tr->type_size + 1); /* lowest set bit */
+    return a > 8 ? 8 : a ? a : 1;
+}

@@ -69,6 +69,17 @@ static const char *file_type_from_metadata(const byoai_gguf *g, const uint64_t b
     return NULL;
 }
 
+/* Memory estimates from untrusted metadata: saturate instead of wrapping,
+ * so a file with absurd sizes reads as needing "too much", never "little" */
+static uint64_t sat_mul(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return byoai_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return byoai_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 int byoai_model_describe(const byoai_gguf *g, uint32_t n_ctx, byoai_model_info *o, byoai_error *err) {
     memset(o, 0, sizeof *o);
     copy_str(g, "general.architecture", o->arch, sizeof o->arch);
@@ -110,12 +121,16 @@ int byoai_model_describe(const byoai_gguf *g, uint32_t n_ctx, byoai_model_info *
     if (named) o->file_type = named;
     if (n_ctx == 0) n_ctx = o->n_ctx_train && o->n_ctx_train < 4096 ? o->n_ctx_train : 4096;
     o->mem_ctx = n_ctx;
-    o->mem_kv_bytes = (uint64_t)o->n_layer * n_ctx * o->n_head_kv * o->head_dim * 2 * sizeof(float);
+    o->mem_kv_bytes =
+        sat_mul(sat_mul(sat_mul(sat_mul(o->n_layer, n_ctx), o->n_head_kv), o->head_dim), 2 * sizeof(float));
     /* scratch for a 512-token batch plus one row of logits (see context.c) */
     uint64_t nb = 512, qd = (uint64_t)o->n_head * o->head_dim, kvd = (uint64_t)o->n_head_kv * o->head_dim;
     uint64_t widest = o->n_embd > qd ? o->n_embd : qd;
-    o->mem_buffer_bytes = 4 * (nb * (o->n_embd + widest + qd + 2 * kvd + qd + 3ull * o->n_ff) +
-                               nb * ((o->n_ff > widest ? o->n_ff : widest) + 256) + o->n_vocab + 2ull * n_ctx);
-    o->mem_total_bytes = o->weight_bytes + o->mem_kv_bytes + o->mem_buffer_bytes;
+    uint64_t per_row = sat_add(sat_add(sat_add(o->n_embd, widest), sat_mul(2, qd)),
+                               sat_add(sat_mul(2, kvd), sat_mul(3, o->n_ff)));
+    uint64_t wide = sat_add(o->n_ff > widest ? o->n_ff : widest, 256);
+    uint64_t floats = sat_add(sat_add(sat_mul(nb, per_row), sat_mul(nb, wide)), sat_add(o->n_vocab, 2ull * n_ctx));
+    o->mem_buffer_bytes = sat_mul(4, floats);
+    o->mem_total_bytes = sat_add(sat_add(o->weight_bytes, o->mem_kv_bytes), o->mem_buffer_bytes);
     return 0;
 }

@@ -155,6 +155,21 @@ static int read_hparams(byoai_model *m, bool vocab_only, byoai_error *err) {
     return 0;
 }
 
+/* Weights are read in place from the mapping, so they must sit where the
+ * kernels can load their type (a file written with general.alignment 1 or 2
+ * may not): refuse such a tensor with what to do, rather than run with
+ * misaligned loads (undefined behaviour; a fault on some CPUs). */
+static int check_aligned(const byoai_model *m, const byoai_gguf_tensor *t, byoai_error *err) {
+    uint32_t a = byoai_type_alignment(t->type);
+    if ((uintptr_t)t->data % a == 0) return 0;
+    return byoai_error_set(err, BYOAI_EFORMAT,
+                           "tensor %s starts at byte %llu of the file, which is not a multiple of %u as its type %s "
+                           "needs (the file has general.alignment = %u); re-write the file with tensors aligned: "
+                           "byoai quantize IN.gguf OUT.gguf KEEP",
+                           t->name, (unsigned long long)((const uint8_t *)t->data - (const uint8_t *)m->gguf->base), a,
+                           byoai_type_name(t->type), m->gguf->alignment);
+}
+
 /* Find a 2-D weight [ne0 columns x ne1 rows]; ne1 == 0 accepts any row count. */
 static int get_weight(byoai_model *m, const char *name, uint64_t ne0, uint64_t ne1, bool required, byoai_weight *w,
                       byoai_error *err) {
@@ -173,6 +188,8 @@ static int get_weight(byoai_model *m, const char *name, uint64_t ne0, uint64_t n
         return byoai_error_set(err, BYOAI_EUNSUPPORTED,
                                "tensor %s has type %s, which this build cannot compute yet; re-quantize the model to a "
                                "supported type (byoai quantize)", name, byoai_type_name(t->type));
+    int rc = check_aligned(m, t, err);
+    if (rc) return rc;
     w->name = t->name;
     w->type = t->type;
     w->data = t->data;
@@ -194,7 +211,8 @@ static int get_vector(byoai_model *m, const char *name, uint64_t n, bool require
     if (t->n_elements != n)
         return byoai_error_set(err, BYOAI_EFORMAT, "tensor %s has %llu elements, expected %llu", name,
                                (unsigned long long)t->n_elements, (unsigned long long)n);
-    if (t->type == BYOAI_TYPE_F32 && ((uintptr_t)t->data % 4) == 0) {
+    bool aligned = (uintptr_t)t->data % byoai_type_alignment(t->type) == 0;
+    if (t->type == BYOAI_TYPE_F32 && aligned) {
         *out = t->data;
         return 0;
     }
@@ -203,7 +221,19 @@ static int get_vector(byoai_model *m, const char *name, uint64_t n, bool require
         free(buf);
         return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     }
-    if (byoai_dequantize_row(t->type, t->data, buf, (int64_t)n) != 0)
+    /* vectors are small: one that is misaligned for its type is copied to
+     * aligned memory first */
+    const void *src = t->data;
+    void *copy = NULL;
+    if (!aligned) {
+        copy = malloc((size_t)t->size ? (size_t)t->size : 1);
+        if (!copy) return byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+        memcpy(copy, t->data, (size_t)t->size);
+        src = copy;
+    }
+    int rc = byoai_dequantize_row(t->type, src, buf, (int64_t)n);
+    free(copy);
+    if (rc != 0)
         return byoai_error_set(err, BYOAI_EUNSUPPORTED, "tensor %s has type %s, which cannot be converted", name,
                                byoai_type_name(t->type));
     *out = buf;
@@ -266,6 +296,7 @@ static int load_tensors(byoai_model *m, byoai_error *err) {
         if (!ops || !ops->dequantize)
             return byoai_error_set(err, BYOAI_EUNSUPPORTED, "token_embd.weight has type %s, which this build cannot read",
                                    byoai_type_name(te->type));
+        if ((rc = check_aligned(m, te, err))) return rc;
         m->tok_embd = (byoai_weight){.name = te->name, .type = te->type, .data = te->data, .ne0 = te->ne[0],
                                      .ne1 = te->ne[1], .row_bytes = byoai_type_row_size(te->type, te->ne[0])};
     }

@@ -19,21 +19,25 @@ typedef struct {
     byoai_type base;
     int ftype;
     bool keeps_output;   /* output.weight keeps the base type (else Q6_K) */
+    bool keep_all;       /* KEEP: every tensor keeps its type (a lossless re-write) */
 } mix;
 
 static const mix MIXES[] = {
-    {"F32", NULL, BYOAI_TYPE_F32, 0, true},          {"F16", NULL, BYOAI_TYPE_F16, 1, true},
-    {"BF16", NULL, BYOAI_TYPE_BF16, 32, true},       {"Q8_0", NULL, BYOAI_TYPE_Q8_0, 7, true},
-    {"Q4_0", NULL, BYOAI_TYPE_Q4_0, 2, false},       {"Q4_1", NULL, BYOAI_TYPE_Q4_1, 3, false},
-    {"Q5_0", NULL, BYOAI_TYPE_Q5_0, 8, false},       {"Q5_1", NULL, BYOAI_TYPE_Q5_1, 9, false},
-    {"Q2_K", NULL, BYOAI_TYPE_Q2_K, 10, false},      {"Q3_K_S", NULL, BYOAI_TYPE_Q3_K, 11, false},
-    {"Q3_K_M", "Q3_K", BYOAI_TYPE_Q3_K, 12, false},  {"Q4_K_S", NULL, BYOAI_TYPE_Q4_K, 14, false},
-    {"Q4_K_M", "Q4_K", BYOAI_TYPE_Q4_K, 15, false},  {"Q5_K_S", NULL, BYOAI_TYPE_Q5_K, 16, false},
-    {"Q5_K_M", "Q5_K", BYOAI_TYPE_Q5_K, 17, false},  {"Q6_K", NULL, BYOAI_TYPE_Q6_K, 18, true},
+    {"F32", NULL, BYOAI_TYPE_F32, 0, true, false},          {"F16", NULL, BYOAI_TYPE_F16, 1, true, false},
+    {"BF16", NULL, BYOAI_TYPE_BF16, 32, true, false},       {"Q8_0", NULL, BYOAI_TYPE_Q8_0, 7, true, false},
+    {"Q4_0", NULL, BYOAI_TYPE_Q4_0, 2, false, false},       {"Q4_1", NULL, BYOAI_TYPE_Q4_1, 3, false, false},
+    {"Q5_0", NULL, BYOAI_TYPE_Q5_0, 8, false, false},       {"Q5_1", NULL, BYOAI_TYPE_Q5_1, 9, false, false},
+    {"Q2_K", NULL, BYOAI_TYPE_Q2_K, 10, false, false},      {"Q3_K_S", NULL, BYOAI_TYPE_Q3_K, 11, false, false},
+    {"Q3_K_M", "Q3_K", BYOAI_TYPE_Q3_K, 12, false, false},  {"Q4_K_S", NULL, BYOAI_TYPE_Q4_K, 14, false, false},
+    {"Q4_K_M", "Q4_K", BYOAI_TYPE_Q4_K, 15, false, false},  {"Q5_K_S", NULL, BYOAI_TYPE_Q5_K, 16, false, false},
+    {"Q5_K_M", "Q5_K", BYOAI_TYPE_Q5_K, 17, false, false},  {"Q6_K", NULL, BYOAI_TYPE_Q6_K, 18, true, false},
+    /* re-write only: same types, same general.file_type, tensors aligned */
+    {"KEEP", NULL, BYOAI_TYPE_F32, -1, true, true},
 };
 
 const char *byoai_quantize_mix_names(void) {
-    return "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M (Q3_K) Q4_K_S Q4_K_M (Q4_K) Q5_K_S Q5_K_M (Q5_K) Q6_K";
+    return "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M (Q3_K) Q4_K_S Q4_K_M (Q4_K) Q5_K_S Q5_K_M (Q5_K) Q6_K "
+           "KEEP";
 }
 
 static const mix *find_mix(const char *name) {
@@ -46,9 +50,18 @@ static const mix *find_mix(const char *name) {
  * on every third layer in between */
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
+/* The layer of "blk.N.*", or -1. N is a name from the file: a number too
+ * large for the mix's arithmetic (7 * n / 8 ...) is no layer. */
 static int layer_of(const char *name) {
-    int l;
-    return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9') return -1;
+    int l = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        l = l * 10 + (*p - '0');
+        if (l > 65535) return -1;
+    }
+    return *p == '.' ? l : -1;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -58,6 +71,7 @@ static bool ends_with(const char *s, const char *suffix) {
 
 /* The type a tensor gets under a mix. */
 static byoai_type choose_type(const mix *m, const byoai_gguf_tensor *t, int n_layer, bool has_output) {
+    if (m->keep_all) return t->type;
     if (t->n_dims < 2) return BYOAI_TYPE_F32; /* norms, biases: tiny, precision matters */
     const char *n = t->name;
     byoai_type ty = m->base;
@@ -101,6 +115,7 @@ typedef struct {
     uint8_t *dst;
     uint64_t rows, row_in, row_out;
     float *scratch; /* n_threads x ne0 */
+    uint8_t *raw;   /* n_threads x row_in: misaligned input rows are copied here first */
     int status;
 } convert_job;
 
@@ -110,6 +125,11 @@ static void convert_rows(void *arg, int ith, int nth) {
     float *f = j->scratch + (size_t)ith * ne0;
     for (uint64_t r = (uint64_t)ith; r < j->rows; r += (uint64_t)nth) {
         const uint8_t *in = (const uint8_t *)j->src->data + r * j->row_in;
+        if ((uintptr_t)in % byoai_type_alignment(j->src->type)) { /* a file with general.alignment < 8 */
+            uint8_t *raw = j->raw + (size_t)ith * j->row_in;
+            memcpy(raw, in, (size_t)j->row_in);
+            in = raw;
+        }
         if (byoai_dequantize_row(j->src->type, in, f, (int64_t)ne0) ||
             byoai_quantize_row(j->dst_type, f, j->dst + r * j->row_out, (int64_t)ne0)) {
             __atomic_store_n(&j->status, BYOAI_EUNSUPPORTED, __ATOMIC_RELAXED);
@@ -123,6 +143,7 @@ typedef struct {
     byoai_type *types;
     byoai_pool *pool;
     float *scratch;
+    uint8_t *raw;
 } quant_ctx;
 
 static int fill_tensor(void *user, const char *name, void *dst, uint64_t size, byoai_error *err) {
@@ -136,7 +157,7 @@ static int fill_tensor(void *user, const char *name, void *dst, uint64_t size, b
     }
     convert_job j = {.src = t, .dst_type = to, .dst = dst, .rows = t->n_elements / (t->ne[0] ? t->ne[0] : 1),
                      .row_in = byoai_type_row_size(t->type, t->ne[0]), .row_out = byoai_type_row_size(to, t->ne[0]),
-                     .scratch = q->scratch};
+                     .scratch = q->scratch, .raw = q->raw};
     if (t->ne[0] == 0) return 0;
     byoai_pool_run(q->pool, convert_rows, &j);
     if (j.status)
@@ -162,23 +183,26 @@ int byoai_quantize_file(const char *in_path, const char *out_path, const byoai_q
     if (!m)
         return byoai_error_set(err, BYOAI_EINVAL, "unknown target type '%s'; choose one of: %s",
                                p->target ? p->target : "", byoai_quantize_mix_names());
-    if (!byoai_type_can_quantize(m->base))
+    if (!m->keep_all && !byoai_type_can_quantize(m->base))
         return byoai_error_set(err, BYOAI_EUNSUPPORTED, "this build cannot produce %s yet", m->name);
     byoai_gguf *g;
     int rc = byoai_gguf_open(in_path, &g, err);
     if (rc) return rc;
     int n_layer = 0;
     bool has_output = byoai_gguf_find_tensor(g, "output.weight") != NULL;
-    uint64_t max_ne0 = 1;
+    uint64_t max_ne0 = 1, max_row = 1;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         int l = layer_of(g->tensors[i].name);
         if (l + 1 > n_layer) n_layer = l + 1;
         if (g->tensors[i].ne[0] > max_ne0) max_ne0 = g->tensors[i].ne[0];
+        uint64_t row = byoai_type_row_size(g->tensors[i].type, g->tensors[i].ne[0]);
+        if (row > max_row) max_row = row;
     }
     byoai_type *types = calloc((size_t)g->n_tensors + 1, sizeof *types);
     byoai_gguf_writer *w = NULL;
     byoai_pool *pool = NULL;
     float *scratch = NULL;
+    uint8_t *raw = NULL;
     if (!types) rc = byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     for (uint64_t i = 0; !rc && i < g->n_tensors; i++) {
         const byoai_gguf_tensor *t = &g->tensors[i];
@@ -196,20 +220,26 @@ int byoai_quantize_file(const char *in_path, const char *out_path, const byoai_q
     if (!rc) rc = byoai_pool_new(p->n_threads, &pool, err);
     if (!rc) {
         scratch = malloc((size_t)byoai_pool_size(pool) * max_ne0 * sizeof(float));
-        if (!scratch) rc = byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
+        raw = byoai_aligned_alloc(64, (size_t)byoai_pool_size(pool) * ((max_row + 63) / 64 * 64));
+        if (!scratch || !raw) rc = byoai_error_set(err, BYOAI_ENOMEM, "out of memory");
     }
     for (uint64_t i = 0; !rc && i < g->n_kv; i++) {
         const char *k = g->kv[i].key;
-        if (!strcmp(k, "general.file_type") || !strcmp(k, "general.quantization_version")) continue;
+        if (!m->keep_all && (!strcmp(k, "general.file_type") || !strcmp(k, "general.quantization_version"))) continue;
         if (byoai_gguf_writer_set_value(w, k, &g->kv[i].value))
             rc = byoai_error_set(err, BYOAI_ENOMEM, "out of memory copying metadata");
     }
-    if (!rc) {
+    if (!rc && !m->keep_all) {
         byoai_gguf_writer_set_u32(w, "general.file_type", (uint32_t)m->ftype);
         byoai_gguf_writer_set_u32(w, "general.quantization_version", 2);
-        if (g->alignment != BYOAI_GGUF_DEFAULT_ALIGNMENT) rc = byoai_gguf_writer_set_alignment(w, g->alignment, err);
     }
-    quant_ctx q = {g, types, pool, scratch};
+    /* a larger alignment than the default is kept; a smaller one is not:
+     * the kernels read weights in place and need them aligned */
+    if (!rc) {
+        rc = byoai_gguf_writer_set_alignment(
+            w, g->alignment > BYOAI_GGUF_DEFAULT_ALIGNMENT ? g->alignment : BYOAI_GGUF_DEFAULT_ALIGNMENT, err);
+    }
+    quant_ctx q = {g, types, pool, scratch, raw};
     for (uint64_t i = 0; !rc && i < g->n_tensors; i++) {
         const byoai_gguf_tensor *t = &g->tensors[i];
         rc = byoai_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne, NULL, fill_tensor, &q, err);
@@ -217,6 +247,7 @@ int byoai_quantize_file(const char *in_path, const char *out_path, const byoai_q
     progress_ctx pc = {p, g, types};
     if (!rc) rc = byoai_gguf_writer_write(w, out_path, on_written, &pc, err);
     free(scratch);
+    free(raw);
     byoai_pool_free(pool);
     byoai_gguf_writer_free(w);
     free(types);

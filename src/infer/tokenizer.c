@@ -15,6 +15,7 @@
  */
 #include "tokenizer_internal.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -93,76 +94,6 @@ static int get_flag(const byoai_gguf *g, const char *key, bool def, bool *out, b
     return rc;
 }
 
-static int cmp_special(const void *a, const void *b, void *arg) {
-    const byoai_tokenizer *t = arg;
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    uint32_t lx = t->tokens[x].len, ly = t->tokens[y].len;
-    if (lx != ly) return lx > ly ? -1 : 1;
-    return x < y ? -1 : x > y;
-}
-
-static int trie_add_node(byoai_tokenizer *t, uint32_t *cap, uint8_t byte, uint32_t *out) {
-    if (t->n_trie == *cap) {
-        uint32_t nc = *cap ? *cap * 2 : 256;
-        tk_trie_node *nv = realloc(t->trie, (size_t)nc * sizeof *nv);
-        if (!nv) return BYOAI_ENOMEM;
-        t->trie = nv;
-        *cap = nc;
-    }
-    t->trie[t->n_trie] = (tk_trie_node){.first_child = 0, .next_sibling = 0, .special = -1, .byte = byte};
-    *out = t->n_trie++;
-    return 0;
-}
-
-/* Collect the special-token candidates in priority order and index their
- * texts in a byte trie (root children in a 256-entry table, deeper levels
- * as sibling lists: special texts share few prefixes). */
-static int build_specials(byoai_tokenizer *t, byoai_error *err) {
-    int32_t n = 0;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        uint8_t ty = t->tokens[id].type;
-        if ((ty == BYOAI_TOKEN_CONTROL || ty == BYOAI_TOKEN_USER_DEFINED || ty == BYOAI_TOKEN_UNKNOWN) &&
-            t->tokens[id].len > 0)
-            n++;
-    }
-    if (n == 0) return 0;
-    t->specials = malloc((size_t)n * sizeof *t->specials);
-    if (!t->specials) goto oom;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        uint8_t ty = t->tokens[id].type;
-        if ((ty == BYOAI_TOKEN_CONTROL || ty == BYOAI_TOKEN_USER_DEFINED || ty == BYOAI_TOKEN_UNKNOWN) &&
-            t->tokens[id].len > 0)
-            t->specials[t->n_specials++] = id;
-    }
-    qsort_r(t->specials, (size_t)n, sizeof *t->specials, cmp_special, t);
-
-    uint32_t cap = 0, root;
-    if (trie_add_node(t, &cap, 0, &root)) goto oom;
-    for (int32_t k = 0; k < n; k++) {
-        const tk_token *tok = &t->tokens[t->specials[k]];
-        const uint8_t *s = (const uint8_t *)tok->text;
-        uint32_t node = t->trie_root[s[0]];
-        if (!node) {
-            if (trie_add_node(t, &cap, s[0], &node)) goto oom;
-            t->trie_root[s[0]] = node;
-        }
-        for (uint32_t i = 1; i < tok->len; i++) {
-            uint32_t c = t->trie[node].first_child;
-            while (c && t->trie[c].byte != s[i]) c = t->trie[c].next_sibling;
-            if (!c) {
-                if (trie_add_node(t, &cap, s[i], &c)) goto oom;
-                t->trie[c].next_sibling = t->trie[node].first_child;
-                t->trie[node].first_child = c;
-            }
-            node = c;
-        }
-        t->trie[node].special = k;
-    }
-    return 0;
-oom:
-    return byoai_error_set(err, BYOAI_ENOMEM, "out of memory while indexing special tokens");
-}
-
 static void mark_eog(byoai_tokenizer *t) {
     if (t->eos >= 0) t->tokens[t->eos].flags |= TK_FLAG_EOG;
     if (t->eot >= 0) t->tokens[t->eot].flags |= TK_FLAG_EOG;
@@ -239,6 +170,12 @@ static int load_tokens(byoai_tokenizer *t, const byoai_gguf *g, byoai_error *err
             if (isnan(sc))
                 return byoai_error_set(err, BYOAI_EFORMAT, "tokenizer.ggml.scores[%llu] is not a number",
                                        (unsigned long long)i);
+            /* scores are float32; a float64 (or int64) past its range has no
+             * float32 value (the infinities are kept: they still order) */
+            if (isfinite(sc) && fabs(sc) > FLT_MAX)
+                return byoai_error_set(err, BYOAI_EFORMAT,
+                                       "tokenizer.ggml.scores[%llu] = %g is out of the range of a 32-bit float",
+                                       (unsigned long long)i, sc);
             tok->score = (float)sc;
         }
     }
@@ -271,6 +208,7 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
     bool spm = kind == BYOAI_TOKENIZER_SPM, wpm = kind == BYOAI_TOKENIZER_WPM;
 
     if ((rc = load_tokens(t, g, err))) goto fail;
+    if (spm && (rc = tk_spm_pairs_index(t, err))) goto fail;
 
     /* Special ids. Defaults are llama.cpp's for SentencePiece (<unk> <s>
      * </s> = 0 1 2); for GPT-2 vocabularies there is no sensible guess.
@@ -325,9 +263,10 @@ int byoai_tokenizer_load(const byoai_gguf *g, byoai_tokenizer **out, byoai_error
 
     for (int32_t i = 0; i < t->n_vocab; i++)
         if (t->tokens[i].len > t->max_token_len) t->max_token_len = t->tokens[i].len;
+    if (wpm && (rc = tk_wpm_index(t, err))) goto fail;
     find_byte_tokens(t);
     mark_eog(t);
-    if ((rc = build_specials(t, err))) goto fail;
+    if ((rc = tk_specials_index(t, err))) goto fail;
     *out = t;
     return 0;
 fail:
@@ -341,6 +280,9 @@ void byoai_tokenizer_free(byoai_tokenizer *t) {
     free(t->tokens);
     free(t->tok_table);
     free(t->merge_table);
+    free(t->pair_table);
+    free(t->wp_token);
+    free(t->wp_edges);
     free(t->specials);
     free(t->trie);
     free(t);
@@ -379,97 +321,6 @@ int32_t byoai_token_lookup(const byoai_tokenizer *t, const char *text, size_t le
 
 /* ---- tokenize -------------------------------------------------------------------- */
 
-typedef struct fragment {
-    size_t off, len;
-    int32_t token; /* -1: raw text still to tokenize */
-} fragment;
-
-typedef struct frag_list {
-    fragment *v;
-    size_t n, cap;
-} frag_list;
-
-static int frag_push(frag_list *l, size_t off, size_t len, int32_t token) {
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 16;
-        fragment *nv = realloc(l->v, nc * sizeof *nv);
-        if (!nv) return BYOAI_ENOMEM;
-        l->v = nv;
-        l->cap = nc;
-    }
-    l->v[l->n++] = (fragment){off, len, token};
-    return 0;
-}
-
-static bool special_allowed(const byoai_tokenizer *t, int32_t id, bool parse_special) {
-    return parse_special || t->tokens[id].type == BYOAI_TOKEN_USER_DEFINED;
-}
-
-/* Step 1 of tokenizing (see the top of this file). The trie pass finds which
- * specials occur at all, so the usual case (none, or a handful) costs one
- * scan; each occurring special then splits the raw fragments, in priority
- * order, exactly as llama.cpp does. */
-static int partition(const byoai_tokenizer *t, const char *text, size_t len, bool parse_special, frag_list *out) {
-    out->n = 0;
-    if (len == 0) return 0;
-    if (frag_push(out, 0, len, -1)) return BYOAI_ENOMEM;
-    if (t->n_specials == 0) return 0;
-
-    uint8_t *present = calloc((size_t)t->n_specials, 1);
-    if (!present) return BYOAI_ENOMEM;
-    size_t n_present = 0;
-    for (size_t p = 0; p < len; p++) {
-        uint32_t node = t->trie_root[(uint8_t)text[p]];
-        size_t q = p + 1;
-        while (node) {
-            int32_t k = t->trie[node].special;
-            if (k >= 0 && !present[k] && special_allowed(t, t->specials[k], parse_special)) {
-                present[k] = 1;
-                n_present++;
-            }
-            if (q == len) break;
-            uint32_t c = t->trie[node].first_child;
-            while (c && t->trie[c].byte != (uint8_t)text[q]) c = t->trie[c].next_sibling;
-            node = c;
-            q++;
-        }
-    }
-
-    int rc = 0;
-    frag_list next = {0};
-    for (int32_t k = 0; k < t->n_specials && n_present; k++) {
-        if (!present[k]) continue;
-        n_present--;
-        int32_t id = t->specials[k];
-        const char *st = t->tokens[id].text;
-        size_t sl = t->tokens[id].len;
-        next.n = 0;
-        for (size_t f = 0; f < out->n; f++) {
-            fragment fr = out->v[f];
-            if (fr.token >= 0) {
-                if ((rc = frag_push(&next, fr.off, fr.len, fr.token))) goto done;
-                continue;
-            }
-            size_t pos = fr.off, end = fr.off + fr.len;
-            const char *m;
-            while (end - pos >= sl && (m = memmem(text + pos, end - pos, st, sl))) {
-                size_t at = (size_t)(m - text);
-                if (at > pos && (rc = frag_push(&next, pos, at - pos, -1))) goto done;
-                if ((rc = frag_push(&next, at, sl, id))) goto done;
-                pos = at + sl;
-            }
-            if (pos < end && (rc = frag_push(&next, pos, end - pos, -1))) goto done;
-        }
-        frag_list tmp = *out;
-        *out = next;
-        next = tmp;
-    }
-done:
-    free(next.v);
-    free(present);
-    return rc;
-}
-
 int byoai_tokenize(const byoai_tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
                    int32_t **tokens, size_t *n_tokens, byoai_error *err) {
     if (!t || !tokens || !n_tokens || (!text && len))
@@ -481,8 +332,8 @@ int byoai_tokenize(const byoai_tokenizer *t, const char *text, size_t len, bool 
 
     tk_ids ids = {0};
     tk_scratch s = {0};
-    frag_list frags = {0};
-    int rc = partition(t, text, len, parse_special, &frags);
+    tk_frag_list frags = {0};
+    int rc = tk_partition(t, text, len, parse_special, &frags);
     if (rc) {
         rc = byoai_error_set(err, rc, "out of memory while looking for special tokens in %zu bytes", len);
         goto fail;
@@ -491,7 +342,7 @@ int byoai_tokenize(const byoai_tokenizer *t, const char *text, size_t len, bool 
 
     bool prev_special = true; /* SPM: the start of the text counts as after a special token */
     for (size_t f = 0; f < frags.n; f++) {
-        const fragment *fr = &frags.v[f];
+        const tk_fragment *fr = &frags.v[f];
         if (fr->token >= 0) {
             if ((rc = tk_ids_push(&ids, fr->token))) goto oom;
             prev_special = true;

@@ -39,7 +39,7 @@ static int try_add_merge(const byoai_tokenizer *t, tk_scratch *s, int32_t left, 
     const tk_symbol *l = &s->sym[left], *r = &s->sym[right];
     const tk_merge *m = tk_merge_find(t, l->id, r->id);
     if (!m) return 0;
-    tk_bigram b = {.key = -(double)m->rank, .left = left, .right = right, .size = l->n + r->n, .result = -1};
+    tk_bigram b = {.key = tk_bigram_key(tk_rank_priority(m->rank), left), .size = l->n + r->n, .result = -1};
     return tk_heap_push(&s->heap, b);
 }
 
@@ -87,14 +87,17 @@ static int bpe_piece(const byoai_tokenizer *t, tk_scratch *s, const char *piece,
 
     while (s->heap.n) {
         tk_bigram b = tk_heap_pop(&s->heap);
-        tk_symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        int32_t left = tk_bigram_left(&b);
+        tk_symbol *l = &s->sym[left];
+        if (l->n == 0 || l->next < 0) continue; /* stale (see tk_spm_tokenize) */
+        tk_symbol *r = &s->sym[l->next];
+        if (l->n + r->n != b.size) continue;
         l->n += r->n;
         l->id = tk_vocab_find(t, e + l->start, l->n); /* -1 if the result is no token: it merges no further */
         r->n = 0;
         l->next = r->next;
-        if (r->next >= 0) s->sym[r->next].prev = b.left;
-        if (try_add_merge(t, s, l->prev, b.left) || try_add_merge(t, s, b.left, l->next)) return BYOAI_ENOMEM;
+        if (r->next >= 0) s->sym[r->next].prev = left;
+        if (try_add_merge(t, s, l->prev, left) || try_add_merge(t, s, left, l->next)) return BYOAI_ENOMEM;
     }
 
     for (int32_t i = len ? 0 : -1; i >= 0; i = s->sym[i].next) {

@@ -10,6 +10,8 @@
  *   tokenizer_bpe.c      GPT-2 byte-level BPE with ranked merges ("gpt2")
  *   tokenizer_wpm.c      WordPiece, greedy longest match ("bert")
  *   tokenizer_pretok.c   the pre-tokenizer regex table and the PCRE2 split
+ *   tokenizer_special.c  the special-token trie and the partition step that
+ *                        cuts special tokens out of a text
  *
  * Everything here is immutable after byoai_tokenizer_load(); per-call
  * scratch lives in a tk_scratch owned by one byoai_tokenize() call, which is
@@ -19,6 +21,8 @@
 #define BYOAI_TOKENIZER_INTERNAL_H
 
 #include "byoai/tokenizer.h"
+
+#include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -72,6 +76,13 @@ struct byoai_tokenizer {
     tk_slot *tok_table;
     uint32_t tok_mask;
 
+    /* SPM: every pair of adjacent characters inside a token, packed as
+     * tk_spm_pair_key(); a merge can never join two characters whose pair
+     * is missing, so the text is merged in independent chunks cut there */
+    uint64_t *pair_table; /* 0 = empty slot */
+    uint32_t pair_mask;
+    bool pair_zero;       /* the pair whose key is 0 (two NUL bytes) */
+
     tk_merge *merge_table; /* BPE only */
     uint32_t merge_mask;
     uint32_t n_merges;
@@ -80,6 +91,16 @@ struct byoai_tokenizer {
     bool add_bos, add_eos;
     bool add_space_prefix; /* SPM: prepend ' ' to text at the start / after a special token */
     size_t max_token_len;  /* WPM: the longest token text in bytes (the greedy search's window) */
+    /* WPM: a byte trie of every token text, for the greedy longest match
+     * (tokenizer_wpm.c). Node 0 is the root; wp_token[node] is the token
+     * spelled by the path to it, or -1; an edge is one slot of wp_edges:
+     * (((node << 8 | byte) + 1) << 32) | child, 0 = empty. NULL when the
+     * vocabulary is too large for it (more than 2^24 nodes): then every
+     * candidate length is looked up in tok_table instead. */
+    int32_t *wp_token;
+    uint32_t n_wp;
+    uint64_t *wp_edges;
+    uint32_t wp_mask;
 
     /* Special-token candidates for byoai_tokenize's partition step: ids of
      * CONTROL, USER_DEFINED and UNKNOWN tokens with non-empty text, sorted by
@@ -121,27 +142,47 @@ typedef struct tk_ids {
 
 int tk_ids_push(tk_ids *a, int32_t id);
 
-/* ---- the merge work queue: a binary max-heap ---------------------------------
+/* ---- the merge work queue: a 4-ary max-heap ----------------------------------
  * Both BPE flavours repeatedly take the best adjacent pair: SPM the highest
- * score, GPT-2 the lowest rank (pushed as -rank). Ties go to the leftmost
- * pair, which is what makes the result deterministic and equal to
- * llama.cpp's. Entries that went stale (a side was merged away since) are
- * recognised on pop by their recorded byte size. */
+ * score, GPT-2 the lowest rank. Ties go to the leftmost pair, which is what
+ * makes the result deterministic and equal to llama.cpp's. Both orders are
+ * folded into one 64-bit key (priority above, the left symbol's index
+ * inverted below), so a comparison is one integer compare. Entries are 16
+ * bytes and the four children of a node share one cache line: on a long
+ * text the heap holds a million entries, and its cache misses were the
+ * tokenizer's main cost. Entries that went stale (a side was merged away
+ * since) are recognised on pop by their recorded byte size; the right side
+ * is always the left symbol's current next. */
 typedef struct tk_bigram {
-    double key;    /* higher pops first */
-    int32_t left;  /* symbol index */
-    int32_t right;
-    uint32_t size; /* bytes of left + right when pushed */
+    uint64_t key;   /* tk_bigram_key(): higher pops first */
+    uint32_t size;  /* bytes of left + right when pushed */
     int32_t result; /* SPM: the token the pair makes */
 } tk_bigram;
 
+static inline uint64_t tk_bigram_key(uint32_t priority, int32_t left) {
+    return (uint64_t)priority << 32 | (UINT32_MAX - (uint32_t)left);
+}
+static inline int32_t tk_bigram_left(const tk_bigram *b) { return (int32_t)(UINT32_MAX - (uint32_t)b->key); }
+/* A float score as an unsigned priority that orders the same way (scores
+ * are never NaN: loading refuses them; -0 and +0 tie, as they compare). */
+static inline uint32_t tk_score_priority(float score) {
+    uint32_t u;
+    if (score == 0) score = 0; /* -0 -> +0 */
+    memcpy(&u, &score, 4);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+/* A merge rank (lower is better) as a priority (higher is better). */
+static inline uint32_t tk_rank_priority(int32_t rank) { return UINT32_MAX - (uint32_t)rank; }
+
 typedef struct tk_heap {
-    tk_bigram *v;
+    tk_bigram *v; /* v[0] is the root; children of i: 4i+1..4i+4 */
+    void *mem;    /* the cache-line-aligned allocation v points into */
     size_t n, cap;
 } tk_heap;
 
 int tk_heap_push(tk_heap *h, tk_bigram b);
 tk_bigram tk_heap_pop(tk_heap *h);
+void tk_heap_free(tk_heap *h);
 
 /* A symbol of the merge loop: a span of the text being merged, linked to
  * its live neighbours. n == 0 marks a symbol merged into its left one. */
@@ -171,6 +212,13 @@ int tk_scratch_buf(tk_scratch *s, size_t n);
 
 /* ---- lookups (tokenizer_vocab.c) ------------------------------------------ */
 uint64_t tk_hash_bytes(const void *p, size_t n);
+static inline uint64_t tk_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* Slots for a table of n entries (a power of two, at most ~70% full). */
+uint32_t tk_table_size_for(uint64_t n);
 /* Build the text -> id table; fails with EFORMAT on a duplicate token. */
 int tk_vocab_index(byoai_tokenizer *t, byoai_error *err);
 int32_t tk_vocab_find(const byoai_tokenizer *t, const char *s, size_t n);
@@ -192,11 +240,35 @@ uint32_t tk_gpt2_byte_to_cp(uint8_t b);
 /* The byte behind a GPT-2 alphabet code point, or -1. */
 int tk_gpt2_cp_to_byte(uint32_t cp);
 
+/* ---- special tokens (tokenizer_special.c) ---------------------------------- */
+/* A piece of the text being tokenized: a special token, or raw text. */
+typedef struct tk_fragment {
+    size_t off, len;
+    int32_t token; /* -1: raw text still to tokenize */
+} tk_fragment;
+
+typedef struct tk_frag_list {
+    tk_fragment *v;
+    size_t n, cap;
+} tk_frag_list;
+
+int tk_frag_push(tk_frag_list *l, size_t off, size_t len, int32_t token);
+/* Collect the special-token candidates in priority order (t->specials) and
+ * build their trie. */
+int tk_specials_index(byoai_tokenizer *t, byoai_error *err);
+/* Step 1 of byoai_tokenize: cut the allowed specials out of text (see the
+ * top of tokenizer.c); out covers the whole text in order. */
+int tk_partition(const byoai_tokenizer *t, const char *text, size_t len, bool parse_special, tk_frag_list *out);
+
 /* ---- algorithms ------------------------------------------------------------ */
 /* SentencePiece-style BPE of one raw fragment (already split around special
  * tokens); prefix_space adds the leading ' '. */
 int tk_spm_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, size_t len, bool prefix_space,
                     tk_ids *out, byoai_error *err);
+/* Index the character pairs of the vocabulary (t->pair_table). */
+int tk_spm_pairs_index(byoai_tokenizer *t, byoai_error *err);
+/* Build the WordPiece trie (t->wp_*). */
+int tk_wpm_index(byoai_tokenizer *t, byoai_error *err);
 /* WordPiece of one raw fragment (tokenizer_wpm.c). */
 int tk_wpm_tokenize(const byoai_tokenizer *t, tk_scratch *s, const char *text, size_t len, tk_ids *out,
                     byoai_error *err);

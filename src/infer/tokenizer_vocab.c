@@ -16,12 +16,6 @@
 
 /* ---- hashing -------------------------------------------------------------- */
 
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static inline uint64_t load64(const uint8_t *p) {
     uint64_t v;
     memcpy(&v, p, 8);
@@ -54,12 +48,12 @@ uint64_t tk_hash_bytes(const void *p, size_t n) {
     } else {
         v = 0;
     }
-    return mix64(h ^ v);
+    return tk_mix64(h ^ v);
 }
 
 /* Tables stay at most ~70% full: linear probing then needs about three
  * slots for a miss, usually in one cache line. */
-static uint32_t table_size_for(uint64_t n) {
+uint32_t tk_table_size_for(uint64_t n) {
     uint64_t cap = 16;
     while (cap * 7 < n * 10) cap <<= 1;
     return (uint32_t)cap;
@@ -90,7 +84,7 @@ static inline void prefetch_slot(const byoai_tokenizer *t, uint64_t h) {
 }
 
 int tk_vocab_index(byoai_tokenizer *t, byoai_error *err) {
-    uint32_t cap = table_size_for((uint64_t)t->n_vocab);
+    uint32_t cap = tk_table_size_for((uint64_t)t->n_vocab);
     t->tok_table = malloc((size_t)cap * sizeof *t->tok_table);
     if (!t->tok_table)
         return byoai_error_set(err, BYOAI_ENOMEM, "out of memory for the token table (%u slots)", cap);
@@ -172,7 +166,7 @@ static void find_batch(const byoai_tokenizer *t, const char *const *s, const siz
 /* ---- merges ------------------------------------------------------------------ */
 
 static uint32_t merge_slot(const byoai_tokenizer *t, uint64_t key) {
-    return (uint32_t)mix64(key) & t->merge_mask;
+    return (uint32_t)tk_mix64(key) & t->merge_mask;
 }
 
 const tk_merge *tk_merge_find(const byoai_tokenizer *t, int32_t left, int32_t right) {
@@ -198,7 +192,7 @@ int tk_merges_index(byoai_tokenizer *t, const byoai_gguf_value *merges, byoai_er
     if (n > INT32_MAX)
         return byoai_error_set(err, BYOAI_EFORMAT, "tokenizer.ggml.merges has %llu entries (at most %d allowed)",
                                (unsigned long long)n, INT32_MAX);
-    uint32_t cap = table_size_for(n);
+    uint32_t cap = tk_table_size_for(n);
     t->merge_table = malloc((size_t)cap * sizeof *t->merge_table);
     if (!t->merge_table)
         return byoai_error_set(err, BYOAI_ENOMEM, "out of memory for the merge table (%u slots)", cap);
@@ -276,23 +270,26 @@ int tk_ids_push(tk_ids *a, int32_t id) {
 
 /* ---- the work queue ------------------------------------------------------------ */
 
-static inline bool bigram_before(const tk_bigram *a, const tk_bigram *b) {
-    /* true when a must pop before b: better key, then leftmost */
-    return a->key > b->key || (a->key == b->key && a->left < b->left);
-}
+/* v = mem + 3 entries, mem 64-byte aligned: the children 4i+1..4i+4 of
+ * every node then fill exactly one cache line */
+#define HEAP_SKEW 3
 
 int tk_heap_push(tk_heap *h, tk_bigram b) {
     if (h->n == h->cap) {
         size_t nc = h->cap ? h->cap * 2 : 256;
-        tk_bigram *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return BYOAI_ENOMEM;
+        void *mem = NULL;
+        if (posix_memalign(&mem, 64, (nc + HEAP_SKEW) * sizeof(tk_bigram))) return BYOAI_ENOMEM;
+        tk_bigram *nv = (tk_bigram *)mem + HEAP_SKEW;
+        if (h->n) memcpy(nv, h->v, h->n * sizeof *nv);
+        free(h->mem);
+        h->mem = mem;
         h->v = nv;
         h->cap = nc;
     }
     size_t i = h->n++;
     while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bigram_before(&b, &h->v[parent])) break;
+        size_t parent = (i - 1) / 4;
+        if (b.key <= h->v[parent].key) break;
         h->v[i] = h->v[parent];
         i = parent;
     }
@@ -305,15 +302,22 @@ tk_bigram tk_heap_pop(tk_heap *h) {
     tk_bigram last = h->v[--h->n];
     size_t i = 0, n = h->n;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && bigram_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bigram_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
+        size_t end = c + 4 < n ? c + 4 : n, best = c;
+        for (size_t k = c + 1; k < end; k++)
+            if (h->v[k].key > h->v[best].key) best = k;
+        if (h->v[best].key <= last.key) break;
+        h->v[i] = h->v[best];
+        i = best;
     }
     if (n) h->v[i] = last;
     return top;
+}
+
+void tk_heap_free(tk_heap *h) {
+    free(h->mem);
+    memset(h, 0, sizeof *h);
 }
 
 /* ---- scratch ---------------------------------------------------------------------- */
@@ -340,7 +344,7 @@ int tk_scratch_buf(tk_scratch *s, size_t n) {
 
 void tk_scratch_free(tk_scratch *s) {
     free(s->sym);
-    free(s->heap.v);
+    tk_heap_free(&s->heap);
     free(s->buf);
     free(s->pieces);
     free(s->pieces2);

@@ -41,14 +41,114 @@ static uint32_t nfd_first(const UNormalizer2 *nfd, uint32_t c) {
     return (uint32_t)first;
 }
 
+/* ---- the trie of token texts -------------------------------------------------- */
+
+#define WP_MAX_NODES (1u << 24)
+
+static uint64_t edge_key(uint32_t node, uint8_t byte) { return ((uint64_t)node << 8 | byte) + 1; }
+
+static uint32_t edge_slot(const byoai_tokenizer *t, uint64_t key) { return (uint32_t)tk_mix64(key) & t->wp_mask; }
+
+/* The child of node along byte, or 0 (the root is nobody's child). */
+static uint32_t wp_child(const byoai_tokenizer *t, uint32_t node, uint8_t byte) {
+    uint64_t key = edge_key(node, byte);
+    for (uint32_t i = edge_slot(t, key);; i = (i + 1) & t->wp_mask) {
+        uint64_t e = t->wp_edges[i];
+        if (e == 0) return 0;
+        if (e >> 32 == key) return (uint32_t)e;
+    }
+}
+
+static void edge_put(uint64_t *table, uint32_t mask, uint64_t e) {
+    for (uint32_t i = (uint32_t)tk_mix64(e >> 32) & mask;; i = (i + 1) & mask)
+        if (table[i] == 0) {
+            table[i] = e;
+            return;
+        }
+}
+
+int tk_wpm_index(byoai_tokenizer *t, byoai_error *err) {
+    uint64_t bytes = 1;
+    for (int32_t id = 0; id < t->n_vocab; id++) bytes += t->tokens[id].len;
+    if (bytes > WP_MAX_NODES) return 0; /* too large for the trie: lookups by length instead */
+    /* a node per byte at most, so an edge table sized for the bytes never
+     * needs to grow (nodes do grow: shared prefixes make far fewer) */
+    uint32_t cap_nodes = 1024, cap_edges = tk_table_size_for(bytes), n_edges = 0;
+    t->wp_token = malloc(cap_nodes * sizeof *t->wp_token);
+    t->wp_edges = calloc(cap_edges, sizeof *t->wp_edges);
+    if (!t->wp_token || !t->wp_edges) goto oom;
+    t->wp_mask = cap_edges - 1;
+    t->wp_token[0] = -1;
+    t->n_wp = 1;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const tk_token *tok = &t->tokens[id];
+        if (tok->len == 0) continue; /* never matched, as in tk_vocab_find */
+        uint32_t node = 0;
+        for (uint32_t i = 0; i < tok->len; i++) {
+            uint8_t b = (uint8_t)tok->text[i];
+            uint32_t c = wp_child(t, node, b);
+            if (!c) {
+                if (t->n_wp == cap_nodes) {
+                    int32_t *nt = realloc(t->wp_token, (size_t)cap_nodes * 2 * sizeof *nt);
+                    if (!nt) goto oom;
+                    t->wp_token = nt;
+                    cap_nodes *= 2;
+                }
+                if ((uint64_t)(n_edges + 1) * 10 > (uint64_t)cap_edges * 7) {
+                    uint64_t *ne = calloc((size_t)cap_edges * 2, sizeof *ne);
+                    if (!ne) goto oom;
+                    for (uint32_t k = 0; k < cap_edges; k++)
+                        if (t->wp_edges[k]) edge_put(ne, cap_edges * 2 - 1, t->wp_edges[k]);
+                    free(t->wp_edges);
+                    t->wp_edges = ne;
+                    cap_edges *= 2;
+                    t->wp_mask = cap_edges - 1;
+                }
+                c = t->n_wp++;
+                t->wp_token[c] = -1;
+                edge_put(t->wp_edges, t->wp_mask, edge_key(node, b) << 32 | c);
+                n_edges++;
+            }
+            node = c;
+        }
+        t->wp_token[node] = id; /* texts are unique (tk_vocab_index refused duplicates) */
+    }
+    return 0;
+oom:
+    return byoai_error_set(err, BYOAI_ENOMEM, "out of memory for the WordPiece trie");
+}
+
+/* The longest token that w[i..n) starts with: its id, with *end set past
+ * it; -1 when none. One trie step per byte, and the walk ends where no
+ * token continues (a few bytes into most text), instead of a hash lookup of
+ * every candidate length down from the longest token's. */
+static int32_t longest_at(const byoai_tokenizer *t, const char *w, size_t i, size_t n, size_t *end) {
+    int32_t best = -1;
+    if (!t->wp_edges) {
+        size_t j = n - i < t->max_token_len ? n : i + t->max_token_len;
+        for (; j > i; j--)
+            if ((best = tk_vocab_find(t, w + i, j - i)) >= 0) break;
+        *end = j;
+        return best;
+    }
+    uint32_t node = 0;
+    for (size_t j = i; j < n; j++) {
+        node = wp_child(t, node, (uint8_t)w[j]);
+        if (!node) break;
+        if (t->wp_token[node] >= 0) {
+            best = t->wp_token[node];
+            *end = j + 1;
+        }
+    }
+    return best;
+}
+
 /* Greedy longest-match split of one pre-processed word (with its "▁"). */
 static int split_word(const byoai_tokenizer *t, const char *w, size_t n, tk_ids *out) {
     const size_t start = out->n;
     for (size_t i = 0; i < n;) {
-        size_t j = n - i < t->max_token_len ? n : i + t->max_token_len;
-        int32_t id = -1;
-        for (; j > i; j--)
-            if ((id = tk_vocab_find(t, w + i, j - i)) >= 0) break;
+        size_t j = i;
+        int32_t id = longest_at(t, w, i, n, &j);
         if (id < 0) { /* a part of the word matches nothing: the whole word is unknown */
             out->n = start;
             return t->unk >= 0 ? tk_ids_push(out, t->unk) : 0;

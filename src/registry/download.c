@@ -43,18 +43,17 @@ typedef struct dl {
 static size_t dl_header(char *p, size_t sz, size_t n, void *u) {
     dl *d = u;
     size_t len = sz * n;
-    if (len > 9 && !strncmp(p, "HTTP/", 5)) {
-        const char *sp = memchr(p, ' ', len);
-        d->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    if (len > 5 && !strncmp(p, "HTTP/", 5)) {
+        d->status = reg_status_line(p, len);
         if (d->status == 200 && d->start > 0) d->restart = true;
         else d->restart = false;
         d->bad_range = false;
         d->location[0] = '\0';
     } else if (d->status >= 300 && d->status < 400 && reg_header_location(p, len, d->location, sizeof d->location)) {
         /* kept: a redirect libcurl refuses to follow is reported below */
-    } else if (len > 14 && !strncasecmp(p, "content-range:", 14) && d->status == 206) {
-        const char *b = strstr(p, "bytes ");
-        if (!b || strtoull(b + 6, NULL, 10) != d->start) d->bad_range = true;
+    } else if (len >= 14 && !strncasecmp(p, "content-range:", 14) && d->status == 206) {
+        uint64_t first;
+        if (!reg_content_range_start(p, len, &first) || first != d->start) d->bad_range = true;
     }
     return len;
 }

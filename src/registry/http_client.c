@@ -66,38 +66,69 @@ static void header_value(const char *v, size_t n, char *dst, size_t cap, bool un
     dst[n] = '\0';
 }
 
-static size_t on_header(char *p, size_t sz, size_t n, void *u) {
-    reg_response *r = u;
-    size_t len = sz * n;
+/* A decimal header value: digits only (strtoull alone reads "-5" as 2^64-5),
+ * at most 19 of them; 0 otherwise. */
+static uint64_t header_number(const char *v, size_t n) {
+    char tmp[64];
+    header_value(v, n, tmp, sizeof tmp, false);
+    size_t l = strlen(tmp);
+    if (l == 0 || l > 19 || strspn(tmp, "0123456789") != l) return 0;
+    return strtoull(tmp, NULL, 10);
+}
+
+void reg_header_line(reg_response *r, const char *p, size_t len) {
     if (len > 5 && !strncmp(p, "HTTP/", 5)) { /* a new response (after a redirect): forget the last one's */
         r->etag[0] = r->last_modified[0] = r->location[0] = '\0';
         r->content_length = 0;
-        const char *sp = memchr(p, ' ', len);
-        r->status = sp ? strtol(sp + 1, NULL, 10) : 0; /* the final one is read after the transfer */
-        return len;
+        r->status = reg_status_line(p, len); /* the final one is read after the transfer */
+        return;
     }
     if (r->status >= 300 && r->status < 400 && reg_header_location(p, len, r->location, sizeof r->location))
-        return len;
+        return;
     const char *colon = memchr(p, ':', len);
-    if (!colon) return len;
+    if (!colon) return;
     size_t kl = (size_t)(colon - p);
     const char *v = colon + 1;
     size_t vl = len - kl - 1;
-    char tmp[64];
 #define IS(name) (kl == strlen(name) && !strncasecmp(p, name, kl))
     if (IS("etag")) header_value(v, vl, r->etag, sizeof r->etag, false);
     else if (IS("last-modified")) header_value(v, vl, r->last_modified, sizeof r->last_modified, false);
     else if (IS("x-linked-etag")) header_value(v, vl, r->linked_etag, sizeof r->linked_etag, true);
     else if (IS("x-repo-commit")) header_value(v, vl, r->repo_commit, sizeof r->repo_commit, false);
-    else if (IS("x-linked-size")) {
-        header_value(v, vl, tmp, sizeof tmp, false);
-        r->linked_size = strtoull(tmp, NULL, 10);
-    } else if (IS("content-length")) {
-        header_value(v, vl, tmp, sizeof tmp, false);
-        r->content_length = strtoull(tmp, NULL, 10);
-    }
+    else if (IS("x-linked-size")) r->linked_size = header_number(v, vl);
+    else if (IS("content-length")) r->content_length = header_number(v, vl);
 #undef IS
-    return len;
+}
+
+long reg_status_line(const char *p, size_t len) {
+    if (len < 5 || strncmp(p, "HTTP/", 5)) return 0;
+    const char *sp = memchr(p, ' ', len);
+    if (!sp || (size_t)(sp - p) + 4 > len) return 0;
+    long st = 0;
+    for (int i = 1; i <= 3; i++) {
+        if (sp[i] < '0' || sp[i] > '9') return 0;
+        st = st * 10 + (sp[i] - '0');
+    }
+    return st;
+}
+
+bool reg_content_range_start(const char *p, size_t len, uint64_t *start) {
+    if (len < 14 || strncasecmp(p, "content-range:", 14)) return false;
+    /* the line is not NUL-terminated: look for "bytes " within it only */
+    const char *b = memmem(p + 14, len - 14, "bytes ", 6);
+    if (!b) return false;
+    const char *d = b + 6, *end = p + len;
+    uint64_t v = 0;
+    size_t digits = 0;
+    for (; d < end && *d >= '0' && *d <= '9' && digits < 19; d++, digits++) v = v * 10 + (uint64_t)(*d - '0');
+    if (digits == 0 || digits == 19 || d == end || *d != '-') return false;
+    *start = v;
+    return true;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *u) {
+    reg_header_line(u, p, sz * n);
+    return sz * n;
 }
 
 static int on_progress(void *u, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln) {

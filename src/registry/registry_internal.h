@@ -48,6 +48,16 @@ typedef struct reg_request {
 } reg_request;
 
 void reg_curl_init(void);
+/* Response header lines as libcurl hands them (not NUL-terminated, CRLF at
+ * the end), parsed within len. reg_header_line updates r's etag,
+ * last_modified, linked_etag, linked_size, repo_commit and content_length
+ * (numbers: digits only, else 0); a status line starts a new response. */
+void reg_header_line(reg_response *r, const char *line, size_t len);
+/* The status of "HTTP/x STATUS ...", 0 when the line is not one. */
+long reg_status_line(const char *line, size_t len);
+/* The first byte of "Content-Range: bytes FIRST-LAST/SIZE"; false when the
+ * line is not that. */
+bool reg_content_range_start(const char *line, size_t len, uint64_t *start);
 int reg_http(const char *url, const reg_request *rq, reg_response *out, byoai_error *err);
 void reg_response_free(reg_response *r);
 
@@ -70,6 +80,18 @@ int reg_hub_head(const char *url, char sha256[65], uint64_t *size, char *commit,
 /* Mark every cached index of the registry at registry_url stale, so the next
  * command fetches it again (after a publish to it). */
 void reg_cache_mark_stale(byoai_store *s, const char *registry_url);
+
+/* ---- publishing (serve.c) -------------------------------------------------- */
+/* The headers of a publish request (NULL when absent). */
+typedef struct reg_publish_headers {
+    const char *publisher, *timestamp, *nonce, *sha256, *meta, *signature;
+} reg_publish_headers;
+/* Check a request to publish model `name` before anything else looks at it:
+ * a valid name without ':', every header present and well-formed (a
+ * publisher name, unix seconds in digits, a 32-hex-digit nonce, a sha256,
+ * meta of at most 8 KiB, a 128-hex-digit signature). 0 with *ts set, or the
+ * HTTP status (400) with msg filled. Signature, clock and nonce come later. */
+int reg_publish_check(const char *name, const reg_publish_headers *h, uint64_t *ts, char *msg, size_t cap);
 
 /* ---- the built-in index --------------------------------------------------- */
 extern const unsigned char byoai_builtin_index[];

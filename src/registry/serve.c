@@ -287,6 +287,35 @@ static void gguf_string(const byoai_gguf *g, const char *key, char *dst, size_t 
     }
 }
 
+int reg_publish_check(const char *name, const reg_publish_headers *h, uint64_t *ts, char *msg, size_t cap) {
+    byoai_error e = {0};
+    if (!name || strchr(name, ':') || byoai_store_check_name(name, &e)) {
+        snprintf(msg, cap, "%s", e.msg[0] ? e.msg : "a model name has no ':'");
+        return 400;
+    }
+    if (!h->publisher || !h->timestamp || !h->nonce || !h->sha256 || !h->meta || !h->signature) {
+        snprintf(msg, cap, "a publish needs the X-Byoai-Publisher, -Timestamp, -Nonce, -Sha256, -Meta and -Signature "
+                           "headers and the file as the body (use `byoai publish`)");
+        return 400;
+    }
+    if (byoai_key_check_name(h->publisher, NULL) || !hex_str(h->nonce, 32) || !byoai_store_check_sha256(h->sha256) ||
+        strlen(h->meta) > 8192 || strlen(h->signature) != 128 ||
+        strspn(h->signature, "0123456789abcdefABCDEF") != 128) {
+        snprintf(msg, cap, "malformed publish headers");
+        return 400;
+    }
+    /* unix seconds: digits only (strtoull alone takes " 12", "+12" and "-12") */
+    size_t n = strlen(h->timestamp);
+    bool digits = n >= 1 && n <= 19;
+    for (size_t i = 0; digits && i < n; i++) digits = h->timestamp[i] >= '0' && h->timestamp[i] <= '9';
+    if (!digits) {
+        snprintf(msg, cap, "X-Byoai-Timestamp must be unix seconds");
+        return 400;
+    }
+    *ts = strtoull(h->timestamp, NULL, 10);
+    return 0;
+}
+
 /* The signed headers of a publish request: who sends it, and does the
  * signature hold for this name and size? Used twice: once when the headers
  * are in (size is the declared Content-Length; nothing of the body is read
@@ -304,33 +333,19 @@ static bool verify_publish(byoai_registry_server *srv, byoai_http_req *r, const 
         send_error(r, 405, "invalid_request_error", "publish with PUT");
         return false;
     }
-    if (strchr(name, ':') || byoai_store_check_name(name, &e)) {
-        send_error(r, 400, "invalid_request_error", "%s", e.msg[0] ? e.msg : "a model name has no ':'");
+    reg_publish_headers h = {
+        .publisher = byoai_http_header(r, "X-Byoai-Publisher"), .timestamp = byoai_http_header(r, "X-Byoai-Timestamp"),
+        .nonce = byoai_http_header(r, "X-Byoai-Nonce"),         .sha256 = byoai_http_header(r, "X-Byoai-Sha256"),
+        .meta = byoai_http_header(r, "X-Byoai-Meta"),           .signature = byoai_http_header(r, "X-Byoai-Signature")};
+    char cmsg[512];
+    uint64_t ts;
+    int status = reg_publish_check(name, &h, &ts, cmsg, sizeof cmsg);
+    if (status) {
+        send_error(r, status, "invalid_request_error", "%s", cmsg);
         return false;
     }
-    ph->publisher = byoai_http_header(r, "X-Byoai-Publisher");
-    const char *ts_s = byoai_http_header(r, "X-Byoai-Timestamp");
-    ph->nonce = byoai_http_header(r, "X-Byoai-Nonce");
-    ph->sha = byoai_http_header(r, "X-Byoai-Sha256");
-    ph->meta_s = byoai_http_header(r, "X-Byoai-Meta");
-    ph->sig = byoai_http_header(r, "X-Byoai-Signature");
-    if (!ph->publisher || !ts_s || !ph->nonce || !ph->sha || !ph->meta_s || !ph->sig) {
-        send_error(r, 400, "invalid_request_error",
-                   "a publish needs the X-Byoai-Publisher, -Timestamp, -Nonce, -Sha256, -Meta and -Signature headers "
-                   "and the file as the body (use `byoai publish`)");
-        return false;
-    }
-    if (byoai_key_check_name(ph->publisher, NULL) || !hex_str(ph->nonce, 32) || !byoai_store_check_sha256(ph->sha) ||
-        strlen(ph->meta_s) > 8192) {
-        send_error(r, 400, "invalid_request_error", "malformed publish headers");
-        return false;
-    }
-    char *end;
-    ph->ts = strtoull(ts_s, &end, 10);
-    if (*end || end == ts_s) {
-        send_error(r, 400, "invalid_request_error", "X-Byoai-Timestamp must be unix seconds");
-        return false;
-    }
+    ph->publisher = h.publisher, ph->nonce = h.nonce, ph->sha = h.sha256, ph->meta_s = h.meta, ph->sig = h.signature;
+    ph->ts = ts;
     /* who is it? */
     char p[3100], rel[128], *keytext;
     snprintf(rel, sizeof rel, "publishers/%s.pub", ph->publisher);

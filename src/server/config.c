@@ -274,7 +274,9 @@ int byoai_server_config_set(byoai_server_config *c, const char *key, const char 
     if (!strcmp(key, "cluster-peer")) {
         if (!strchr(v, ':')) return byoai_error_set(err, BYOAI_EINVAL, "cluster-peer expects HOST:PORT, got '%s'", v);
         if (c->n_cluster_peers >= 16) return byoai_error_set(err, BYOAI_EINVAL, "at most 16 cluster-peer values");
-        return copy_str(key, v, c->cluster_peers[c->n_cluster_peers++], sizeof c->cluster_peers[0], err);
+        if ((rc = copy_str(key, v, c->cluster_peers[c->n_cluster_peers], sizeof c->cluster_peers[0], err))) return rc;
+        c->n_cluster_peers++; /* only a value that fit counts */
+        return 0;
     }
     if (!strcmp(key, "cluster-memory")) return parse_size(key, v, 0, 1ull << 50, &c->cluster_memory, err);
     if (!strcmp(key, "cluster-model")) { /* NAME=PATH */

@@ -93,7 +93,7 @@ static json_t *load(srv_db *d, const char *id) {
 }
 
 /* Validate the fields of a create/replace body. */
-static int check_body(json_t *b, srv_error *e) {
+int srv_conversation_check(json_t *b, srv_error *e) {
     json_t *t = json_object_get(b, "title"), *m = json_object_get(b, "model"), *msgs = json_object_get(b, "messages");
     if (t && (!json_is_string(t) || json_string_length(t) > MAX_TITLE))
         return srv_err(e, 400, "invalid_request_error", NULL, "title", "'title' must be a string of at most %d bytes",
@@ -154,7 +154,7 @@ static void create_or_replace(srv_db *d, byoai_http_req *r, const char *id_in) {
     const char *body = byoai_http_body(r, &len);
     srv_error e = {0};
     json_t *b = srv_parse_object(body, len, &e);
-    if (!b || check_body(b, &e)) {
+    if (!b || srv_conversation_check(b, &e)) {
         json_decref(b);
         srv_send_error(r, &e);
         return;

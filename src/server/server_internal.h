@@ -339,6 +339,9 @@ bool srv_auth_enabled(srv_auth *a);
 int srv_auth_check(srv_auth *a, const char *authorization, srv_error *e);
 
 typedef struct srv_conversations srv_conversations;
+/* Check a conversation create/replace body (title, model, messages): 0, or
+ * 400 in e. */
+int srv_conversation_check(json_t *body, srv_error *e);
 /* Route /api/conversations[/ID]; method and path from the request. */
 void srv_conversations_handle(srv_db *db, byoai_http_req *r, const char *rest);
 

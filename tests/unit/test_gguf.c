@@ -2,6 +2,7 @@
  * malformed files that must each give a clean, specific error. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,12 @@ static void test_malformed_corpus(void **state) {
     CASE(n_dims, 0, "0 dimensions");
     CASE(ne1, 1ull << 62, "overflows");
     CASE(ne0, 1ull << 63, "larger than 2^63-1");
+    {   /* 2^62 elements fit, but 2^62 F32 values do not fit 64 bits of bytes */
+        spec t = good_spec();
+        t.ne0 = 1ull << 62;
+        t.ne1 = 1;
+        expect_error(&t, "data size overflows 64 bits (a row of 4611686018427387904 F32 values)");
+    }
     CASE(ttype, 4, "unknown tensor type 4");
     CASE(ttype, 1000, "unknown tensor type 1000");
     CASE(ttype, BYOAI_TYPE_Q4_0, "block size 32");
@@ -404,6 +411,70 @@ static void test_malformed_corpus(void **state) {
     byoai_gguf_close(g);
 }
 
+/* Numbers from a file are converted only where the target type can hold
+ * them: a float array element of 5.8e199 read as an integer saturates (it
+ * was undefined behaviour), a float64 too large for float32 is refused. */
+static void test_conversions(void **state) {
+    (void)state;
+    byoai_gguf_writer *w;
+    byoai_error err = {0};
+    assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+    double f64s[] = {5.8e199, -5.8e199, 2.9, -2.9, 9223372036854775808.0, -9223372036854775808.0, 1e18, NAN, INFINITY};
+    assert_int_equal(byoai_gguf_writer_set_arr(w, "x.f64s", BYOAI_GGUF_FLOAT64, f64s, 9), 0);
+    float f32s[] = {3e38f, -3e38f, -INFINITY};
+    assert_int_equal(byoai_gguf_writer_set_arr(w, "x.f32s", BYOAI_GGUF_FLOAT32, f32s, 3), 0);
+    uint64_t u64s[] = {UINT64_MAX, (uint64_t)INT64_MAX};
+    assert_int_equal(byoai_gguf_writer_set_arr(w, "x.u64s", BYOAI_GGUF_UINT64, u64s, 2), 0);
+    byoai_gguf_value big = {.type = BYOAI_GGUF_FLOAT64, .v.f64 = 1e300};
+    assert_int_equal(byoai_gguf_writer_set_value(w, "x.big", &big), 0);
+    byoai_gguf_value inf = {.type = BYOAI_GGUF_FLOAT64, .v.f64 = -INFINITY};
+    assert_int_equal(byoai_gguf_writer_set_value(w, "x.inf", &inf), 0);
+    byoai_gguf_value fine = {.type = BYOAI_GGUF_FLOAT64, .v.f64 = 1e30};
+    assert_int_equal(byoai_gguf_writer_set_value(w, "x.fine", &fine), 0);
+    uint8_t *buf;
+    size_t n;
+    assert_int_equal(byoai_gguf_writer_to_buffer(w, &buf, &n, &err), 0);
+    byoai_gguf_writer_free(w);
+    byoai_gguf *g;
+    assert_int_equal(byoai_gguf_parse(buf, n, &g, &err), 0);
+
+    const byoai_gguf_value *a;
+    assert_int_equal(byoai_gguf_get_arr(g, "x.f64s", BYOAI_GGUF_FLOAT64, &a, &err), 0);
+    assert_true(byoai_gguf_arr_i64(a, 0) == INT64_MAX);
+    assert_true(byoai_gguf_arr_i64(a, 1) == INT64_MIN);
+    assert_true(byoai_gguf_arr_i64(a, 2) == 2);
+    assert_true(byoai_gguf_arr_i64(a, 3) == -2);
+    assert_true(byoai_gguf_arr_i64(a, 4) == INT64_MAX);
+    assert_true(byoai_gguf_arr_i64(a, 5) == INT64_MIN);
+    assert_true(byoai_gguf_arr_i64(a, 6) == 1000000000000000000ll);
+    assert_true(byoai_gguf_arr_i64(a, 7) == 0);
+    assert_true(byoai_gguf_arr_i64(a, 8) == INT64_MAX);
+    assert_true(byoai_gguf_arr_i64(a, 9) == 0); /* past the end */
+    assert_int_equal(byoai_gguf_get_arr(g, "x.f32s", BYOAI_GGUF_FLOAT32, &a, &err), 0);
+    assert_true(byoai_gguf_arr_i64(a, 0) == INT64_MAX);
+    assert_true(byoai_gguf_arr_i64(a, 1) == INT64_MIN);
+    assert_true(byoai_gguf_arr_i64(a, 2) == INT64_MIN);
+    assert_int_equal(byoai_gguf_get_arr(g, "x.u64s", BYOAI_GGUF_UINT64, &a, &err), 0);
+    assert_true(byoai_gguf_arr_i64(a, 0) == INT64_MAX);
+    assert_true(byoai_gguf_arr_i64(a, 1) == INT64_MAX);
+
+    float f;
+    assert_int_equal(byoai_gguf_get_f32(g, "x.big", &f, &err), BYOAI_ERANGE);
+    assert_non_null(strstr(err.msg, "x.big"));
+    assert_non_null(strstr(err.msg, "32-bit float"));
+    assert_int_equal(byoai_gguf_get_f32(g, "x.inf", &f, &err), 0);
+    assert_true(isinf(f) && f < 0);
+    assert_int_equal(byoai_gguf_get_f32(g, "x.fine", &f, &err), 0);
+    assert_true(f == 1e30f);
+    /* integers never come from floats */
+    int64_t i64;
+    assert_int_equal(byoai_gguf_get_i64(g, "x.big", &i64, &err), BYOAI_EFORMAT);
+    uint32_t u32;
+    assert_int_equal(byoai_gguf_get_u32(g, "x.fine", &u32, &err), BYOAI_EFORMAT);
+    byoai_gguf_close(g);
+    free(buf);
+}
+
 /* The tensor error names the tensor and both numbers, as users see it. */
 static void test_error_message_shape(void **state) {
     (void)state;
@@ -427,6 +498,7 @@ int main(void) {
         cmocka_unit_test(test_type_traits),
         cmocka_unit_test(test_reads_real_files),
         cmocka_unit_test(test_malformed_corpus),
+        cmocka_unit_test(test_conversions),
         cmocka_unit_test(test_error_message_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

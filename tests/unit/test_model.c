@@ -485,6 +485,30 @@ static void test_embeddings_and_describe(void **state) {
     assert_int_equal(byoai_model_kv_bytes_per_token(m), 5 * 32 * 2 * 4);
     byoai_context_free(c);
     byoai_model_free(m);
+
+    /* absurd sizes from metadata saturate: "needs too much", never a
+     * wrapped-around small number */
+    byoai_gguf_writer *w;
+    assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+    byoai_gguf_writer_set_str(w, "general.architecture", "llama");
+    byoai_gguf_writer_set_u32(w, "llama.block_count", UINT32_MAX);
+    byoai_gguf_writer_set_u32(w, "llama.embedding_length", UINT32_MAX);
+    byoai_gguf_writer_set_u32(w, "llama.feed_forward_length", UINT32_MAX);
+    byoai_gguf_writer_set_u32(w, "llama.attention.head_count", UINT32_MAX);
+    byoai_gguf_writer_set_u32(w, "llama.attention.head_count_kv", UINT32_MAX);
+    byoai_gguf_writer_set_u32(w, "llama.attention.key_length", UINT32_MAX);
+    uint8_t *buf;
+    size_t n;
+    assert_int_equal(byoai_gguf_writer_to_buffer(w, &buf, &n, &err), 0);
+    byoai_gguf_writer_free(w);
+    byoai_gguf *g;
+    assert_int_equal(byoai_gguf_parse(buf, n, &g, &err), 0);
+    assert_int_equal(byoai_model_describe(g, UINT32_MAX, &in, &err), 0);
+    assert_true(in.mem_kv_bytes == UINT64_MAX);
+    assert_true(in.mem_buffer_bytes == UINT64_MAX);
+    assert_true(in.mem_total_bytes == UINT64_MAX);
+    byoai_gguf_close(g);
+    free(buf);
 }
 
 /* vocabulary-only loads work for any architecture with a vocabulary; only

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "byoai/registry.h"
+#include "registry/registry_internal.h"
 
 static void test_keys(void **state) {
     (void)state;
@@ -130,7 +131,45 @@ static void test_publish(void **state) {
     tu_rmtree(dir);
 }
 
+/* The checks on a publish request's headers, before any key or file is
+ * looked at. */
+static void test_publish_headers(void **state) {
+    (void)state;
+    char sig[129], msg[512];
+    memset(sig, 'a', 128);
+    sig[128] = '\0';
+    reg_publish_headers h = {.publisher = "alice", .timestamp = "1700000000",
+                             .nonce = "00112233445566778899aabbccddeeff",
+                             .sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                             .meta = "{}", .signature = sig};
+    uint64_t ts = 0;
+    assert_int_equal(reg_publish_check("tiny", &h, &ts, msg, sizeof msg), 0);
+    assert_true(ts == 1700000000);
+    memset(sig, 'A', 128); /* hex digits in either case */
+    assert_int_equal(reg_publish_check("tiny", &h, &ts, msg, sizeof msg), 0);
+    /* unix seconds are digits: strtoull alone took these (-12 as 2^64-12) */
+    const char *bad_ts[] = {"-12", " 12", "+12", "12a", "", "12345678901234567890"};
+    for (size_t i = 0; i < sizeof bad_ts / sizeof bad_ts[0]; i++) {
+        reg_publish_headers b = h;
+        b.timestamp = bad_ts[i];
+        if (reg_publish_check("tiny", &b, &ts, msg, sizeof msg) != 400 || !strstr(msg, "unix seconds"))
+            fail_msg("timestamp '%s': %s", bad_ts[i], msg);
+    }
+    reg_publish_headers b = h;
+    b.signature = "abcd";
+    assert_int_equal(reg_publish_check("tiny", &b, &ts, msg, sizeof msg), 400);
+    assert_string_equal(msg, "malformed publish headers");
+    b = h;
+    b.nonce = NULL;
+    assert_int_equal(reg_publish_check("tiny", &b, &ts, msg, sizeof msg), 400);
+    assert_non_null(strstr(msg, "X-Byoai-Publisher, -Timestamp, -Nonce"));
+    assert_int_equal(reg_publish_check("tiny:q4", &h, &ts, msg, sizeof msg), 400);
+    assert_int_equal(reg_publish_check("../x", &h, &ts, msg, sizeof msg), 400);
+    assert_int_equal(reg_publish_check(NULL, &h, &ts, msg, sizeof msg), 400);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_keys), cmocka_unit_test(test_publish)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_keys), cmocka_unit_test(test_publish),
+                                       cmocka_unit_test(test_publish_headers)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,6 +100,123 @@ static void test_f16_and_q8_0(void **state) {
     tu_rmtree(dir);
 }
 
+/* Write src again with general.alignment = 1, padded so that the data
+ * section starts at an odd byte: every F16 weight is then misaligned. */
+static void write_unaligned(const char *src, const char *dst) {
+    byoai_gguf *g;
+    byoai_error err;
+    if (byoai_gguf_open(src, &g, &err)) fail_msg("%s", err.msg);
+    for (int pad = 0; pad < 2; pad++) {
+        byoai_gguf_writer *w;
+        assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+        for (uint64_t i = 0; i < g->n_kv; i++) byoai_gguf_writer_set_value(w, g->kv[i].key, &g->kv[i].value);
+        byoai_gguf_writer_set_str(w, "x.pad", pad ? "x" : "");
+        assert_int_equal(byoai_gguf_writer_set_alignment(w, 1, &err), 0);
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const byoai_gguf_tensor *t = &g->tensors[i];
+            assert_int_equal(byoai_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, NULL, NULL,
+                                                          &err), 0);
+        }
+        if (byoai_gguf_writer_write(w, dst, NULL, NULL, &err)) fail_msg("%s", err.msg);
+        byoai_gguf_writer_free(w);
+        byoai_gguf *out;
+        if (byoai_gguf_open(dst, &out, &err)) fail_msg("%s", err.msg);
+        bool odd = out->data_offset % 2 == 1;
+        assert_int_equal(out->alignment, 1);
+        byoai_gguf_close(out);
+        if (odd) break;
+        assert_int_equal(pad, 0);
+    }
+    byoai_gguf_close(g);
+}
+
+/* A file with general.alignment = 1 would run with misaligned loads: it is
+ * refused with what to do, and doing it (KEEP) gives the same model. Reading
+ * such a file to convert it works too. */
+static void test_unaligned_file(void **state) {
+    (void)state;
+    const char *dir = tu_tmpdir();
+    char f16[512], odd[512], kept[512], q8a[512], q8b[512];
+    snprintf(f16, sizeof f16, "%s/f16.gguf", dir);
+    snprintf(odd, sizeof odd, "%s/odd.gguf", dir);
+    snprintf(kept, sizeof kept, "%s/kept.gguf", dir);
+    snprintf(q8a, sizeof q8a, "%s/q8a.gguf", dir);
+    snprintf(q8b, sizeof q8b, "%s/q8b.gguf", dir);
+    byoai_error err;
+    byoai_quantize_params p = {.target = "F16", .n_threads = 2};
+    if (byoai_quantize_file(tu_shared("models/stories260K.gguf"), f16, &p, &err)) fail_msg("%s", err.msg);
+    write_unaligned(f16, odd);
+
+    byoai_model *m;
+    assert_int_equal(byoai_model_load(odd, NULL, &m, &err), BYOAI_EFORMAT);
+    if (!strstr(err.msg, "not a multiple of 2 as its type F16 needs (the file has general.alignment = 1)") ||
+        !strstr(err.msg, "byoai quantize IN.gguf OUT.gguf KEEP"))
+        fail_msg("unexpected message: %s", err.msg);
+
+    p.target = "KEEP";
+    if (byoai_quantize_file(odd, kept, &p, &err)) fail_msg("%s", err.msg);
+    byoai_gguf *a, *b;
+    assert_int_equal(byoai_gguf_open(f16, &a, &err), 0);
+    assert_int_equal(byoai_gguf_open(kept, &b, &err), 0);
+    assert_int_equal(b->alignment, 32);
+    assert_null(byoai_gguf_find(b, "general.alignment"));
+    uint32_t ft;
+    assert_int_equal(byoai_gguf_get_u32(b, "general.file_type", &ft, &err), 0);
+    assert_int_equal(ft, 1); /* F16's, kept */
+    assert_int_equal(a->n_tensors, b->n_tensors);
+    for (uint64_t i = 0; i < a->n_tensors; i++) {
+        const byoai_gguf_tensor *tb = byoai_gguf_find_tensor(b, a->tensors[i].name);
+        assert_non_null(tb);
+        assert_int_equal(tb->type, a->tensors[i].type);
+        assert_int_equal(tb->size, a->tensors[i].size);
+        assert_memory_equal(tb->data, a->tensors[i].data, (size_t)tb->size);
+        assert_int_equal((uintptr_t)tb->data % 32, 0);
+    }
+    byoai_gguf_close(a);
+    byoai_gguf_close(b);
+    float la[512], lb[512];
+    last_logits(f16, la);
+    last_logits(kept, lb);
+    assert_memory_equal(la, lb, sizeof la);
+
+    /* converting reads the misaligned rows safely, with the same result */
+    p.target = "Q8_0";
+    if (byoai_quantize_file(odd, q8a, &p, &err)) fail_msg("%s", err.msg);
+    if (byoai_quantize_file(f16, q8b, &p, &err)) fail_msg("%s", err.msg);
+    last_logits(q8a, la);
+    last_logits(q8b, lb);
+    assert_memory_equal(la, lb, sizeof la);
+    tu_rmtree(dir);
+}
+
+/* Tensor names come from the file: "blk.2147483647." made the layer count
+ * overflow (int) in the mix's arithmetic; such a name is no layer. */
+static void test_hostile_layer_names(void **state) {
+    (void)state;
+    const char *dir = tu_tmpdir();
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/in.gguf", dir);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    byoai_gguf_writer *w;
+    byoai_error err;
+    assert_int_equal(byoai_gguf_writer_new(&w, &err), 0);
+    static float d[256 * 2];
+    uint64_t ne[2] = {256, 2};
+    const char *names[] = {"blk.2147483647.attn_v.weight", "blk.99999999999.ffn_down.weight",
+                           "blk.1.ffn_down.weight", "blk..attn_v.weight"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(byoai_gguf_writer_add_tensor(w, names[i], BYOAI_TYPE_F32, 2, ne, d, NULL, NULL, &err), 0);
+    if (byoai_gguf_writer_write(w, in, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    byoai_gguf_writer_free(w);
+    byoai_quantize_params p = {.target = "Q4_K_M", .n_threads = 1};
+    if (byoai_quantize_file(in, out, &p, &err)) fail_msg("%s", err.msg);
+    byoai_gguf *g;
+    assert_int_equal(byoai_gguf_open(out, &g, &err), 0);
+    assert_int_equal(g->n_tensors, 4);
+    byoai_gguf_close(g);
+    tu_rmtree(dir);
+}
+
 static void test_bad_target(void **state) {
     (void)state;
     byoai_error err;
@@ -113,6 +230,8 @@ static void test_bad_target(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_and_q8_0),
+        cmocka_unit_test(test_unaligned_file),
+        cmocka_unit_test(test_hostile_layer_names),
         cmocka_unit_test(test_bad_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

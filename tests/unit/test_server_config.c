@@ -80,6 +80,17 @@ static void test_errors(void **state) {
         if (rc != BYOAI_EINVAL || !strstr(err.msg, bad[i].msg))
             fail_msg("%s = %s: rc %d, message '%s'", bad[i].k, bad[i].v, rc, err.msg);
     }
+    /* a refused value adds nothing (a cluster-peer too long for its field
+     * used to count as an empty peer: fuzz_server_config) */
+    char longpeer[200];
+    memset(longpeer, 'h', sizeof longpeer);
+    memcpy(longpeer + 150, ":1", 3);
+    assert_int_equal(byoai_server_config_set(&c, "cluster-peer", longpeer, &err), BYOAI_EINVAL);
+    assert_non_null(strstr(err.msg, "too long"));
+    assert_int_equal(c.n_cluster_peers, 0);
+    assert_int_equal(byoai_server_config_set(&c, "cluster-peer", "10.0.0.2:47475", &err), 0);
+    assert_int_equal(c.n_cluster_peers, 1);
+    assert_string_equal(c.cluster_peers[0], "10.0.0.2:47475");
 }
 
 static void test_file_and_env(void **state) {

@@ -661,6 +661,16 @@ static void test_malformed(void **state) {
     assert_int_equal(byoai_gguf_writer_set_arr_str(w, "tokenizer.ggml.scores", s.text, s.n), 0);
     expect_load_error(w, BYOAI_EFORMAT, "tokenizer.ggml.scores");
 
+    /* a float64 score beyond float32's range has no score value */
+    {
+        double *sc = calloc(s.n, sizeof *sc);
+        sc[7] = -5.8e199;
+        w = spm_writer(&s);
+        assert_int_equal(byoai_gguf_writer_set_arr(w, "tokenizer.ggml.scores", BYOAI_GGUF_FLOAT64, sc, s.n), 0);
+        expect_load_error(w, BYOAI_EFORMAT, "scores[7] = -5.8e+199 is out of the range of a 32-bit float");
+        free(sc);
+    }
+
     w = spm_writer(&s);
     int32_t ints[3] = {1, 2, 3};
     assert_int_equal(byoai_gguf_writer_set_arr(w, "tokenizer.ggml.tokens", BYOAI_GGUF_INT32, ints, 3), 0);
