@@ -242,6 +242,8 @@ typedef struct byoai_cluster_token {
 /* Called for each generated token, in order. Return non-zero to stop. */
 typedef int (*byoai_cluster_token_fn)(void *user, const byoai_cluster_token *t);
 
+#define BYOAI_CLUSTER_MAX_SCHEMA 65536
+
 typedef struct byoai_cluster_gen_params {
     byoai_sampler_params sampler;
     int32_t n_predict;     /* tokens at most; -1: until end of generation or a full context */
@@ -249,6 +251,8 @@ typedef struct byoai_cluster_gen_params {
     bool ignore_eog;       /* keep going past end-of-generation tokens */
     bool json_object;      /* JSON mode: the last stage samples only tokens that keep the output a valid
                             * JSON object and closes it within n_predict / the context (byoai/grammar.h) */
+    const char *json_schema; /* with json_object: the output also follows this JSON Schema (its text, at most
+                              * BYOAI_CLUSTER_MAX_SCHEMA bytes; byoai_grammar_from_schema), or NULL */
 } byoai_cluster_gen_params;
 
 typedef struct byoai_cluster_gen_result {

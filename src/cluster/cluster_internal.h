@@ -402,6 +402,8 @@ typedef struct cl_sampling {
     uint32_t draws;       /* random draws already made (replayed after a failover) */
     int8_t top_logprobs;  /* -1 none */
     bool json;            /* JSON mode: only tokens that keep the output a valid JSON object */
+    const uint8_t *schema; /* with json: the JSON Schema the output follows (schema_len bytes, borrowed), or NULL */
+    uint32_t schema_len;
     bool embed;           /* embedding: the last stage pools the final hidden states instead of sampling */
     /* The generated part of the sequence is positions [gen_from, gen_end):
      * the JSON filter reads the tokens from gen_from on (again, after a
@@ -465,6 +467,8 @@ typedef struct cl_gen {
     uint32_t n_prompt;     /* tokens[0, n_prompt) are the prompt; the rest were generated already (a
                             * completion continued after its coordinator was lost) */
     const uint8_t *tokens; /* borrowed */
+    const uint8_t *schema; /* with json_object: a JSON Schema (schema_len bytes, borrowed), or NULL */
+    uint32_t schema_len;
 } cl_gen;
 
 typedef struct cl_gen_end {

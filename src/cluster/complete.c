@@ -132,6 +132,9 @@ int cl_coord_generate(byoai_cluster *c, cl_dep *d, const cl_gen_input *in, const
     int rc = byoai_sampler_params_check(&p->sampler, err);
     if (rc) return rc;
     if (p->top_logprobs > BYOAI_CLUSTER_MAX_TOP) return byoai_error_set(err, BYOAI_ERANGE, "top_logprobs is at most %d", BYOAI_CLUSTER_MAX_TOP);
+    if (p->json_schema && strlen(p->json_schema) > BYOAI_CLUSTER_MAX_SCHEMA)
+        return byoai_error_set(err, BYOAI_ERANGE, "a JSON Schema for a cluster model is at most %d bytes",
+                               BYOAI_CLUSTER_MAX_SCHEMA);
     int32_t *hist = malloc((size_t)d->n_ctx * sizeof(int32_t));
     cl_req *r = calloc(1, sizeof *r);
     if (!hist || !r) {
@@ -175,7 +178,9 @@ int cl_coord_generate(byoai_cluster *c, cl_dep *d, const cl_gen_input *in, const
     if (eo) keep = 0;
 
     cl_sampling samp = {.sp = p->sampler, .top_logprobs = (int8_t)(p->top_logprobs < 0 ? -1 : p->top_logprobs),
-                        .json = p->json_object && !eo, .embed = eo != NULL, .gen_from = n_prompt, .gen_end = d->n_ctx};
+                        .json = p->json_object && !eo, .embed = eo != NULL, .gen_from = n_prompt, .gen_end = d->n_ctx,
+                        .schema = p->json_object && !eo ? (const uint8_t *)p->json_schema : NULL,
+                        .schema_len = p->json_object && !eo && p->json_schema ? (uint32_t)strlen(p->json_schema) : 0};
     /* the last position a generated token may take is gen_end - 1 (see the stop test below) */
     if (p->n_predict >= 0 && n_prompt + (uint64_t)p->n_predict < d->n_ctx) samp.gen_end = n_prompt + (uint32_t)p->n_predict;
     uint32_t n_gen = n_hist - n_prompt, failovers = 0, history_retries = 0, timeouts = 0;

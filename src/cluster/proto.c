@@ -97,9 +97,14 @@ static void enc_sampling(cl_buf *b, const cl_sampling *s) {
     enc_sampler_params(b, &s->sp);
     cl_buf_u32(b, s->draws);
     cl_buf_u8(b, (uint8_t)s->top_logprobs);
-    cl_buf_u8(b, (s->json ? 1 : 0) | (s->embed ? 2 : 0));
+    bool schema = s->json && s->schema && s->schema_len;
+    cl_buf_u8(b, (s->json ? 1 : 0) | (s->embed ? 2 : 0) | (schema ? 4 : 0));
     cl_buf_u32(b, s->gen_from);
     cl_buf_u32(b, s->gen_end);
+    if (schema) {
+        cl_buf_u32(b, s->schema_len);
+        cl_buf_bytes(b, s->schema, s->schema_len);
+    }
 }
 
 static void dec_sampler_params(cl_rd *r, byoai_sampler_params *p) {
@@ -121,14 +126,27 @@ static void dec_sampling(cl_rd *r, cl_sampling *s) {
     dec_sampler_params(r, &s->sp);
     s->draws = cl_rd_u32(r);
     s->top_logprobs = (int8_t)cl_rd_u8(r);
-    uint8_t mode = cl_rd_u8(r); /* bit 0: JSON mode, bit 1: embedding */
+    uint8_t mode = cl_rd_u8(r); /* bit 0: JSON mode, bit 1: embedding, bit 2: a JSON Schema follows */
     s->json = mode & 1;
     s->embed = mode & 2;
     s->gen_from = cl_rd_u32(r);
     s->gen_end = cl_rd_u32(r);
-    if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP || mode > 2 || s->gen_from > s->gen_end ||
-        s->gen_end > (1u << 20))
+    s->schema = NULL;
+    s->schema_len = 0;
+    if (s->top_logprobs < -1 || s->top_logprobs > BYOAI_CLUSTER_MAX_TOP || mode > 5 || mode == 3 ||
+        (mode & 4 && !(mode & 1)) || s->gen_from > s->gen_end || s->gen_end > (1u << 20)) {
         r->bad = true;
+        return;
+    }
+    if (mode & 4) {
+        s->schema_len = cl_rd_u32(r);
+        if (r->bad || s->schema_len == 0 || s->schema_len > BYOAI_CLUSTER_MAX_SCHEMA) {
+            r->bad = true;
+            return;
+        }
+        s->schema = cl_rd_bytes(r, s->schema_len);
+        if (!s->schema) r->bad = true;
+    }
 }
 
 
@@ -312,10 +330,15 @@ void cl_enc_gen(cl_buf *b, const cl_gen *g, const int32_t *tokens) {
     enc_sampler_params(b, &g->sp);
     cl_buf_i32(b, g->n_predict);
     cl_buf_i32(b, g->top_logprobs);
-    cl_buf_u8(b, (g->ignore_eog ? 1 : 0) | (g->json_object ? 2 : 0) | (g->embed ? 4 : 0));
+    bool schema = g->json_object && g->schema && g->schema_len;
+    cl_buf_u8(b, (g->ignore_eog ? 1 : 0) | (g->json_object ? 2 : 0) | (g->embed ? 4 : 0) | (schema ? 8 : 0));
     cl_buf_u32(b, g->n);
     cl_buf_u32(b, g->n_prompt);
     for (uint32_t i = 0; i < g->n; i++) cl_buf_i32(b, tokens[i]);
+    if (schema) {
+        cl_buf_u32(b, g->schema_len);
+        cl_buf_bytes(b, g->schema, g->schema_len);
+    }
 }
 
 void cl_enc_gen_end(cl_buf *b, const cl_gen_end *e) {
@@ -616,20 +639,30 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, byoai_error *err) {
         dec_sampler_params(&r, &g->sp);
         g->n_predict = cl_rd_i32(&r);
         g->top_logprobs = cl_rd_i32(&r);
-        uint8_t gf = cl_rd_u8(&r); /* bit 0: ignore_eog, bit 1: json_object, bit 2: embedding */
+        uint8_t gf = cl_rd_u8(&r); /* bit 0: ignore_eog, bit 1: json_object, bit 2: embedding, bit 3: a schema */
         g->ignore_eog = gf & 1;
         g->json_object = gf & 2;
         g->embed = gf & 4;
         g->n = cl_rd_u32(&r);
         g->n_prompt = cl_rd_u32(&r);
         if (r.bad) break;
-        if (gf > 7 || (g->embed && (gf & 3)) || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
+        if (gf > 15 || (g->embed && (gf & 3)) || ((gf & 8) && !(gf & 2)) || g->n == 0 || g->n > (1u << 20) || g->n_predict < -1 || g->top_logprobs < -1 ||
             g->top_logprobs > BYOAI_CLUSTER_MAX_TOP || g->model[0] == '\0' || g->n_prompt == 0 || g->n_prompt > g->n ||
             (g->embed && g->n_prompt != g->n)) {
             r.bad = true;
             break;
         }
         g->tokens = cl_rd_bytes(&r, 4 * (size_t)g->n);
+        g->schema = NULL;
+        g->schema_len = 0;
+        if (gf & 8) {
+            g->schema_len = cl_rd_u32(&r);
+            if (r.bad || g->schema_len == 0 || g->schema_len > BYOAI_CLUSTER_MAX_SCHEMA) {
+                r.bad = true;
+                break;
+            }
+            g->schema = cl_rd_bytes(&r, g->schema_len);
+        }
         break;
     }
     case CL_MSG_GEN_END: {

@@ -77,7 +77,9 @@ static proxy_state proxy_once(byoai_cluster *c, const uint8_t coord[32], const c
     pthread_mutex_unlock(&c->mu);
     cl_gen g = {.req_id = px->id, .sp = p->sampler, .n_predict = p->n_predict, .top_logprobs = p->top_logprobs,
                 .ignore_eog = p->ignore_eog && !eo, .json_object = p->json_object && !eo, .embed = eo != NULL,
-                .n = (uint32_t)in->n, .n_prompt = (uint32_t)in->n_prompt};
+                .n = (uint32_t)in->n, .n_prompt = (uint32_t)in->n_prompt,
+                .schema = p->json_object && !eo ? (const uint8_t *)p->json_schema : NULL,
+                .schema_len = p->json_object && !eo && p->json_schema ? (uint32_t)strlen(p->json_schema) : 0};
     snprintf(g.model, sizeof g.model, "%s", model);
     cl_buf b = {0};
     cl_enc_gen(&b, &g, in->toks);
@@ -320,6 +322,9 @@ static int run_request(byoai_cluster *c, const char *model, const int32_t *promp
 int byoai_cluster_generate(byoai_cluster *c, const char *model, const int32_t *prompt, size_t n_prompt,
                            const byoai_cluster_gen_params *p, byoai_cluster_token_fn fn, void *user,
                            byoai_cluster_gen_result *res, byoai_error *err) {
+    if (p && p->json_schema && strlen(p->json_schema) > BYOAI_CLUSTER_MAX_SCHEMA)
+        return byoai_error_set(err, BYOAI_ERANGE, "a JSON Schema for a cluster model is at most %d bytes",
+                               BYOAI_CLUSTER_MAX_SCHEMA);
     return run_request(c, model, prompt, n_prompt, p, fn, user, res, NULL, err);
 }
 
@@ -365,11 +370,12 @@ static int served_emit(void *user, const byoai_cluster_token *t) {
 static void served_run(byoai_cluster *c, void *arg) {
     cl_served *sv = arg;
     int32_t *toks = malloc(sv->gen.n * sizeof(int32_t));
+    char *schema = sv->gen.schema ? byoai_strndup((const char *)sv->gen.schema, sv->gen.schema_len) : NULL;
     cl_gen_end end = {.req_id = sv->id};
     byoai_error err = {0};
     byoai_cluster_gen_result res = {0};
     int rc;
-    if (!toks) rc = byoai_error_set(&err, BYOAI_ENOMEM, "out of memory");
+    if (!toks || (sv->gen.schema && !schema)) rc = byoai_error_set(&err, BYOAI_ENOMEM, "out of memory");
     else {
         for (uint32_t i = 0; i < sv->gen.n; i++) {
             const uint8_t *p = sv->gen.tokens + 4 * (size_t)i;
@@ -377,7 +383,7 @@ static void served_run(byoai_cluster *c, void *arg) {
         }
         byoai_cluster_gen_params gp = {.sampler = sv->gen.sp, .n_predict = sv->gen.n_predict,
                                        .top_logprobs = sv->gen.top_logprobs, .ignore_eog = sv->gen.ignore_eog,
-                                       .json_object = sv->gen.json_object};
+                                       .json_object = sv->gen.json_object, .json_schema = schema};
         served_ctx x = {c, sv, 0};
         pthread_mutex_lock(&c->mu);
         cl_dep *d = cl_dep_find(c, sv->gen.model);
@@ -417,6 +423,7 @@ static void served_run(byoai_cluster *c, void *arg) {
         }
     }
     free(toks);
+    free(schema);
     end.code = rc;
     snprintf(end.msg, sizeof end.msg, "%s", rc ? err.msg : "");
     snprintf(end.finish, sizeof end.finish, "%s", res.finish[0] ? res.finish : "error");

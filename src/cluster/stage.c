@@ -355,7 +355,13 @@ static void handle_fwd(cl_stage *s, const cl_fwd *f) {
                 free(zero);
             }
             if (f->s.json) { /* the filter replays the generated tokens as their rows arrive */
-                if (byoai_json_filter_new(byoai_model_tokenizer(s->model), (int32_t)hp->n_vocab, &q->jf, &err)) {
+                byoai_grammar *g = NULL;
+                int grc = f->s.schema ? byoai_grammar_from_schema((const char *)f->s.schema, f->s.schema_len, &g, &err) : 0;
+                if (!grc && g) grc = byoai_json_filter_new_grammar(byoai_model_tokenizer(s->model), (int32_t)hp->n_vocab, g,
+                                                                  &q->jf, &err);
+                byoai_grammar_free(g); /* the filter keeps its own reference */
+                if (grc || (!f->s.schema && byoai_json_filter_new(byoai_model_tokenizer(s->model), (int32_t)hp->n_vocab,
+                                                                   &q->jf, &err))) {
                     tail_seq_clear(q);
                     send_stage_err(s, f, CL_ERR_DECODE, err.code, NULL, err.msg);
                     return;

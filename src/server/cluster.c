@@ -279,7 +279,8 @@ static void *run_job(void *arg) {
     p.sampler.seed = j->s.seed;
     p.n_predict = j->max_new ? (int32_t)j->max_new : -1;
     if (j->s.logprobs) p.top_logprobs = j->s.top_logprobs;
-    p.json_object = j->s.json_mode;
+    p.json_object = j->s.json_mode || j->schema_text;
+    p.json_schema = j->schema_text;
     byoai_cluster_gen_result res = {0};
     byoai_error err = {0};
     int rc = byoai_cluster_generate(r->s->cluster, r->name, j->prompt, j->n_prompt, &p, on_token, r, &res, &err);

@@ -232,10 +232,6 @@ int srv_gen_prepare(srv_gen *g, srv_request *rq, srv_error *e) {
     g->family = g->lm->family;
     g->syntax = byoai_chat_tool_syntax(g->family);
     g->tools = g->chat && rq->tool_choice != SRV_TOOLS_NONE;
-    if (g->lm->cluster && (rq->grammar && !rq->s.json_mode))
-        return srv_err(e, 400, "invalid_request_error", NULL, "response_format",
-                       "'json_schema' response formats are not supported yet for models the cluster runs; use "
-                       "{\"type\": \"json_object\"}");
     if (g->lm->cluster && g->tools && rq->tool_choice != SRV_TOOLS_AUTO)
         return srv_err(e, 400, "invalid_request_error", NULL, "tool_choice",
                        "models the cluster runs can be offered tools with \"tool_choice\": \"auto\" only (their calls "
@@ -263,7 +259,11 @@ int srv_gen_prepare(srv_gen *g, srv_request *rq, srv_error *e) {
     job_params(s, g->job, rq);
     if (g->tools && !g->lm->cluster) {
         if ((rc = tools_grammar(g, rq, e))) return rc;
-    } else if (rq->grammar) g->job->grammar = byoai_grammar_ref(rq->grammar);
+    } else if (rq->grammar) {
+        g->job->grammar = byoai_grammar_ref(rq->grammar);
+        if (rq->schema_text && !(g->job->schema_text = strdup(rq->schema_text)))
+            return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
     if (!g->chat && rq->s.echo) {
         if (rq->prompt) {
             g->echo = byoai_strndup(rq->prompt, rq->prompt_len);

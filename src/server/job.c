@@ -29,6 +29,7 @@ void srv_job_unref(srv_job *j) {
     for (size_t i = 0; i < j->s.n_stop; i++) free(j->s.stop[i]);
     byoai_grammar_free(j->grammar);
     free(j->prompt);
+    free(j->schema_text);
     free(j->embedding);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);

@@ -235,7 +235,8 @@ static int parse_sampling(json_t *root, const srv_limits *lim, srv_request *r, s
                            "{\"name\": ..., \"schema\": {...}, \"strict\": true}");
             json_t *sch = json_object_get(js, "schema");
             if (!sch) return BAD("response_format.json_schema.schema", "'response_format.json_schema.schema' is required");
-            if ((rc = srv_compile_schema(sch, "response_format.json_schema.schema", &r->grammar, e))) return rc;
+            if ((rc = srv_compile_schema_text(sch, "response_format.json_schema.schema", &r->grammar, &r->schema_text, e)))
+                return rc;
         } else if (strcmp(ts, "text"))
             return BAD("response_format.type", "response_format type '%s' is not supported (use \"text\", "
                        "\"json_object\" or \"json_schema\")", ts);
@@ -244,14 +245,20 @@ static int parse_sampling(json_t *root, const srv_limits *lim, srv_request *r, s
 }
 
 int srv_compile_schema(json_t *schema, const char *param, byoai_grammar **out, srv_error *e) {
+    return srv_compile_schema_text(schema, param, out, NULL, e);
+}
+
+int srv_compile_schema_text(json_t *schema, const char *param, byoai_grammar **out, char **keep, srv_error *e) {
     *out = NULL;
+    if (keep) *keep = NULL;
     if (!json_is_object(schema) && !json_is_boolean(schema))
         return BAD(param, "'%s' must be a JSON Schema (an object)", param);
     char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
     byoai_error err = {0};
     int rc = byoai_grammar_from_schema(text, strlen(text), out, &err);
-    free(text);
+    if (!rc && keep) *keep = text;
+    else free(text);
     if (rc == BYOAI_ENOMEM) return srv_err(e, 500, "server_error", NULL, NULL, "%s", err.msg);
     if (rc) return BAD(param, "%s", err.msg);
     return 0;
@@ -632,6 +639,7 @@ int srv_parse_embeddings(const char *body, size_t len, srv_request *r, srv_error
 void srv_request_free(srv_request *r) {
     if (!r) return;
     byoai_grammar_free(r->grammar);
+    free(r->schema_text);
     for (size_t i = 0; i < r->n_tools; i++) {
         free(r->tool_text[i]);
         free((char *)r->tool_defs[i].parameters);

@@ -87,6 +87,7 @@ typedef struct srv_request {
     char model[257];
     srv_sampling s;
     byoai_grammar *grammar;      /* response_format json_object / json_schema (owned), or NULL */
+    char *schema_text;           /* response_format json_schema: the schema as compact JSON (owned), or NULL */
     /* chat tools: definitions as prompt text and for the grammar */
     size_t n_tools;
     char **tool_text;            /* {"type": "function", "function": {...}} as templates print it (owned) */
@@ -123,6 +124,8 @@ void srv_request_free(srv_request *r);
 /* Compile a JSON Schema into a grammar; 400 naming param (and what in the
  * schema is unsupported) otherwise. */
 int srv_compile_schema(json_t *schema, const char *param, byoai_grammar **out, srv_error *e);
+/* The same, keeping the schema's compact text in *text (malloc'd; NULL on failure). */
+int srv_compile_schema_text(json_t *schema, const char *param, byoai_grammar **out, char **text, srv_error *e);
 /* Parse a body as a JSON object (UTF-8 checked first); 400 with a clear message otherwise. */
 json_t *srv_parse_object(const char *body, size_t len, srv_error *e);
 
@@ -201,6 +204,7 @@ typedef struct srv_job {
     int refs;                    /* atomic */
     /* input: set before submit, then read-only */
     byoai_grammar *grammar;      /* constrained sampling (a reference the job owns), or NULL */
+    char *schema_text;           /* json_schema: its text (owned), for the cluster's last stage, or NULL */
     int32_t *prompt;
     uint32_t n_prompt;
     bool embed;                  /* compute a mean-pooled embedding, generate nothing */

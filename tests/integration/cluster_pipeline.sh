@@ -124,6 +124,28 @@ PY
   done
   pass "JSON mode through the cluster: a valid object, equal to one machine's, closed within max_tokens"
 
+  # structured output: the JSON Schema travels to the last stage, whose
+  # sampler follows it; the same answer as one machine's, through both nodes
+  schema='{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 1, "maximum": 9}, "pet": {"enum": ["dog", "cat"]}}, "required": ["name", "age", "pet"], "additionalProperties": false}'
+  body='{"model": "MODEL", "messages": [{"role": "user", "content": "Tell me about Lily"}], "max_tokens": 60, "temperature": 0,
+         "response_format": {"type": "json_schema", "json_schema": {"name": "kid", "strict": true, "schema": '"$schema"'}}}'
+  api a /v1/chat/completions "${body/MODEL/solo}" >"$T/schema-solo.json"
+  for n in a b; do
+    api $n /v1/chat/completions "${body/MODEL/stories}" >"$T/schema-$n.json"
+    python3 - "$T/schema-$n.json" "$T/schema-solo.json" <<'PY' || fail "json_schema through $n: $(cat "$T/schema-$n.json")"
+import json, sys
+got, want = (json.load(open(f)) for f in sys.argv[1:3])
+g, w = got["choices"][0]["message"]["content"], want["choices"][0]["message"]["content"]
+d = json.loads(g)
+assert set(d) == {"name", "age", "pet"}, d
+assert isinstance(d["name"], str) and len(d["name"]) <= 12, d
+assert type(d["age"]) is int and 1 <= d["age"] <= 9, d
+assert d["pet"] in ("dog", "cat"), d
+assert g == w, (g, w)
+PY
+  done
+  pass "json_schema through the cluster: the output follows the schema, equal to one machine's"
+
   # embeddings: pooled on the last stage; the same vector as one machine's
   # (two inputs, one longer than a prefill chunk), on the coordinator and
   # through the member that asks it

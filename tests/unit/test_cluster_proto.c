@@ -172,7 +172,25 @@ static void test_fwd(void **state) {
     assert_int_equal(m.u.fwd.s.gen_end, 100);
     assert_int_equal(m.u.fwd.hidden_len, sizeof hidden);
     assert_memory_equal(m.u.fwd.hidden, hidden, sizeof hidden);
+    assert_null(m.u.fwd.s.schema);
     truncations_fail(&b);
+    cl_buf_free(&b);
+    /* with a JSON Schema for the last stage's sampler */
+    cl_fwd fs = f;
+    const char *schema = "{\"type\":\"object\",\"required\":[\"a\"]}";
+    fs.s.schema = (const uint8_t *)schema;
+    fs.s.schema_len = (uint32_t)strlen(schema);
+    cl_enc_fwd(&b, &fs, toks, hidden);
+    decode_ok(&b, &m);
+    assert_int_equal(m.u.fwd.s.schema_len, strlen(schema));
+    assert_memory_equal(m.u.fwd.s.schema, schema, strlen(schema));
+    assert_memory_equal(m.u.fwd.hidden, hidden, sizeof hidden);
+    truncations_fail(&b);
+    cl_buf_free(&b);
+    fs.s.json = false; /* a schema without JSON mode is not sent */
+    cl_enc_fwd(&b, &fs, toks, hidden);
+    decode_ok(&b, &m);
+    assert_null(m.u.fwd.s.schema);
     cl_buf_free(&b);
     /* the first stage's message: tokens only */
     cl_fwd g = f;
@@ -291,6 +309,26 @@ static void test_tokens_errors_gen(void **state) {
     assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
     cl_buf_free(&b);
     g.n_prompt = 2;
+    /* a JSON Schema travels with a JSON-mode request, and only with one */
+    const char *schema = "{\"type\":\"object\"}";
+    g.schema = (const uint8_t *)schema;
+    g.schema_len = (uint32_t)strlen(schema);
+    cl_enc_gen(&b, &g, toks);
+    decode_ok(&b, &m);
+    assert_int_equal(m.u.gen.schema_len, strlen(schema));
+    assert_memory_equal(m.u.gen.schema, schema, strlen(schema));
+    truncations_fail(&b);
+    b.data[b.len - strlen(schema) - 4] = 0xff; /* a length past the cap */
+    assert_int_equal(cl_msg_decode(b.data, b.len, &m, NULL), BYOAI_EFORMAT);
+    cl_buf_free(&b);
+    g.json_object = false; /* not encoded without JSON mode */
+    cl_enc_gen(&b, &g, toks);
+    decode_ok(&b, &m);
+    assert_null(m.u.gen.schema);
+    cl_buf_free(&b);
+    g.json_object = true;
+    g.schema = NULL;
+    g.schema_len = 0;
     /* embeddings: the vector round-trips; a NaN or an empty vector does not decode */
     float vec[3] = {0.6f, -0.8f, 0.0f};
     cl_embedding_msg em = {.dep_id = 9, .req_id = 5, .epoch = 2, .step = 7, .n_embd = 3};
